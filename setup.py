@@ -1,0 +1,49 @@
+"""flan-ul2r: UL2R continued pretraining and Flan instruction tuning for decoder-only models in JAX."""
+from setuptools import setup
+
+setup(
+    name="flan-ul2r",
+    version="0.1.0",
+    description="UL2R (mixture of denoisers) and Flan instruction finetuning for decoder-only LMs, on JAX.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    # `tasks/` (SeqIO registrations) installs as `flan_ul2r.tasks` so nothing generic lands in site-packages.
+    packages=[
+        "flan_ul2r",
+        "flan_ul2r.data",
+        "flan_ul2r.models",
+        "flan_ul2r.convert",
+        "flan_ul2r.evaluation",
+        "flan_ul2r.tasks",
+    ],
+    package_dir={"flan_ul2r.tasks": "tasks"},
+    install_requires=[
+        "jax>=0.6,<0.11",
+        "flax>=0.10,<0.13",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "seqio>=0.0.19,<0.1",
+        "tensorflow>=2.16,<2.22",
+        "gin-config>=0.5,<0.6",
+        "numpy>=1.26",
+        "sentencepiece>=0.2,<0.3",
+        "tokenizers>=0.20,<0.24",
+        "safetensors>=0.4,<0.9",
+        "tensorboardX>=2.6,<3",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "pyarrow>=15",
+    ],
+    extras_require={
+        # Test-only: HF reference models (built locally, random weights) and HF `datasets` for the loader tests.
+        "test": [
+            "pytest>=8",
+            "ruff>=0.6",
+            "torch==2.13.0",
+            "transformers>=4.50,<6",
+            "datasets>=3,<6",
+        ],
+    },
+    entry_points={"console_scripts": ["flan-ul2r=flan_ul2r.cli:main"]},
+)

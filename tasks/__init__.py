@@ -1,0 +1,14 @@
+"""SeqIO registrations (installed as `flan_ul2r.tasks`): `ul2r`, `flan`, `evals`.
+
+Importing a module registers its tasks and mixtures; `flan_ul2r.tasks.import_all()` imports all of them.
+"""
+from __future__ import annotations
+
+import importlib
+
+MODULES = ("ul2r",)
+
+
+def import_all() -> None:
+    for name in MODULES:
+        importlib.import_module(f"flan_ul2r.tasks.{name}")
