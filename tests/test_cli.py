@@ -1,0 +1,64 @@
+"""The `flan-ul2r` dispatcher and its gin parsing (the only place gin files are parsed)."""
+import gin
+import pytest
+
+from flan_ul2r import cli
+
+
+def test_unknown_verb_names_the_known_ones(capsys):
+    assert cli.main(["trian"]) == 2
+    err = capsys.readouterr().err
+    assert "'trian'" in err and "train" in err and "inspect" in err
+
+
+def test_help_lists_every_verb(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for verb in cli.VERBS:
+        assert verb in out
+
+
+@pytest.mark.parametrize(
+    "binding, expected",
+    [
+        ("MODEL_DIR=/tmp/run", "MODEL_DIR='/tmp/run'"),
+        ('MODEL_DIR="/tmp/run"', 'MODEL_DIR="/tmp/run"'),
+        ("TRAIN_STEPS=100", "TRAIN_STEPS=100"),
+        ("LR=-1e-3", "LR=-1e-3"),
+        ("TASK_FEATURE_LENGTHS={'inputs': 8}", "TASK_FEATURE_LENGTHS={'inputs': 8}"),
+        ("USE_X=True", "USE_X=True"),
+        ("F=@foo()", "F=@foo()"),
+    ],
+)
+def test_bare_words_are_quoted_literals_are_not(binding, expected):
+    assert cli._quote_bare(binding) == expected
+
+
+def test_split_gin_args_takes_both_spellings():
+    files, bindings, rest = cli.split_gin_args(
+        ["--gin_file=a.gin", "--gin_file", "b.gin", "--gin.X=1", "--gin_bindings", "Y=2", "--other", "v"])
+    assert files == ["a.gin", "b.gin"]
+    assert bindings == ["X=1", "Y=2"]
+    assert rest == ["--other", "v"]
+
+
+def test_missing_gin_file_names_it(tmp_path):
+    with pytest.raises(SystemExit, match="no_such.gin"):
+        cli.parse_gin([str(tmp_path / "no_such.gin")], [])
+
+
+def test_gin_typo_reports_file_and_line(tmp_path):
+    @gin.configurable("cli_test_fn")
+    def fn(steps=1):
+        return steps
+
+    cfg = tmp_path / "run.gin"
+    cfg.write_text("cli_test_fn.steps = 3\ncli_test_fn.stesp = 4\n")
+    gin.clear_config()
+    try:
+        with pytest.raises(ValueError) as info:
+            cli.parse_gin([str(cfg)], [], finalize=False)
+        msg = str(info.value)
+        assert "stesp" in msg and "run.gin" in msg and "2" in msg
+    finally:
+        gin.clear_config()
