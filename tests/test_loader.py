@@ -1,0 +1,97 @@
+"""The seekable training loader: resume without replay, seeds, shards, mixture shares."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from itertools import islice
+
+import numpy as np
+import pytest
+from _denoise_toy import VOCAB, reconstruct, toy_documents
+
+from flan_ul2r.data.denoisers import UL2R
+from flan_ul2r.data.loader import make_train_iterator
+from flan_ul2r.tasks.ul2r import ArrayCorpus, register_lm_task, register_ul2r_mixture
+
+LENGTHS = {"inputs": 128, "targets": 128}
+
+
+@pytest.fixture(scope="module")
+def names():
+    corpus = ArrayCorpus(toy_documents())
+    register_ul2r_mixture("loadertoy", corpus, VOCAB, UL2R)
+    # 13 documents of 40 tokens -> exactly 13 chunks of the lm task at length 256 (odd on purpose)
+    small = ArrayCorpus([np.full(40, 10 + i, np.int32) for i in range(13)])
+    register_lm_task("loadertoy_lm", small, VOCAB)
+    return "loadertoy", "loadertoy_lm"
+
+
+def batches(it, n):
+    return [next(it) for _ in range(n)]
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+@pytest.mark.parametrize("shard", [(0, 1), (1, 2)])
+def test_resume_gives_exactly_the_uninterrupted_batches(names, shard):
+    s, n = shard
+    full = batches(make_train_iterator(names[0], LENGTHS, 3, seed=5, shard_index=s, num_shards=n), 7)
+    it = make_train_iterator(names[0], LENGTHS, 3, seed=5, shard_index=s, num_shards=n)
+    first = batches(it, 3)
+    state = json.loads(json.dumps(it.state()))  # what a checkpoint stores
+    assert state["draw"] > 0 and sum(state["cursors"].values()) > 0
+    resumed = make_train_iterator(names[0], LENGTHS, 3, seed=5, shard_index=s, num_shards=n, state=state)
+    assert_same(first + batches(resumed, 4), full)
+
+
+def test_seed_determinism(names):
+    a = batches(make_train_iterator(names[0], LENGTHS, 2, seed=1), 2)
+    b = batches(make_train_iterator(names[0], LENGTHS, 2, seed=1), 2)
+    c = batches(make_train_iterator(names[0], LENGTHS, 2, seed=2), 2)
+    assert_same(a, b)
+    assert any((x["decoder_target_tokens"] != y["decoder_target_tokens"]).any() for x, y in zip(a, c))
+
+
+def test_shards_split_an_epoch_without_overlap(names):
+    def chunks(shard, num):
+        it = make_train_iterator(names[1], LENGTHS, 1, seed=3, shard_index=shard, num_shards=num, pack=False)
+        return [tuple(ex["targets"][:-1].tolist()) for ex in islice(it.examples(), 7 - shard)]
+    together = chunks(0, 2) + chunks(1, 2)
+    assert sorted(together) == sorted(tuple([10 + i] * 40) for i in range(13)), "each chunk exactly once"
+    single = [tuple(ex["targets"][:-1].tolist()) for ex in islice(
+        make_train_iterator(names[1], LENGTHS, 1, seed=3).examples(), 26)]
+    assert sorted(single[:13]) == sorted(single[13:]), "one epoch = every record once"
+    assert single[:13] != single[13:], "a new permutation every epoch"
+
+
+def test_mixture_shares_and_examples(names):
+    it = make_train_iterator(names[0], LENGTHS, 1, seed=9, with_strings=True)
+    rows = list(islice(it.examples(), 8000))
+    counts = Counter(r["denoiser"].decode() for r in rows)
+    for d in UL2R:
+        assert abs(counts[d.name] / len(rows) - d.weight) < 0.02, counts
+    for r in rows[:200]:
+        reconstruct(r["inputs"], r["targets"])
+        assert len(r["inputs"]) + len(r["targets"]) <= 256  # raw_length: never needs trimming
+
+
+def test_packed_batches_fill_rows(names):
+    b = next(make_train_iterator(names[0], LENGTHS, 4, seed=0))
+    assert b["decoder_target_tokens"].shape == (4, 256)
+    assert (b["decoder_segment_ids"] > 0).mean() > 0.6
+    assert (b["decoder_loss_weights"] * (b["decoder_segment_ids"] == 0)).sum() == 0
+
+
+def test_bad_state_and_names(names):
+    with pytest.raises(ValueError, match="does not belong"):
+        make_train_iterator(names[0], LENGTHS, 1, seed=0, state={"draw": 0, "cursors": {"other": 0}})
+    with pytest.raises(ValueError, match="unknown task or mixture 'nope'"):
+        make_train_iterator("nope", LENGTHS, 1, seed=0)
+    with pytest.raises(ValueError, match="split='test'"):
+        make_train_iterator(names[0], LENGTHS, 1, seed=0, split="test")
