@@ -37,7 +37,7 @@ def corpus_and_vocab() -> tuple[object, object, str]:
         vocab = ul2r._default_vocabulary()
         corpus = ul2r._build_default_corpus()
         return corpus, vocab, "default corpus (stdlib docstrings)"
-    except (ImportError, AttributeError):
+    except (ImportError, RuntimeError):
         return _fallback()
 
 

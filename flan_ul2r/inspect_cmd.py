@@ -55,6 +55,9 @@ def main(argv: Sequence[str]) -> int:
     flan_ul2r.tasks.import_all()  # registers gin configurables before gin parses (then locks)
     if gin_files or bindings:
         parse_gin(gin_files, bindings)
+        from flan_ul2r.tasks.ul2r import register_defaults
+
+        register_defaults()  # the gin-chosen corpus / vocabulary / denoisers
     if args.vocab:
         from flan_ul2r.data.vocabularies import get_vocabulary
 

@@ -10,7 +10,9 @@ Record i of a denoiser task is chunk i of `corpus.chunks(raw_length(denoiser, in
 documents are split into sequence-sized chunks, not thrown away, and every example fits the model length
 without trimming (T5 random_spans_helper arithmetic). The default corpus is the project's stdlib docstring
 corpus with the ByteVocabulary; gin chooses another: `ul2r_corpus.spec = %UL2R_CORPUS`,
-`ul2r_corpus.vocabulary = "hf:/path/tokenizer.json"`. `register_ul2r_mixture` registers a user corpus.
+`ul2r_corpus.vocabulary = "hf:/path/tokenizer.json"`, and the `ul2r` denoisers with
+`ul2r_denoisers.denoisers = [...]` (e.g. another reading of U-PaLM's X pairs); entry points call
+`register_defaults()` again after parsing gin. `register_ul2r_mixture` registers a user corpus.
 """
 from __future__ import annotations
 
@@ -78,8 +80,7 @@ class LazyCorpus:
         return self._tables[max_len]
 
     def slice(self, start: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
-        tokens = np.asarray(self.corpus.tokens) if not hasattr(self.corpus, "token_array") \
-            else self.corpus.token_array()
+        tokens = np.asarray(self.corpus.tokens)
         if tokens.size <= _IN_GRAPH_TOKENS:
             if self._tokens is None:
                 with tf.init_scope():
@@ -207,11 +208,28 @@ def _build_default_corpus() -> Any:
         raise RuntimeError(f"ul2r_corpus.spec={spec!r}: the corpus code is not available ({e})") from e
 
 
+gin.external_configurable(Denoiser, module="flan_ul2r")
+
+
+@gin.configurable
+def ul2r_denoisers(denoisers: Sequence[Denoiser] | None = None) -> tuple[Denoiser, ...]:
+    """gin edge: the denoisers of the default `ul2r` mixture (default: the UL2R preset). E.g.
+
+        x/flan_ul2r.Denoiser.name = "x_32_50"
+        x/flan_ul2r.Denoiser.kind = "span"
+        ...
+        ul2r_denoisers.denoisers = [@s/flan_ul2r.Denoiser(), @x/flan_ul2r.Denoiser()]
+
+    Re-run `register_defaults()` after parsing gin (the CLI verbs do) for a binding to take effect.
+    """
+    return UL2R if denoisers is None else tuple(denoisers)
+
+
 def register_defaults() -> None:
     """The project's default registrations (see module docstring); cheap, nothing is built yet."""
     vocab = _DEFAULT_VOCAB
     corpus = LazyCorpus(_build_default_corpus, "default")
-    register_ul2r_mixture("ul2r", corpus, vocab, UL2R)
+    register_ul2r_mixture("ul2r", corpus, vocab, ul2r_denoisers())
     register_ul2r_mixture("ul2", corpus, vocab, UL2)
     register_lm_task("lm", corpus, vocab)
 

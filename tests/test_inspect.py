@@ -63,3 +63,37 @@ def test_default_ul2r_mixture_on_the_default_corpus(capsys):
                                                              "ul2r_x_3_50"}
     for r in rows:
         assert len(r["inputs"]) + len(r["targets"]) <= 512 and r["targets_text"]
+
+
+def test_vocab_flag_prints_describe(capsys):
+    vocabularies = pytest.importorskip("flan_ul2r.data.vocabularies")
+    (row,) = run(capsys, "--vocab", "byte")
+    vocab = vocabularies.get_vocabulary("byte")
+    assert row["sentinels"]["first"] == vocab.sentinel_ids[0]
+    assert {m: v["id"] for m, v in row["mode_tokens"].items()} == vocab.mode_token_ids
+
+
+def test_byte_vocabulary_text_round_trip(capsys):
+    """Real ByteVocabulary + real prose: undoing the denoising gives back the original text."""
+    vocabularies = pytest.importorskip("flan_ul2r.data.vocabularies")
+    vocab = vocabularies.get_vocabulary("byte")
+    docs = [json.__doc__, pytest.__doc__ or "", main.__doc__ or "", __doc__] * 3
+    ids = [vocab.encode(d) for d in docs]
+    register_ul2r_mixture("inspectbytes", ArrayCorpus(ids), vocab, UL2R)
+    rows = run(capsys, "--task", "inspectbytes", "--num", "10", "--sequence_length", "128")
+    sentinels, eos = set(vocab.sentinel_ids), vocab.eos_id
+    text = "".join(docs)
+    for r in rows:
+        inputs, targets = r["inputs"][1:], r["targets"][:-1]
+        assert r["targets"][-1] == eos and r["inputs"][0] == vocab.mode_token_ids[
+            {"s": "[S2S]", "r_3_15": "[NLU]"}.get(r["denoiser"], "[NLG]")]
+        if r["denoiser"] == "s":
+            original = inputs + targets
+        else:
+            spans, out, j = [], [], 0
+            for t in targets:
+                spans.append([]) if t in sentinels else spans[-1].append(t)
+            for t in inputs:
+                out += spans[(j := j + 1) - 1] if t in sentinels else [t]
+            original = out
+        assert vocab.decode(original) in text

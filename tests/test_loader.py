@@ -95,3 +95,22 @@ def test_bad_state_and_names(names):
         make_train_iterator("nope", LENGTHS, 1, seed=0)
     with pytest.raises(ValueError, match="split='test'"):
         make_train_iterator(names[0], LENGTHS, 1, seed=0, split="test")
+
+
+def test_each_example_is_the_tasks_indexed_example(names):
+    import tensorflow as tf
+
+    from flan_ul2r.data.indexed import get_indexed_task
+    from flan_ul2r.data.loader import task_seed
+
+    it = make_train_iterator(names[0], LENGTHS, 1, seed=6, shard_index=1, num_shards=3, with_strings=True)
+    seen: Counter = Counter()
+    for ex in islice(it.examples(), 12):
+        name = ex["task"].decode()
+        order = [t.name for t in it.tasks]
+        assert int(ex["draw"]) % 3 == 1 and ex["cursors"][order.index(name)] == seen[name]
+        want = get_indexed_task(name).example(tf.constant(seen[name] * 3 + 1, tf.int64),
+                                              task_seed(6, name), "train", LENGTHS)
+        assert ex["targets"].tolist() == want["targets"].numpy().tolist()
+        assert ex["inputs"].tolist() == want["inputs"].numpy().tolist()
+        seen[name] += 1

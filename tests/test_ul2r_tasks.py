@@ -83,3 +83,25 @@ def test_default_registrations():
         "ul2r_s": 0.5, "ul2r_r_3_15": 0.25, "ul2r_x_32_15": 0.125, "ul2r_x_3_50": 0.125}
     assert len(seqio.get_mixture_or_task("ul2").tasks) == 7
     assert get_indexed_task("lm").name == "lm"
+
+
+def test_gin_rebinds_the_default_ul2r_denoisers():
+    import gin
+    from flan_ul2r.tasks.ul2r import register_defaults
+
+    with gin.unlock_config():  # another test may have finalized (locked) gin
+        try:
+            gin.clear_config()
+            gin.parse_config([
+                "x/flan_ul2r.Denoiser.name = 'x_16_30'", "x/flan_ul2r.Denoiser.kind = 'span'",
+                "x/flan_ul2r.Denoiser.noise_density = 0.3", "x/flan_ul2r.Denoiser.mean_span = 16",
+                "x/flan_ul2r.Denoiser.mode_token = '[NLG]'", "x/flan_ul2r.Denoiser.weight = 1.0",
+                "ul2r_denoisers.denoisers = [@x/flan_ul2r.Denoiser()]"])
+            register_defaults()
+            mix = seqio.get_mixture_or_task("ul2r")
+            assert [t.name for t in mix.tasks] == ["ul2r_x_16_30"]
+            assert get_indexed_task("ul2r_x_16_30").name == "ul2r_x_16_30"
+        finally:
+            gin.clear_config()
+            register_defaults()
+    assert len(seqio.get_mixture_or_task("ul2r").tasks) == 4

@@ -12,7 +12,9 @@ checklist items 8-9; [seqio] feature_converters.py at b898b9f), docs/ARCHITECTUR
 
 Why our own and not seqio's class: the training loader packs greedily in draw order so that a batch is a
 pure function of a draw range (seekable, resumable); seqio packs through tf.data windows with no way to
-say which examples a batch holds. The arithmetic above is the same.
+say which examples a batch holds. The arithmetic above is the same: tests/test_feature_converter.py
+checks our rows against seqio's own PrefixLMFeatureConverter (packed: identical; unpacked: identical
+except that seqio shifts the last target token into the first padding position, which has no loss).
 """
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 Draw k (k = 0, 1, 2, ...) picks a task of the mixture with a stateless categorical draw on seed
 `[seed, k]` (rates = mixture rates). Each task has a cursor (examples it has given to this shard); the
 draw reads task position `cursor * num_shards + shard_index` (so shards never share records) through the
-task's stateless epoch permutation, and its example is `preprocess(fetch(record), [seed', k])`. So an
-example is a pure function of (seed, k, cursor) and the loader's whole position is
+task's stateless epoch permutation, and its example is `IndexedTask.example(position, task_seed)` =
+`preprocess(fetch(perm(position)), [task_seed, position])`. So an example is a pure function of
+(seed, task, cursor), each task is its own parallel tf.data stream, and the loader's whole position is
 `{"draw": k, "cursors": {task: int}}`: resuming needs no replay (seqio issue #243 left this open).
 
 Multi-host: shard s of n takes draws k = s, s + n, s + 2n, ...; every host packs its own batch.
@@ -95,28 +96,31 @@ class TrainIterator:
 
         strings = self.string_features if self.with_strings else ()
 
-        def branch(task: IndexedTask, k: tf.Tensor, cursor: tf.Tensor):
-            def make() -> dict[str, tf.Tensor]:
-                tseed = task_seed(seed, task.name)
-                n = task.num_records(split, lengths)
-                index = task.record_index(cursor * shards + shard, tseed, n)
-                ex = task.preprocess(task.fetch(index, split, lengths),
-                                     tf.stack([tf.constant(tseed, tf.int64), k]), lengths)
+        def task_stream(task: IndexedTask, cursor: int) -> tf.data.Dataset:
+            """Task positions cursor * shards + shard, ...: IndexedTask.example with the task's seed."""
+            tseed = task_seed(seed, task.name)
+
+            def make(position: tf.Tensor) -> dict[str, tf.Tensor]:
+                ex = task.example(position, tseed, split, lengths)
                 out = {"inputs": tf.cast(ex["inputs"], tf.int32), "targets": tf.cast(ex["targets"], tf.int32)}
                 out.update({f: tf.reshape(tf.cast(ex.get(f, ""), tf.string), []) for f in strings})
                 return out
-            return make
 
-        def example(k: tf.Tensor, t: tf.Tensor, cur: tf.Tensor):
-            branches = [branch(task, k, cur[i]) for i, task in enumerate(self.tasks)]
-            ex = branches[0]() if num_tasks == 1 else tf.switch_case(t, branches)
-            return {"draw": k, "cursors": cur, **ex}
+            positions = tf.data.Dataset.range(int(cursor) * shards + shard, 2**62, shards)
+            return positions.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-        ds = tf.data.Dataset.range(draw, 2**62, shards).map(choose)
-        ds = ds.scan(tf.constant(cursors, tf.int64), count)
+        draws = tf.data.Dataset.range(draw, 2**62, shards).map(choose)
+        draws = draws.scan(tf.constant(cursors, tf.int64), count)  # (k, task, cursors before draw k)
+        streams = [task_stream(t, c) for t, c in zip(self.tasks, cursors)]
+        if num_tasks == 1:
+            examples = streams[0]
+        else:
+            choice = draws.map(lambda k, t, c: tf.cast(t, tf.int64))
+            examples = tf.data.Dataset.choose_from_datasets(streams, choice)
+        ds = tf.data.Dataset.zip(draws, examples).map(lambda d, ex: {"draw": d[0], "cursors": d[2], **ex})
         options = tf.data.Options()
         options.deterministic = True
-        return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE).prefetch(64).with_options(options)
+        return ds.prefetch(64).with_options(options)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self

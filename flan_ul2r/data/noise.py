@@ -4,6 +4,8 @@
 `t5/data/preprocessors.py` at e081111; checklist item 1): number of noise tokens = round(L * r) clamped to
 [1, L - 1]; number of spans = max(1, round(noise / mu)); the noise and the non-noise tokens are each split
 uniformly at random into that many non-empty segments; segments alternate, non-noise first; no roll.
+(Same distribution as T5, not the same bits for a given seed: T5 shuffles with seqio's stateless_shuffle,
+we draw the cut points with a stateless top-k.)
 
 `random_prefix_pivot` reproduces T5's `random_prefix_noise_mask` (papers.md section 4, `prefix_lm`;
 checklist item 5): prefix length ~ U[max(1, round((1 - 2d)(L - 1))), L - 1], so d = 0.5 gives U[1, L - 1].
