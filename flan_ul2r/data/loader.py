@@ -59,6 +59,7 @@ class TrainIterator:
         draw, cursors = self._parse_state(state)
         self._position = (draw, cursors)
         self._pending: dict[str, Any] | None = None
+        self._next = (draw, cursors.copy())  # position of the next example the tf.data stream yields
         self._it = self._dataset(draw, cursors).as_numpy_iterator()
 
     def _parse_state(self, state: Mapping[str, Any] | None) -> tuple[int, np.ndarray]:
@@ -86,38 +87,33 @@ class TrainIterator:
         seed, num_tasks, shards, shard = self.seed, len(self.tasks), self.num_shards, self.shard_index
         lengths, split = self.lengths, self.split
 
-        def choose(k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def choose(k: tf.Tensor) -> tf.Tensor:
             u = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), k]))
-            return k, tf.reduce_sum(tf.cast(u >= cum, tf.int32))
-
-        def count(cur: tf.Tensor, kt: tuple[tf.Tensor, tf.Tensor]):
-            k, t = kt
-            return cur + tf.one_hot(t, num_tasks, dtype=tf.int64), (k, t, cur)
+            return tf.reduce_sum(tf.cast(u >= cum, tf.int64))
 
         strings = self.string_features if self.with_strings else ()
 
-        def task_stream(task: IndexedTask, cursor: int) -> tf.data.Dataset:
+        def task_stream(index: int, task: IndexedTask, cursor: int) -> tf.data.Dataset:
             """Task positions cursor * shards + shard, ...: IndexedTask.example with the task's seed."""
             tseed = task_seed(seed, task.name)
 
             def make(position: tf.Tensor) -> dict[str, tf.Tensor]:
                 ex = task.example(position, tseed, split, lengths)
-                out = {"inputs": tf.cast(ex["inputs"], tf.int32), "targets": tf.cast(ex["targets"], tf.int32)}
+                out = {"inputs": tf.cast(ex["inputs"], tf.int32), "targets": tf.cast(ex["targets"], tf.int32),
+                       "task_index": tf.constant(index, tf.int32)}
                 out.update({f: tf.reshape(tf.cast(ex.get(f, ""), tf.string), []) for f in strings})
                 return out
 
             positions = tf.data.Dataset.range(int(cursor) * shards + shard, 2**62, shards)
             return positions.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-        draws = tf.data.Dataset.range(draw, 2**62, shards).map(choose)
-        draws = draws.scan(tf.constant(cursors, tf.int64), count)  # (k, task, cursors before draw k)
-        streams = [task_stream(t, c) for t, c in zip(self.tasks, cursors)]
+        # Draw k -> task; the per-task cursors are counted on the Python side (`_advance`).
+        streams = [task_stream(i, t, c) for i, (t, c) in enumerate(zip(self.tasks, cursors))]
         if num_tasks == 1:
-            examples = streams[0]
+            ds = streams[0]
         else:
-            choice = draws.map(lambda k, t, c: tf.cast(t, tf.int64))
-            examples = tf.data.Dataset.choose_from_datasets(streams, choice)
-        ds = tf.data.Dataset.zip(draws, examples).map(lambda d, ex: {"draw": d[0], "cursors": d[2], **ex})
+            choice = tf.data.Dataset.range(draw, 2**62, shards).map(choose)
+            ds = tf.data.Dataset.choose_from_datasets(streams, choice)
         options = tf.data.Options()
         options.deterministic = True
         return ds.prefetch(64).with_options(options)
@@ -130,17 +126,27 @@ class TrainIterator:
             ex, self._pending = self._pending, None
             self.packer.add(ex["inputs"], ex["targets"])
         while True:
-            ex = next(self._it)
+            position, ex = self._advance()
             if not self.packer.add(ex["inputs"], ex["targets"]):
                 self._pending = ex
-                self._position = (int(ex["draw"]), ex["cursors"])
+                self._position = position
                 return self.packer.emit()
 
+    def _advance(self) -> tuple[tuple[int, np.ndarray], dict[str, Any]]:
+        """Next example and its position (draw k, cursors before it); moves the position on."""
+        ex = next(self._it)
+        position = self._next
+        cursors = position[1].copy()
+        cursors[ex["task_index"]] += 1
+        self._next = (position[0] + self.num_shards, cursors)
+        return position, ex
+
     def examples(self) -> Iterator[dict[str, Any]]:
-        """The unpacked example stream in draw order (with string features if `with_strings`)."""
+        """The unpacked example stream in draw order (with string features if `with_strings`), each
+        with its `draw` and `cursors` (the position before it)."""
         while True:
-            ex = next(self._it)
-            yield ex
+            (k, cursors), ex = self._advance()
+            yield {**ex, "draw": k, "cursors": cursors}
 
 
 def make_train_iterator(name: str, task_feature_lengths: Mapping[str, int], batch_size: int, *, seed: int,

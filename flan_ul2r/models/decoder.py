@@ -1,0 +1,172 @@
+"""One flax decoder-only transformer for PaLM-, Llama-, Gemma-, Qwen2- and Mistral-style models.
+
+Takes the packed prefix-LM features of docs/ARCHITECTURE.md section 1: segment ids (no attention across
+packed examples), positions (RoPE restarts per example) and the prefix flag (`causal_attention`:
+bidirectional attention inside the inputs, causal over the targets - the non-causal decoder of UL2 /
+U-PaLM section 2.2). Parameters carry logical axis names; activations carry `act_*` names, so the
+partitioning rules (flan_ul2r/partitioning.py) place both.
+"""
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flan_ul2r.models.config import ModelConfig
+
+Array = jax.Array
+
+
+def _dtype(name: str):
+    return jnp.dtype(name)
+
+
+def attention_mask(segment_ids: Array, causal_attention: Array | None,
+                   sliding_window: int | None = None) -> Array:
+    """bool [b, 1, q, k]: same non-padding segment, and causal or both inside the bidirectional prefix."""
+    q_seg, k_seg = segment_ids[:, :, None], segment_ids[:, None, :]
+    same = (q_seg == k_seg) & (q_seg != 0)
+    idx = jnp.arange(segment_ids.shape[1])
+    causal = idx[None, :, None] >= idx[None, None, :]
+    if sliding_window is not None:
+        causal &= idx[None, :, None] - idx[None, None, :] < sliding_window
+    if causal_attention is not None:
+        prefix = causal_attention.astype(bool)
+        causal = causal | (prefix[:, :, None] & prefix[:, None, :])
+    return (same & causal)[:, None, :, :]
+
+
+def rope(x: Array, positions: Array, theta: float) -> Array:
+    """Rotary embeddings, HF's `rotate_half` layout (first half / second half of each head)."""
+    half = x.shape[-1] // 2
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, half, dtype=jnp.float32) * 2.0 / x.shape[-1]))
+    angles = positions[..., None].astype(jnp.float32) * inv_freq  # [b, l, half]
+    sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
+    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x.dtype)
+
+
+class RMSNorm(nn.Module):
+    eps: float
+    scale_offset: float
+    dtype: str
+    param_dtype: str
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        init = nn.initializers.zeros if self.scale_offset else nn.initializers.ones
+        scale = self.param("scale", nn.with_logical_partitioning(init, ("embed",)), (x.shape[-1],),
+                           _dtype(self.param_dtype))
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (y * (scale.astype(jnp.float32) + self.scale_offset)).astype(_dtype(self.dtype))
+
+
+def _dense(features, axes: tuple[str, ...], cfg: ModelConfig, name: str, axis=-1, bias: bool = False,
+           bias_axes: tuple[str, ...] = ()) -> nn.DenseGeneral:
+    return nn.DenseGeneral(
+        features, axis=axis, use_bias=bias, dtype=_dtype(cfg.dtype), param_dtype=_dtype(cfg.param_dtype),
+        kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, bias_axes), name=name)
+
+
+class Attention(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: Array, positions: Array, mask: Array) -> Array:
+        cfg = self.cfg
+        h, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        q = _dense((h, hd), ("embed", "heads", "head_dim"), cfg, "q", bias=cfg.qkv_bias,
+                   bias_axes=("heads", "head_dim"))(x)
+        k = _dense((kv, hd), ("embed", "kv_heads", "head_dim"), cfg, "k", bias=cfg.qkv_bias,
+                   bias_axes=("kv_heads", "head_dim"))(x)
+        v = _dense((kv, hd), ("embed", "kv_heads", "head_dim"), cfg, "v", bias=cfg.qkv_bias,
+                   bias_axes=("kv_heads", "head_dim"))(x)
+        q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
+        q = nn.with_logical_constraint(q, ("act_batch", "act_length", "act_heads", None))
+        # jax.nn.dot_product_attention picks cuDNN flash attention on GPU where it can, XLA elsewhere.
+        out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+        out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", None))
+        return _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", axis=(-2, -1))(out)
+
+
+class Mlp(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        cfg = self.cfg
+        act = {"silu": nn.silu, "gelu_tanh": functools.partial(nn.gelu, approximate=True),
+               "gelu": functools.partial(nn.gelu, approximate=False)}[cfg.mlp_activation]
+        gate = _dense(cfg.d_ff, ("embed", "mlp"), cfg, "gate")(x)
+        up = _dense(cfg.d_ff, ("embed", "mlp"), cfg, "up")(x)
+        hidden = nn.with_logical_constraint(act(gate) * up, ("act_batch", "act_length", "act_mlp"))
+        return _dense(cfg.d_model, ("mlp", "embed"), cfg, "down")(hidden)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block; PaLM's parallel form when `cfg.parallel_block`."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: Array, positions: Array, mask: Array) -> tuple[Array, None]:
+        cfg = self.cfg
+        norm = functools.partial(RMSNorm, cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype)
+        if cfg.parallel_block:
+            hn = norm(name="norm")(x)
+            x = x + Attention(cfg, name="attn")(hn, positions, mask) + Mlp(cfg, name="mlp")(hn)
+        else:
+            x = x + Attention(cfg, name="attn")(norm(name="attn_norm")(x), positions, mask)
+            x = x + Mlp(cfg, name="mlp")(norm(name="mlp_norm")(x))
+        return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed")), None
+
+
+def _remat(block: type[Block], policy: str):
+    if policy == "none":
+        return block
+    policies = {"full": None, "dots_saveable": jax.checkpoint_policies.dots_saveable,
+                "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+    return nn.remat(block, policy=policies[policy], prevent_cse=False)
+
+
+class Decoder(nn.Module):
+    """tokens [b, l] -> float32 logits [b, l, vocab]."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens: Array, positions: Array | None = None, segment_ids: Array | None = None,
+                 causal_attention: Array | None = None, deterministic: bool = True) -> Array:
+        cfg = self.cfg
+        b, length = tokens.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(length), (b, length))
+        if segment_ids is None:
+            segment_ids = jnp.ones((b, length), jnp.int32)
+        mask = attention_mask(segment_ids, causal_attention, cfg.sliding_window)
+        embedding = self.param(
+            "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
+            (cfg.vocab_size, cfg.d_model), _dtype(cfg.param_dtype))
+        x = jnp.take(embedding, tokens, axis=0).astype(_dtype(cfg.dtype))
+        if cfg.embed_scale:  # Gemma: embeddings times sqrt(d_model), in the compute dtype as HF does
+            x = x * jnp.asarray(cfg.d_model ** 0.5, _dtype(cfg.dtype))
+        x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+        block = _remat(Block, cfg.remat_policy)
+        if cfg.scan_layers:
+            x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+                           in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_layers,
+                           metadata_params={nn.PARTITION_NAME: "layers"})(cfg, name="layers")(x, positions, mask)
+        else:
+            for i in range(cfg.num_layers):
+                x, _ = block(cfg, name=f"layer_{i}")(x, positions, mask)
+        x = RMSNorm(cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
+        if cfg.tie_embeddings:
+            logits = jnp.einsum("ble,ve->blv", x, embedding.astype(x.dtype))
+        else:
+            logits = _dense(cfg.vocab_size, ("embed", "vocab"), cfg, "lm_head")(x)
+        return logits.astype(jnp.float32)
