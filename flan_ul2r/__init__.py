@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 
 def load_model(path: str, **kwargs):
-    """Loads an HF safetensors directory or a flan-ul2r checkpoint for interactive use (see `flan_ul2r.api`)."""
+    """Loads an HF safetensors directory or a flan-ul2r checkpoint for notebooks (see `flan_ul2r.api`)."""
     from flan_ul2r.api import load_model as _load_model
 
     return _load_model(path, **kwargs)

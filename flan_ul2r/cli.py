@@ -8,8 +8,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 # verb -> (module, one-line help). Modules import lazily so `flan-ul2r --help` is instant.
 VERBS: dict[str, tuple[str, str]] = {
@@ -32,7 +32,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
     """Parses gin files and `X=value` bindings; errors carry the file and line gin reports.
 
     Binding values that are bare words (not numbers, lists, dicts, references or quoted strings) are
-    quoted for the user, so `--gin.MODEL_DIR=/tmp/run` works as well as t5x's `--gin.MODEL_DIR=\\"/tmp/run\\"`.
+    quoted for the user: `--gin.MODEL_DIR=/tmp/run` works as well as t5x's `--gin.MODEL_DIR=\\"/tmp/run\\"`.
     """
     import gin
 

@@ -1,7 +1,7 @@
 """The `flan-ul2r` dispatcher and its gin parsing (the only place gin files are parsed)."""
-import gin
 import pytest
 
+import gin
 from flan_ul2r import cli
 
 

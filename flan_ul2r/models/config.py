@@ -47,7 +47,7 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: num_heads={self.num_heads} is not a multiple of "
                              f"num_kv_heads={self.num_kv_heads}")
         if self.mlp_activation not in ("silu", "gelu_tanh", "gelu"):
-            raise ValueError(f"ModelConfig.mlp_activation={self.mlp_activation!r}: use silu, gelu_tanh or gelu")
+            raise ValueError(f"ModelConfig.mlp_activation={self.mlp_activation!r}: silu, gelu_tanh or gelu")
         if self.remat_policy not in REMAT_POLICIES:
             raise ValueError(f"ModelConfig.remat_policy={self.remat_policy!r}: use one of {REMAT_POLICIES}")
 

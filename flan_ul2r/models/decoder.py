@@ -158,9 +158,10 @@ class Decoder(nn.Module):
         x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
         block = _remat(Block, cfg.remat_policy)
         if cfg.scan_layers:
-            x, _ = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
-                           in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_layers,
-                           metadata_params={nn.PARTITION_NAME: "layers"})(cfg, name="layers")(x, positions, mask)
+            stack = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+                            in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_layers,
+                            metadata_params={nn.PARTITION_NAME: "layers"})
+            x, _ = stack(cfg, name="layers")(x, positions, mask)
         else:
             for i in range(cfg.num_layers):
                 x, _ = block(cfg, name=f"layer_{i}")(x, positions, mask)
