@@ -1,0 +1,154 @@
+"""Train state and the jitted, sharded train step (t5x's trainer, on jax.jit shardings + optax).
+
+The step takes the packed prefix-LM features (docs/ARCHITECTURE.md section 1), runs `num_microbatches`
+forward/backward passes with `lax.scan` summing unnormalized losses and gradients, divides by the number of
+target tokens (so the loss is per target token whatever the microbatching), and applies the optax update.
+Parameters stay float32 (master weights); the model computes in `ModelConfig.dtype` (e.g. bfloat16).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from flan_ul2r import partitioning
+from flan_ul2r.models.config import ModelConfig
+from flan_ul2r.models.decoder import Decoder
+from flan_ul2r.models.losses import cross_entropy_sums
+
+FEATURES = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids",
+            "decoder_positions", "decoder_causal_attention")
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+class Trainer:
+    """Builds shardings from the model's logical axes and compiles init and the train step for a mesh."""
+
+    def __init__(self, cfg: ModelConfig, tx: optax.GradientTransformation, mesh: Mesh,
+                 rules: partitioning.Rules, *, z_loss: float = 1e-4, num_microbatches: int = 1,
+                 learning_rate_fn: optax.Schedule | None = None):
+        self.cfg, self.tx, self.mesh, self.rules = cfg, tx, mesh, rules
+        self.model = Decoder(cfg)
+        self.z_loss, self.num_microbatches = z_loss, int(num_microbatches)
+        self.learning_rate_fn = learning_rate_fn
+        boxed = jax.eval_shape(lambda: self.model.init(jax.random.PRNGKey(0), jnp.ones((1, 1), jnp.int32)))
+        self.param_shardings = partitioning.logical_shardings(boxed["params"], mesh, rules)
+        self.abstract_params = nn.meta.unbox(boxed["params"])
+        abstract_opt = jax.eval_shape(tx.init, self.abstract_params)
+        self.state_shardings = TrainState(
+            step=partitioning.replicated(mesh), params=self.param_shardings,
+            opt_state=self._opt_state_shardings(abstract_opt))
+        self.abstract_state = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=self.abstract_params,
+                       opt_state=abstract_opt), self.state_shardings)
+        self._step = None
+
+    # --- shardings ---------------------------------------------------------------------------------------
+    def _opt_state_shardings(self, abstract_opt: Any) -> Any:
+        """Optimizer leaves shaped like their parameter share its sharding; others (counts, Adafactor's
+        factored row/column statistics) are replicated."""
+        p_def = jax.tree.structure(self.abstract_params)
+        rep = partitioning.replicated(self.mesh)
+
+        def like_params(node: Any) -> bool:
+            return jax.tree.structure(node) == p_def
+
+        def assign(node: Any) -> Any:
+            if like_params(node):
+                return jax.tree.map(lambda a, p, s: s if a.shape == p.shape else rep,
+                                    node, self.abstract_params, self.param_shardings)
+            return rep
+
+        return jax.tree.map(assign, abstract_opt, is_leaf=like_params)
+
+    def abstract_params_with_shardings(self) -> Any:
+        return self.abstract_state.params
+
+    # --- init --------------------------------------------------------------------------------------------
+    def init_state(self, seed: int) -> TrainState:
+        def init(rng):
+            params = nn.meta.unbox(self.model.init(rng, jnp.ones((1, 1), jnp.int32))["params"])
+            return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params))
+
+        with self.mesh, nn.logical_axis_rules(self.rules):
+            return jax.jit(init, out_shardings=self.state_shardings)(jax.random.PRNGKey(seed))
+
+    def state_from_params(self, params: Any) -> TrainState:
+        """A fresh state (step 0, new optimizer state) around given (already sharded) params."""
+        def build(p):
+            return TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=self.tx.init(p))
+
+        return jax.jit(build, out_shardings=self.state_shardings)(params)
+
+    # --- the step ----------------------------------------------------------------------------------------
+    def _sums(self, params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+        logits = self.model.apply(
+            {"params": params}, batch["decoder_input_tokens"], positions=batch["decoder_positions"],
+            segment_ids=batch["decoder_segment_ids"], causal_attention=batch.get("decoder_causal_attention"))
+        sums = cross_entropy_sums(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
+                                  self.z_loss)
+        return sums["ce"] + sums["z_loss"], sums
+
+    def _train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+        grad_fn = jax.value_and_grad(self._sums, has_aux=True)
+        m = self.num_microbatches
+        if m == 1:
+            (_, sums), grads = grad_fn(state.params, batch)
+        else:
+            micro = jax.tree.map(lambda x: x.reshape((m, x.shape[0] // m) + x.shape[1:]), batch)
+
+            def body(carry, mb):
+                g_acc, s_acc = carry
+                (_, s), g = grad_fn(state.params, mb)
+                return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, s_acc, s)), None
+
+            zeros_g = jax.tree.map(jnp.zeros_like, state.params)
+            zeros_s = {k: jnp.zeros((), jnp.float32) for k in ("ce", "z_loss", "correct", "num_tokens")}
+            (grads, sums), _ = jax.lax.scan(body, (zeros_g, zeros_s), micro)
+        n = jnp.maximum(sums["num_tokens"], 1.0)
+        grads = jax.tree.map(lambda g: g / n, grads)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": (sums["ce"] + sums["z_loss"]) / n, "cross_entropy": sums["ce"] / n,
+                   "z_loss": sums["z_loss"] / n, "accuracy": sums["correct"] / n,
+                   "num_target_tokens": sums["num_tokens"], "grad_norm": optax.global_norm(grads)}
+        if self.learning_rate_fn is not None:
+            metrics["learning_rate"] = jnp.asarray(self.learning_rate_fn(state.step), jnp.float32)
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+        if self._step is None:
+            batch_sh = {k: partitioning.batch_sharding(self.mesh) for k in batch}
+            self._step = jax.jit(self._train_step, in_shardings=(self.state_shardings, batch_sh),
+                                 out_shardings=(self.state_shardings, partitioning.replicated(self.mesh)),
+                                 donate_argnums=0)
+        with self.mesh, nn.logical_axis_rules(self.rules):
+            return self._step(state, batch)
+
+
+def check_batch(batch: dict[str, np.ndarray], num_microbatches: int, num_batch_shards: int) -> None:
+    """Batch shape errors that would otherwise surface as XLA errors deep in the step."""
+    missing = [f for f in FEATURES[:5] if f not in batch]
+    if missing:
+        raise ValueError(f"batch lacks features {missing}; has {sorted(batch)}")
+    b = batch["decoder_input_tokens"].shape[0]
+    if b % num_microbatches:
+        raise ValueError(f"batch size {b} is not divisible by num_microbatches={num_microbatches}")
+    if (b // num_microbatches) % num_batch_shards:
+        raise ValueError(f"microbatch size {b // num_microbatches} is not divisible by the "
+                         f"{num_batch_shards} data x fsdp shards of the mesh")
+
+
