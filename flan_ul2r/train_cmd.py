@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -180,6 +181,8 @@ def main(argv: Sequence[str]) -> int:
     if not files:
         print("flan-ul2r train: give at least one --gin_file (e.g. gin/runs/ul2r.gin)", file=sys.stderr)
         return 2
+    if os.environ.get("FLAN_UL2R_MULTIHOST") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize()  # TPU pods auto-detect; GPU/CPU clusters read JAX_* variables
     import flan_ul2r.tasks
 
     flan_ul2r.tasks.import_all()
