@@ -34,6 +34,7 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "pyarrow>=15",
+        "datasets>=3,<6",  # `hf:` sources (datasets.save_to_disk folders)
     ],
     extras_require={
         # Test-only: HF reference models (built locally, random weights) and HF `datasets` for the loader tests.
@@ -42,7 +43,6 @@ setup(
             "ruff>=0.6",
             "torch==2.13.0",
             "transformers>=4.50,<6",
-            "datasets>=3,<6",
         ],
     },
     entry_points={"console_scripts": ["flan-ul2r=flan_ul2r.cli:main"]},

@@ -2,26 +2,38 @@
 
 It is the documentation of the installed Python standard library: every module, class and function
 docstring of at least `MIN_CHARS` characters, read with `ast` (no module is imported, so nothing runs),
-plus the language reference topics that `pydoc` ships (`pydoc_data/topics.py`). Files are visited in
-sorted order so every machine with the same Python builds the same corpus; test suites and IDLE are left
-out. About 2 MB of text, one document per docstring / topic. Nothing is copied into the repository and
-nothing is downloaded; the tokenized corpus is cached (see `corpus_cache`).
+every block of consecutive `#` comment lines of that size that reads as prose (`PROSE_FRACTION` letters),
+and the language-reference topics that `pydoc` ships (`pydoc_data/topics.py`, plain string literals).
+Files are visited in sorted path order so every machine with the same Python builds the same corpus;
+test directories and `test_*` files are left out. One document per docstring / comment block / topic,
+whitespace normalised (wrapped lines joined, paragraph breaks kept). Nothing is copied into the repository
+and nothing is downloaded. The text is cached as JSONL (`default_corpus_spec()` names it as a `jsonl:`
+source) and the tokenized corpus through `corpus_cache`, both keyed by the Python version and stdlib path.
 """
 from __future__ import annotations
 
 import ast
+import hashlib
+import io
+import json
+import os
 import re
 import sys
 import sysconfig
+import tempfile
+import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flan_ul2r.data.corpus_cache import TokenCorpus
+from flan_ul2r.data.corpus_cache import TokenCorpus, cache_dir
+from flan_ul2r.data.sources import SourceSpec
 
-DEFAULT_CORPUS = "stdlib_docs"
-MIN_CHARS = 100  # shorter docstrings are mostly one-line summaries or stubs
-_SKIP_PARTS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo"}
+DEFAULT_CORPUS = "stdlib_docstrings"
+MIN_CHARS = 100  # shorter docstrings are mostly one-line summaries or stubs, not prose
+PROSE_FRACTION = 0.8  # a comment block counts as prose when >= 80% of its characters are letters/spaces
+_SKIP_PARTS = {"test", "tests", "site-packages", "dist-packages", "__pycache__"}
+_FORMAT = 4
 
 
 def stdlib_root() -> Path:
@@ -44,16 +56,45 @@ def _source_files(root: Path) -> list[Path]:
     return files
 
 
-def _docstrings(path: Path) -> Iterator[str]:
+def _comment_blocks(source: bytes) -> Iterator[str]:
+    """Runs of consecutive `#` comment lines joined into one paragraph, when long enough and prose-like."""
+    block: list[str] = []
+    last = -2
+
+    def flush() -> Iterator[str]:
+        text = " ".join(" ".join(block).split())
+        letters = sum(c.isalpha() or c == " " for c in text)
+        if len(text) >= MIN_CHARS and letters >= PROSE_FRACTION * len(text):
+            yield text
+
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except (SyntaxError, ValueError):
+        for tok in tokenize.tokenize(io.BytesIO(source).readline):
+            if tok.type != tokenize.COMMENT:
+                continue
+            if tok.start[0] != last + 1 and block:
+                yield from flush()
+                block = []
+            block.append(tok.string.lstrip("#!").strip())
+            last = tok.start[0]
+    except (tokenize.TokenError, SyntaxError, UnicodeDecodeError):
+        return
+    if block:
+        yield from flush()
+
+
+def _docstrings(path: Path) -> Iterator[str]:
+    """Module, class and function docstrings (in `ast.walk` order), then the file's comment blocks."""
+    source = path.read_bytes()
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except (SyntaxError, ValueError, UnicodeDecodeError):
         return
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             doc = ast.get_docstring(node)
             if doc and len(doc) >= MIN_CHARS:
                 yield _normalise(doc)
+    yield from _comment_blocks(source)
 
 
 def _pydoc_topics(root: Path) -> Iterator[str]:
@@ -70,20 +111,57 @@ def _pydoc_topics(root: Path) -> Iterator[str]:
                         yield _normalise(value.value)
 
 
-def default_corpus_documents() -> list[str]:
-    """The corpus as a list of documents, deterministic for a given Python installation."""
-    root = stdlib_root()
+def extract_documents(root: Path | None = None) -> list[str]:
+    """Reads the corpus from the stdlib sources (no cache); deterministic for a given installation."""
+    root = root or stdlib_root()
+    if not root.is_dir():
+        raise FileNotFoundError(f"default corpus: the standard library directory {root} does not exist")
     docs = [d for f in _source_files(root) for d in _docstrings(f)]
     docs.extend(_pydoc_topics(root))
+    if not docs:
+        raise ValueError(f"default corpus: no docstring of >= {MIN_CHARS} characters under {root}")
     return docs
 
 
 def default_corpus_key() -> dict[str, Any]:
-    root = stdlib_root()
-    return {"corpus": DEFAULT_CORPUS, "python": sys.version.split()[0], "stdlib": str(root),
-            "min_chars": MIN_CHARS, "format": 2}
+    return {"corpus": DEFAULT_CORPUS, "python": sys.version.split()[0], "stdlib": str(stdlib_root()),
+            "min_chars": MIN_CHARS, "format": _FORMAT}
 
 
-def load_default_corpus(vocab: Any) -> TokenCorpus:
+def _text_cache_path() -> Path:
+    digest = hashlib.sha256(json.dumps(default_corpus_key(), sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / "text" / f"{DEFAULT_CORPUS}-{digest}.jsonl"
+
+
+def default_corpus_spec() -> SourceSpec:
+    """The default corpus as a `jsonl:` source (the cached text file, written atomically on first use)."""
+    path = _text_cache_path()
+    if not path.is_file():
+        docs = extract_documents()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                for d in docs:
+                    f.write(json.dumps({"text": d}, ensure_ascii=False) + "\n")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return SourceSpec("jsonl", (str(path),), "text", ())
+
+
+def default_corpus_documents() -> list[str]:
+    """The corpus as a list of documents (from the text cache when present)."""
+    with open(default_corpus_spec().paths[0], encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f]
+
+
+def load_default_corpus(vocab: Any, split: str = "all") -> TokenCorpus:
     """The default corpus tokenized with `vocab`, cached under the user's cache directory."""
-    return TokenCorpus.cached(default_corpus_key(), default_corpus_documents, vocab, name=DEFAULT_CORPUS)
+    def documents(stats: dict[str, Any]) -> list[str]:
+        docs = default_corpus_documents()
+        stats.update(source_documents=len(docs), text_bytes=sum(len(d.encode("utf-8")) for d in docs))
+        return docs
+
+    return TokenCorpus.cached(default_corpus_key(), documents, vocab, name=DEFAULT_CORPUS).split(split)

@@ -1,4 +1,4 @@
-"""A HF `tokenizer.json` as a seqio Vocabulary with sentinels and UL2 mode tokens (`get_vocabulary("hf:PATH")`).
+"""A HF `tokenizer.json` as a seqio Vocabulary with sentinels and UL2 mode tokens (`"hf:PATH"` specs).
 
 Runs through the `tokenizers` library (no `transformers`, no network). Inside tf.data the tokenizer is called
 through `tf.numpy_function` with static ranks set, so `encode_tf`/`decode_tf` compose with any seqio
@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import seqio
 import tensorflow as tf
 
-from flan_ul2r.data.vocabularies import (MODE_TOKENS, NUM_SENTINELS, POLICIES, _RESERVED,
-                                         _SpecialTokensMixin, find_tokenizer_json)
+from flan_ul2r.data.vocabularies import (
+    _RESERVED,
+    MODE_TOKENS,
+    NUM_SENTINELS,
+    POLICIES,
+    _SpecialTokensMixin,
+    find_tokenizer_json,
+)
 
 # Names used for BOS / EOS / PAD / UNK when tokenizer_config.json does not say (Llama, Llama-3, Gemma,
 # GPT-2/Qwen, T5 conventions), in order of preference.
@@ -191,7 +196,7 @@ class HfTokenizerVocabulary(_SpecialTokensMixin, seqio.Vocabulary):
             flat.set_shape([None])
             lengths.set_shape(s.shape)
             return tf.RaggedTensor.from_row_lengths(flat, lengths)
-        raise ValueError(f"hf vocabulary encode_tf: expected a scalar or vector of strings, got shape {s.shape}")
+        raise ValueError(f"hf vocabulary encode_tf: expected a scalar or vector of strings, got {s.shape}")
 
     def _np_decode(self, ids: np.ndarray) -> np.ndarray:
         if ids.ndim == 1:
