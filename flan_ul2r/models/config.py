@@ -33,6 +33,8 @@ class ModelConfig:
     qkv_bias: bool = False
     parallel_block: bool = False
     rope_theta: float = 10_000.0
+    # Llama-3.1 "llama3" RoPE scaling: (factor, low_freq_factor, high_freq_factor, original_max_positions).
+    rope_scaling: tuple[float, float, float, int] | None = None
     sliding_window: int | None = None
     dtype: str = "float32"
     param_dtype: str = "float32"
@@ -48,6 +50,8 @@ class ModelConfig:
                              f"num_kv_heads={self.num_kv_heads}")
         if self.mlp_activation not in ("silu", "gelu_tanh", "gelu"):
             raise ValueError(f"ModelConfig.mlp_activation={self.mlp_activation!r}: silu, gelu_tanh or gelu")
+        if self.rope_scaling is not None and not isinstance(self.rope_scaling, tuple):
+            object.__setattr__(self, "rope_scaling", tuple(self.rope_scaling))  # from JSON lists
         if self.remat_policy not in REMAT_POLICIES:
             raise ValueError(f"ModelConfig.remat_policy={self.remat_policy!r}: use one of {REMAT_POLICIES}")
 

@@ -38,10 +38,25 @@ def attention_mask(segment_ids: Array, causal_attention: Array | None,
     return (same & causal)[:, None, :, :]
 
 
-def rope(x: Array, positions: Array, theta: float) -> Array:
+def rope_frequencies(head_dim: int, theta: float, scaling: tuple | None = None) -> Array:
+    """Inverse frequencies; with Llama-3.1's "llama3" scaling (low frequencies divided by `factor`,
+    a smooth blend between `low_freq_factor` and `high_freq_factor` wavelengths), as in its HF config."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim // 2, dtype=jnp.float32) * 2.0 / head_dim))
+    if scaling is None:
+        return inv_freq
+    factor, low, high, original = scaling
+    wavelen = 2.0 * jnp.pi / inv_freq
+    scaled = jnp.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    blended = (1.0 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= original / high) & (wavelen <= original / low)
+    return jnp.where(medium, blended, scaled)
+
+
+def rope(x: Array, positions: Array, theta: float, scaling: tuple | None = None) -> Array:
     """Rotary embeddings, HF's `rotate_half` layout (first half / second half of each head)."""
     half = x.shape[-1] // 2
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, half, dtype=jnp.float32) * 2.0 / x.shape[-1]))
+    inv_freq = rope_frequencies(x.shape[-1], theta, scaling)
     angles = positions[..., None].astype(jnp.float32) * inv_freq  # [b, l, half]
     sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
     x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
@@ -86,7 +101,8 @@ class Attention(nn.Module):
                    bias_axes=("kv_heads", "head_dim"))(x)
         v = _dense((kv, hd), ("embed", "kv_heads", "head_dim"), cfg, "v", bias=cfg.qkv_bias,
                    bias_axes=("kv_heads", "head_dim"))(x)
-        q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
+        q = rope(q, positions, cfg.rope_theta, cfg.rope_scaling)
+        k = rope(k, positions, cfg.rope_theta, cfg.rope_scaling)
         q = nn.with_logical_constraint(q, ("act_batch", "act_length", "act_heads", None))
         # jax.nn.dot_product_attention picks cuDNN flash attention on GPU where it can, XLA elsewhere.
         out = jax.nn.dot_product_attention(q, k, v, mask=mask)

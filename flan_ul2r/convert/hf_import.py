@@ -1,0 +1,102 @@
+"""HF safetensors directory -> flan-ul2r params checkpoint (what INITIAL_CHECKPOINT_PATH accepts).
+
+The directory's tokenizer becomes the run's vocabulary (`hf:DIR` in flan_ul2r.data.vocabularies). UL2's
+sentinels and mode tokens reuse reserved tokens when the vocabulary has them; otherwise they are appended
+and the embedding (and an untied output layer) grows, each new row the mean of the existing rows - a
+neutral start that keeps the new tokens' logits near the average (documented choice, as in HF's
+`resize_token_embeddings(mean_resizing=True)`).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flan_ul2r.convert import hf_families as fam
+from flan_ul2r.convert.safetensors_io import SafetensorsReader
+from flan_ul2r.models.config import ModelConfig
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "generation_config.json")
+
+
+def read_hf_config(hf_dir: Path) -> dict[str, Any]:
+    path = hf_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{hf_dir}: no config.json")
+    return json.loads(path.read_text())
+
+
+def load_hf_params(hf_dir: str | Path, dtype: str = "float32") -> tuple[ModelConfig, dict[str, Any], dict]:
+    """(config, params tree, hf config) read tensor by tensor; stacked layers are filled in place."""
+    hf_dir = Path(hf_dir)
+    hf = read_hf_config(hf_dir)
+    cfg = fam.config_from_hf(hf, dtype)
+    reader = SafetensorsReader(hf_dir)
+    np_dtype = np.dtype("float32") if dtype == "float32" else _bf16()
+    params: dict[str, Any] = {}
+    for t in fam.tensors(cfg):
+        if t.layer:
+            first = fam.to_ours(t, reader.get(t.hf_name.format(i=0), fam.hf_shape(t, cfg), np_dtype), cfg)
+            stacked = np.empty((cfg.num_layers,) + first.shape, np_dtype)
+            stacked[0] = first
+            for i in range(1, cfg.num_layers):
+                stacked[i] = fam.to_ours(t, reader.get(t.hf_name.format(i=i), fam.hf_shape(t, cfg), np_dtype),
+                                         cfg)
+            value = stacked
+        else:
+            value = fam.to_ours(t, reader.get(t.hf_name, fam.hf_shape(t, cfg), np_dtype), cfg)
+        node = params
+        for key in t.path[:-1]:
+            node = node.setdefault(key, {})
+        node[t.path[-1]] = value
+    return cfg, params, hf
+
+
+def _bf16():
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def grow_vocabulary(cfg: ModelConfig, params: dict[str, Any], vocab_size: int) -> ModelConfig:
+    """Adds rows (mean of the existing rows) so the embedding covers `vocab_size` ids."""
+    extra = vocab_size - cfg.vocab_size
+    if extra <= 0:
+        return cfg
+    emb = params["embedding"]
+    new_rows = np.repeat(emb.mean(0, keepdims=True), extra, 0)
+    params["embedding"] = np.concatenate([emb, new_rows]).astype(emb.dtype)
+    if "lm_head" in params:
+        k = params["lm_head"]["kernel"]
+        params["lm_head"]["kernel"] = np.concatenate(
+            [k, np.repeat(k.mean(1, keepdims=True), extra, 1)], axis=1).astype(k.dtype)
+    return cfg.replace(vocab_size=vocab_size)
+
+
+def import_hf(hf_dir: str | Path, out: str | Path, dtype: str = "float32", sentinel_policy: str = "auto",
+              ) -> tuple[ModelConfig, dict[str, Any]]:
+    """Converts and writes the params checkpoint; returns (config, vocabulary description)."""
+    from flan_ul2r.checkpoints import save_params
+    from flan_ul2r.data.vocabularies import get_vocabulary
+
+    hf_dir, out = Path(hf_dir), Path(out)
+    cfg, params, hf = load_hf_params(hf_dir, dtype)
+    tokenizer_files = [f for f in TOKENIZER_FILES if (hf_dir / f).is_file()]
+    vocab_desc = None
+    if "tokenizer.json" in tokenizer_files or "tokenizer.model" in tokenizer_files:
+        vocab = get_vocabulary(f"hf:{hf_dir}?sentinel_policy={sentinel_policy}")
+        vocab_desc = vocab.describe()
+        cfg = grow_vocabulary(cfg, params, int(vocab.vocab_size))
+    cfg = cfg.replace(dtype="float32" if dtype == "float32" else "bfloat16")
+    extra = {"hf_config": hf}
+    if vocab_desc is not None:
+        extra["vocab"] = vocab_desc
+    save_params(out, params, cfg.to_dict(), extra)
+    (out / "tokenizer").mkdir(exist_ok=True)
+    for f in tokenizer_files:
+        shutil.copy(hf_dir / f, out / "tokenizer" / f)
+    return cfg, vocab_desc or {}
