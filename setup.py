@@ -37,7 +37,7 @@ setup(
         "datasets>=3,<6",  # `hf:` sources (datasets.save_to_disk folders)
     ],
     extras_require={
-        # Test-only: HF reference models (built locally, random weights) and HF `datasets` for the loader tests.
+        # Test-only: HF reference models (built locally, random weights) and the linter.
         "test": [
             "pytest>=8",
             "ruff>=0.6",

@@ -58,6 +58,7 @@ def test_gin_typo_names_file_and_line(tmp_path):
 
 
 def test_missing_required_macro_is_named(tmp_path):
-    out = _train("--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin", f"--gin.MODEL_DIR={tmp_path}")
+    out = _train("--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
+                 f"--gin.MODEL_DIR={tmp_path}")
     assert out.returncode != 0
     assert "TRAIN_STEPS" in out.stderr or "train_steps" in out.stderr

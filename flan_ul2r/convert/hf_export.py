@@ -64,7 +64,8 @@ def export_hf(checkpoint: str | Path, out: str | Path, max_shard_bytes: int = 2 
                                                              "model_type": "llama"}
     notes = []
     if hf_base.get("model_type") not in ("llama", "mistral", "qwen2", "gemma"):
-        raise ValueError(f"{checkpoint}: hf_config model_type {hf_base.get('model_type')!r} is not exportable")
+        model_type = hf_base.get("model_type")
+        raise ValueError(f"{checkpoint}: hf_config model_type {model_type!r} is not exportable")
     if cfg.parallel_block:
         raise ValueError(f"{checkpoint}: PaLM-style parallel blocks have no HF architecture among "
                          f"{list(fam.ARCHITECTURES)}")

@@ -45,7 +45,7 @@ def config_from_hf(hf: dict[str, Any], dtype: str = "float32") -> ModelConfig:
         d, heads = int(hf["hidden_size"]), int(hf["num_attention_heads"])
         act = hf.get("hidden_activation") or hf.get("hidden_act", "silu")
         if act not in _ACTIVATIONS:
-            raise ValueError(f"config.json: hidden_act={act!r} is not supported; use one of {list(_ACTIVATIONS)}")
+            raise ValueError(f"config.json: hidden_act={act!r} unsupported; use one of {list(_ACTIVATIONS)}")
         theta, scaling = _rope(hf)
         window = hf.get("sliding_window") if family == "mistral" or hf.get("use_sliding_window") else None
         return ModelConfig(
@@ -79,7 +79,7 @@ class Tensor:
 
     hf_name: str  # with {i} for the layer index
     path: tuple[str, ...]
-    kind: str  # "copy" | "linear" (transpose) | "q"/"kv" (split heads) | "o" (merge heads) | "bias_q"/"bias_kv"
+    kind: str  # copy | linear (transpose) | q, kv (split heads) | o (merge heads) | bias_q, bias_kv
     layer: bool = True
 
 
