@@ -69,6 +69,27 @@ def resolve_model_config(spec: Mapping[str, Any], data_vocab: Any, initial: dict
     return cfg
 
 
+def check_vocabulary(stored: dict[str, Any], vocab: Any, where: Any) -> None:
+    """The task's vocabulary must be the one the checkpoint was made with (else ids mean other tokens)."""
+    got = vocab.describe() if hasattr(vocab, "describe") else {}
+    for key in ("kind", "vocab_size", "eos_id", "sentinels", "mode_tokens"):
+        if key in stored and got.get(key) != stored[key]:
+            raise ValueError(f"vocabulary mismatch with {where}: field {key!r} is {got.get(key)!r} in the "
+                             f"task's vocabulary but {stored[key]!r} in the checkpoint's vocab.json; set "
+                             "ul2r_corpus.vocabulary to the model's tokenizer (hf:CHECKPOINT/tokenizer)")
+
+
+def copy_model_files(initial: Path, model_dir: Path) -> None:
+    import shutil
+
+    folder = initial if (initial / "params").is_dir() else initial.parent.parent
+    for name in ("hf_config.json",):
+        if (folder / name).is_file() and not (model_dir / name).exists():
+            shutil.copy(folder / name, model_dir / name)
+    if (folder / "tokenizer").is_dir() and not (model_dir / "tokenizer").exists():
+        shutil.copytree(folder / "tokenizer", model_dir / "tokenizer")
+
+
 @gin.configurable
 def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
           task_feature_lengths: Mapping[str, int] = gin.REQUIRED, train_steps: int = gin.REQUIRED,
@@ -89,6 +110,10 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
         if initial_cfg is None:
             raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={initial_checkpoint_path}: no model_config.json"
                                     " (not a flan-ul2r checkpoint; import HF models: `convert import-hf`)")
+    for source in (model_dir_path, initial_checkpoint_path):
+        stored = checkpoints.read_json_beside(source, "vocab") if source else None
+        if stored is not None:
+            check_vocabulary(stored, vocab, source)
     saved_cfg = model_dir_path / "model_config.json"
     cfg = resolve_model_config(model, vocab, json.loads(saved_cfg.read_text()) if saved_cfg.is_file()
                                else initial_cfg)
@@ -125,6 +150,8 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
         (model_dir_path / "config.gin").write_text(gin.operative_config_str())
         if hasattr(vocab, "describe"):
             (model_dir_path / "vocab.json").write_text(json.dumps(vocab.describe(), indent=1))
+        if initial_checkpoint_path:  # keep what export-hf / load_model need next to the run
+            copy_model_files(Path(initial_checkpoint_path), model_dir_path)
 
     from flan_ul2r.data.loader import make_train_iterator
 

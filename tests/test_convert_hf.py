@@ -112,3 +112,19 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
     (tmp_path / "shard" / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
         load_hf_params(tmp_path / "shard")
+
+
+def test_cli_import_check_and_export(tmp_path, capsys):
+    from flan_ul2r import cli
+
+    _save_tiny("gemma", tmp_path / "hf")
+    assert cli.main(["convert", "import-hf", "--hf_dir", str(tmp_path / "hf"), "--out", str(tmp_path / "ck"),
+                     "--check"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["max_abs_logit_delta"] < 1e-4 and report["mean_kl"] < 1e-8
+    assert cli.main(["convert", "export-hf", "--checkpoint", str(tmp_path / "ck"), "--out",
+                     str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "gemma"
+    assert cli.main(["convert", "import-hf", "--hf_dir", str(tmp_path / "nope"), "--out",
+                     str(tmp_path / "x")]) == 1
+    assert "no config.json" in capsys.readouterr().err

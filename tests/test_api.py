@@ -1,0 +1,84 @@
+"""The notebook API and training from an imported HF checkpoint (INITIAL_CHECKPOINT_PATH)."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+import flan_ul2r  # noqa: E402
+from flan_ul2r.convert.hf_import import import_hf  # noqa: E402
+
+TEXT = ["The quick brown fox jumps over the lazy dog.", "Instruction tuning makes models follow prompts.",
+        "Mixture of denoisers: regular, extreme and sequential."] * 20
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    from tokenizers import models, pre_tokenizers, trainers
+
+    d = tmp_path_factory.mktemp("hf")
+    tok = tokenizers.Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(TEXT, trainer=trainers.BpeTrainer(
+        vocab_size=200, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False))
+    tok.save(str(d / "tokenizer.json"))
+    (d / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(d, safe_serialization=True)
+    return d
+
+
+def test_load_model_from_hf_dir_matches_transformers(hf_dir):
+    m = flan_ul2r.load_model(hf_dir)
+    ids = m.tokenize("The quick brown fox")
+    assert m.detokenize(ids).replace(" ", "") == "Thequickbrownfox"
+    ref_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+    with torch.no_grad():
+        ref = ref_model(torch.as_tensor([ids])).logits.numpy()
+    np.testing.assert_allclose(m.logits([ids]), ref, atol=1e-4, rtol=0)
+    greedy = ref_model.generate(torch.as_tensor([ids]), max_new_tokens=5, do_sample=False,
+                                eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
+    assert m.generate(ids, max_new_tokens=5, stop_at_eos=False) == greedy
+
+
+def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
+    cfg, vocab = import_hf(hf_dir, tmp_path / "ckpt")
+    base = transformers.AutoConfig.from_pretrained(hf_dir).vocab_size
+    assert len(vocab["appended_ids"]) == 103 and cfg.vocab_size == base + 103  # 100 sentinels + 3 modes
+    m = flan_ul2r.load_model(tmp_path / "ckpt")
+    emb = np.asarray(m.params["embedding"])
+    np.testing.assert_allclose(emb[base:], np.repeat(emb[:base].mean(0, keepdims=True), 103, 0), rtol=1e-6)
+    assert m.vocab.mode_token_ids["[S2S]"] >= base
+
+    from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.tasks.ul2r import ArrayCorpus, register_ul2r_mixture
+    from flan_ul2r.train_cmd import train
+
+    hf_vocab = get_vocabulary(f"hf:{tmp_path / 'ckpt' / 'tokenizer'}")
+    docs = [hf_vocab.encode(" ".join(TEXT[i:i + 9])) for i in range(0, 50, 3)]
+    register_ul2r_mixture("api_toy", ArrayCorpus(docs), hf_vocab)
+    common = dict(mixture_or_task_name="api_toy", task_feature_lengths={"inputs": 16, "targets": 16},
+                  batch_size=8, initial_checkpoint_path=str(tmp_path / "ckpt"),
+                  mesh={"data": -1, "fsdp": 1, "tensor": 1, "rules": "data_parallel"},
+                  model={"preset": "tiny", "vocab_size": None}, checkpoint_period=2, progress=False)
+    opt = dict(name="adamw", schedule="constant", warmup_steps=0, final_learning_rate=0.0, weight_decay=0.0,
+               clip_norm=None)
+    train(model_dir=str(tmp_path / "frozen"), train_steps=2, optimizer={**opt, "learning_rate": 0.0}, **common)
+    frozen = flan_ul2r.load_model(tmp_path / "frozen" / "checkpoints" / "2")
+    np.testing.assert_array_equal(np.asarray(frozen.params["embedding"]), emb)  # started from the import
+    train(model_dir=str(tmp_path / "moved"), train_steps=2, optimizer={**opt, "learning_rate": 1e-2}, **common)
+    moved = flan_ul2r.load_model(tmp_path / "moved" / "checkpoints" / "2")
+    assert np.abs(np.asarray(moved.params["embedding"]) - emb).max() > 1e-4
+
+    # the byte vocabulary with this checkpoint: a mismatch named by field, not garbage training
+    from tests._train_toy import register_toy_mixture
+
+    with pytest.raises(ValueError, match="vocabulary mismatch.*'kind'"):
+        train(model_dir=str(tmp_path / "bad"), train_steps=2, optimizer={**opt, "learning_rate": 0.0},
+              **{**common, "mixture_or_task_name": register_toy_mixture(),
+                 "task_feature_lengths": {"inputs": 32, "targets": 32}})
