@@ -68,10 +68,12 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
                   model={"preset": "tiny", "vocab_size": None}, checkpoint_period=2, progress=False)
     opt = dict(name="adamw", schedule="constant", warmup_steps=0, final_learning_rate=0.0, weight_decay=0.0,
                clip_norm=None)
-    train(model_dir=str(tmp_path / "frozen"), train_steps=2, optimizer={**opt, "learning_rate": 0.0}, **common)
+    train(model_dir=str(tmp_path / "frozen"), train_steps=2, optimizer={**opt, "learning_rate": 0.0},
+          **common)
     frozen = flan_ul2r.load_model(tmp_path / "frozen" / "checkpoints" / "2")
     np.testing.assert_array_equal(np.asarray(frozen.params["embedding"]), emb)  # started from the import
-    train(model_dir=str(tmp_path / "moved"), train_steps=2, optimizer={**opt, "learning_rate": 1e-2}, **common)
+    train(model_dir=str(tmp_path / "moved"), train_steps=2, optimizer={**opt, "learning_rate": 1e-2},
+          **common)
     moved = flan_ul2r.load_model(tmp_path / "moved" / "checkpoints" / "2")
     assert np.abs(np.asarray(moved.params["embedding"]) - emb).max() > 1e-4
 

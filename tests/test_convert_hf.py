@@ -121,7 +121,7 @@ def test_cli_import_check_and_export(tmp_path, capsys):
     assert cli.main(["convert", "import-hf", "--hf_dir", str(tmp_path / "hf"), "--out", str(tmp_path / "ck"),
                      "--check"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["max_abs_logit_delta"] < 1e-4 and report["mean_kl"] < 1e-8
+    assert report["max_abs_logit_delta"] < 1e-4 and report["mean_kl"] < 1e-6
     assert cli.main(["convert", "export-hf", "--checkpoint", str(tmp_path / "ck"), "--out",
                      str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "gemma"
