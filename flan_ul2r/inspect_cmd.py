@@ -55,9 +55,9 @@ def main(argv: Sequence[str]) -> int:
     flan_ul2r.tasks.import_all()  # registers gin configurables before gin parses (then locks)
     if gin_files or bindings:
         parse_gin(gin_files, bindings)
-        from flan_ul2r.tasks.ul2r import register_defaults
+        from flan_ul2r.tasks import register_after_gin
 
-        register_defaults()  # the gin-chosen corpus / vocabulary / denoisers
+        register_after_gin()  # the gin-chosen corpus / vocabulary / denoisers / Flan rates
     if args.vocab:
         from flan_ul2r.data.vocabularies import get_vocabulary
 

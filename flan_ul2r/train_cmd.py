@@ -218,9 +218,7 @@ def main(argv: Sequence[str]) -> int:
     except (ValueError, KeyError, OSError) as e:
         print(f"flan-ul2r train: gin error: {e}", file=sys.stderr)
         return 2
-    from flan_ul2r.tasks import ul2r
-
-    ul2r.register_defaults()  # picks up ul2r_corpus / ul2r_denoisers bindings
+    flan_ul2r.tasks.register_after_gin()  # the gin-chosen corpus, vocabulary, denoisers, Flan rates
     try:
         summary = train()
     except (ValueError, FileNotFoundError, FloatingPointError) as e:

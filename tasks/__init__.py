@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("ul2r",)
+MODULES = ("ul2r", "flan")
 
 
 def import_all() -> None:
     for name in MODULES:
         importlib.import_module(f"flan_ul2r.tasks.{name}")
+
+
+def register_after_gin() -> None:
+    """Re-registers what gin bindings choose (corpus, vocabulary, denoisers, Flan rates and caps)."""
+    for name in MODULES:
+        importlib.import_module(f"flan_ul2r.tasks.{name}").register_after_gin()

@@ -235,3 +235,7 @@ def register_defaults() -> None:
 
 
 register_defaults()
+
+
+def register_after_gin() -> None:
+    register_defaults()

@@ -1,0 +1,125 @@
+"""Readers for the real formats instruction data comes in; each returns example dicts for templates.
+
+- `read_niv2`: a Natural Instructions v2 task JSON ("Definition", "Positive Examples", "Instances");
+  fields definition, input, answer.
+- `read_inputs_targets`: JSONL or Parquet with `inputs` / `targets` (how the Flan Collection is usually
+  exported); fields inputs, answer.
+- `read_cot`: GSM8K-style JSONL, `question` and `answer` = "rationale #### N"; fields question,
+  rationale, answer.
+- `read_options_qa`: JSONL with `question`, `options` (a list) and `answer` (one of the options).
+
+Errors name the file, line and field (`FormatError`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flan_ul2r.data.templates import Template
+
+
+class FormatError(ValueError):
+    """Bad instruction data; the message names file, line/instance and field."""
+
+
+def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise FormatError(f"{path}:{lineno}: expected a JSON object")
+        rows.append((lineno, row))
+    if not rows:
+        raise FormatError(f"{path}: no examples")
+    return rows
+
+
+def _need(row: dict[str, Any], field: str, where: str, kind=str) -> Any:
+    if field not in row:
+        raise FormatError(f"{where}: field {field!r} missing; present fields {sorted(row)}")
+    if not isinstance(row[field], kind):
+        want = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise FormatError(f"{where}: field {field!r} must be {want}, got {type(row[field]).__name__}")
+    return row[field]
+
+
+# NIV2 templates after FLAN v2's INLINE_FS_PATTERNS["natinst_v2"]: definition, then the instance.
+NIV2_TEMPLATES = (Template("{definition}\n\n{input}"), Template("Definition: {definition}\n\nInput: {input}\n"
+                                                                 "Output:"),
+                  Template("{input}\n\nInstruction: {definition}"))
+
+
+def read_niv2(path: str | Path) -> list[dict[str, Any]]:
+    """One example per instance (its first output is the answer)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        task = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    for field in ("Definition", "Instances"):
+        if field not in task:
+            raise FormatError(f"{path}: NIV2 task lacks {field!r}; present fields {sorted(task)}")
+    definition = task["Definition"]
+    definition = " ".join(definition) if isinstance(definition, list) else str(definition)
+    out = []
+    for i, inst in enumerate(task["Instances"]):
+        where = f"{path}: Instances[{i}]"
+        text = _need(inst, "input", where)
+        outputs = _need(inst, "output", where, list)
+        if not outputs:
+            raise FormatError(f"{where}: field 'output' is empty")
+        out.append({"definition": definition, "input": text, "answer": str(outputs[0])})
+    if not out:
+        raise FormatError(f"{path}: 'Instances' is empty")
+    return out
+
+
+def read_inputs_targets(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        for field in ("inputs", "targets"):
+            if field not in table.column_names:
+                raise FormatError(f"{path}: column {field!r} missing; columns {table.column_names}")
+        return [{"inputs": str(x), "answer": str(y)} for x, y in
+                zip(table.column("inputs").to_pylist(), table.column("targets").to_pylist())]
+    return [{"inputs": _need(r, "inputs", f"{path}:{n}"), "answer": _need(r, "targets", f"{path}:{n}")}
+            for n, r in _jsonl(path)]
+
+
+def read_cot(path: str | Path) -> list[dict[str, Any]]:
+    """GSM8K layout: the answer field is the rationale, then "#### " and the final answer."""
+    out = []
+    for n, r in _jsonl(path):
+        where = f"{path}:{n}"
+        question, answer = _need(r, "question", where), _need(r, "answer", where)
+        if "####" not in answer:
+            raise FormatError(f"{where}: field 'answer' has no '#### <final answer>' marker")
+        rationale, final = answer.rsplit("####", 1)
+        out.append({"question": question, "rationale": " ".join(rationale.split()), "answer": final.strip()})
+    return out
+
+
+def read_options_qa(path: str | Path) -> list[dict[str, Any]]:
+    out = []
+    for n, r in _jsonl(path):
+        where = f"{path}:{n}"
+        options = [str(o) for o in _need(r, "options", where, list)]
+        answer = str(_need(r, "answer", where, (str, int)))
+        if answer not in options:
+            raise FormatError(f"{where}: field 'answer' {answer!r} is not one of the options {options}")
+        out.append({"question": _need(r, "question", where), "options": options, "answer": answer})
+    return out
