@@ -79,12 +79,12 @@ def load_model(path: str | Path, dtype: str = "float32") -> LoadedModel:
     """An HF safetensors directory (config.json + *.safetensors) or a flan-ul2r checkpoint directory."""
     path = Path(path)
     if (path / "config.json").is_file():
-        from flan_ul2r.convert.hf_import import load_hf_params
-        from flan_ul2r.data.vocabularies import get_vocabulary
+        from flan_ul2r.convert.hf_import import attach_vocabulary, load_hf_params
 
         cfg, params, _ = load_hf_params(path, dtype)
-        vocab = get_vocabulary(f"hf:{path}") if (path / "tokenizer.json").is_file() else None
-        return LoadedModel(cfg, jax.tree.map(jnp.asarray, params), vocab)
+        # as `convert import-hf` does: sentinels/mode tokens reuse reserved ids or grow the embedding
+        cfg, vocab = attach_vocabulary(path, cfg, params)
+        return LoadedModel(cfg.replace(dtype=dtype), jax.tree.map(jnp.asarray, params), vocab)
     from flan_ul2r.checkpoints import read_json_beside, restore_params
     from flan_ul2r.data.vocabularies import vocabulary_from_description
 
@@ -96,5 +96,7 @@ def load_model(path: str | Path, dtype: str = "float32") -> LoadedModel:
     vocab = None
     if desc is not None:
         tok = next((d for d in (path / "tokenizer", path.parent.parent / "tokenizer") if d.is_dir()), None)
+        if tok is not None and desc.get("kind") == "sentencepiece":
+            tok = tok / "tokenizer.model"
         vocab = vocabulary_from_description(desc, str(tok) if tok else None)
     return LoadedModel(cfg, params, vocab)

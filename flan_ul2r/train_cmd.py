@@ -172,7 +172,8 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
             t0 = time.perf_counter()
             local = next(data)
             check_batch(local, num_microbatches, shards)
-            state, metrics = trainer.train_step(state, partitioning.global_batch(local, dev_mesh))
+            state, metrics = trainer.train_step(state, partitioning.global_batch(local, dev_mesh),
+                                                donate=not ckpts.should_save(step - 1, False))
             if step % log_every == 0 or step == train_steps or ckpts.should_save(step, step == train_steps):
                 last = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 if not math.isfinite(last["loss"]):

@@ -54,7 +54,7 @@ class Trainer:
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
             TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=self.abstract_params,
                        opt_state=abstract_opt), self.state_shardings)
-        self._step = None
+        self._steps: dict[bool, Any] | None = None
 
     # --- shardings ---------------------------------------------------------------------------------------
     def _opt_state_shardings(self, abstract_opt: Any) -> Any:
@@ -129,14 +129,18 @@ class Trainer:
             metrics["learning_rate"] = jnp.asarray(self.learning_rate_fn(state.step), jnp.float32)
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
-        if self._step is None:
+    def train_step(self, state: TrainState, batch: dict[str, jax.Array], donate: bool = True
+                   ) -> tuple[TrainState, dict]:
+        """One step. `donate=False` right after an async checkpoint save: the writer may still read the
+        old state's buffers (on CPU they can be aliased, not copied), so they must not be reused."""
+        if self._steps is None:
             batch_sh = {k: partitioning.batch_sharding(self.mesh) for k in batch}
-            self._step = jax.jit(self._train_step, in_shardings=(self.state_shardings, batch_sh),
-                                 out_shardings=(self.state_shardings, partitioning.replicated(self.mesh)),
-                                 donate_argnums=0)
+            kw = dict(in_shardings=(self.state_shardings, batch_sh),
+                      out_shardings=(self.state_shardings, partitioning.replicated(self.mesh)))
+            self._steps = {True: jax.jit(self._train_step, donate_argnums=0, **kw),
+                           False: jax.jit(self._train_step, **kw)}
         with self.mesh, nn.logical_axis_rules(self.rules):
-            return self._step(state, batch)
+            return self._steps[donate](state, batch)
 
 
 def check_batch(batch: dict[str, np.ndarray], num_microbatches: int, num_batch_shards: int) -> None:

@@ -106,6 +106,17 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
     (tmp_path / "pickle" / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(FileNotFoundError, match="pickle checkpoints are not loaded"):
         load_hf_params(tmp_path / "pickle")
+    # a tokenizer with more ids than the embedding has rows: named, not silently grown
+    from tokenizers import Tokenizer, models
+
+    (tmp_path / "vocab").mkdir()
+    (tmp_path / "vocab" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "vocab" / "model.safetensors").symlink_to(tmp_path / "hf" / "model.safetensors")
+    words = {f"w{i}": i for i in range(V + 20)}
+    words["</s>"] = V + 20
+    Tokenizer(models.WordLevel(words, unk_token="w0")).save(str(tmp_path / "vocab" / "tokenizer.json"))
+    with pytest.raises(ValueError, match=f"has {V + 21} ids but config.json vocab_size={V}"):
+        import_hf(tmp_path / "vocab", tmp_path / "vocab_out")
     index = {"weight_map": {"model.embed_tokens.weight": "model-00002-of-00002.safetensors"}}
     (tmp_path / "shard").mkdir()
     (tmp_path / "shard" / "config.json").write_text(json.dumps(cfg))
@@ -128,3 +139,20 @@ def test_cli_import_check_and_export(tmp_path, capsys):
     assert cli.main(["convert", "import-hf", "--hf_dir", str(tmp_path / "nope"), "--out",
                      str(tmp_path / "x")]) == 1
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_bfloat16_import_keeps_float32_master_weights_and_close_logits(tmp_path):
+    from flan_ul2r.convert.check import compare_logits
+
+    model = _save_tiny("llama", tmp_path / "hf")
+    cfg, _ = import_hf(tmp_path / "hf", tmp_path / "ck", dtype="bfloat16")
+    assert (cfg.dtype, cfg.param_dtype) == ("bfloat16", "float32")  # bf16 compute, fp32 master weights
+    params, _ = restore_params(tmp_path / "ck")
+    assert str(params["embedding"].dtype) == "bfloat16"  # stored as converted
+    report = compare_logits(tmp_path / "hf", cfg, params)
+    assert report["mean_kl"] < 1e-3 and report["max_abs_logit_delta"] < 0.1, report
+    export_hf(tmp_path / "ck", tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "bfloat16"
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype=torch.float32).eval()
+    emb = model.model.embed_tokens.weight.detach()
+    torch.testing.assert_close(reloaded.model.embed_tokens.weight, emb.to(torch.bfloat16).float())

@@ -15,7 +15,7 @@ def compare_logits(hf_dir: str | Path, cfg, params, batch: int = 2, length: int 
 
     from flan_ul2r.models.decoder import Decoder
 
-    hf_model = AutoModelForCausalLM.from_pretrained(str(hf_dir), torch_dtype=torch.float32)
+    hf_model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
     hf_model.eval()
     vocab = hf_model.config.vocab_size
     tokens = np.random.default_rng(seed).integers(0, vocab, size=(batch, length))

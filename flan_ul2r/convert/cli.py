@@ -48,6 +48,14 @@ def _import(a) -> int:
         from flan_ul2r.checkpoints import restore_params
         from flan_ul2r.convert.check import compare_logits
 
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError as e:
+            print(f"flan-ul2r convert import-hf: --check needs torch and transformers ({e}); not checked",
+                  file=sys.stderr)
+            print(json.dumps({**report, "check": "skipped"}))
+            return 0
         params, _ = restore_params(a.out)
         report.update(compare_logits(a.hf_dir, cfg, params))
         if report["mean_kl"] > MAX_KL:

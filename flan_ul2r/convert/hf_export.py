@@ -52,6 +52,41 @@ def _tokenizer_dir(checkpoint: Path) -> Path | None:
     return None
 
 
+def appended_token_names(vocab: dict[str, Any]) -> dict[int, str]:
+    """id -> name (`<extra_id_N>`, `[NLU]`...) of the ids the vocabulary appended (describe() dict)."""
+    names = {int(i): f"<extra_id_{j}>" for j, i in enumerate(vocab.get("sentinels", {}).get("ids", []))}
+    names.update({int(m["id"]): name for name, m in vocab.get("mode_tokens", {}).items()})
+    appended = [int(i) for i in vocab.get("appended_ids", [])]
+    missing = [i for i in appended if i not in names]
+    if missing:
+        raise ValueError(f"vocab.json: appended_ids {missing[:5]} are neither sentinels nor mode tokens")
+    return {i: names[i] for i in sorted(appended)}
+
+
+def add_appended_tokens(tokenizer_json: Path, vocab: dict[str, Any]) -> bool:
+    """Adds the appended sentinel/mode ids to tokenizer.json as special added tokens, so the exported
+    tokenizer encodes `<extra_id_0>` / `[NLU]` to the ids the model was trained with. False if no file."""
+    if not tokenizer_json.is_file():
+        return False
+    from tokenizers import Tokenizer
+
+    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    have = {t["content"] for t in data.get("added_tokens", [])}
+    for i, name in appended_token_names(vocab).items():
+        if name not in have:
+            data.setdefault("added_tokens", []).append(
+                {"id": i, "content": name, "single_word": False, "lstrip": False, "rstrip": False,
+                 "normalized": False, "special": True})
+    text = json.dumps(data, ensure_ascii=False, indent=1)
+    tok = Tokenizer.from_str(text)
+    wrong = {n: tok.token_to_id(n) for i, n in appended_token_names(vocab).items() if tok.token_to_id(n) != i}
+    if wrong:
+        raise ValueError(f"{tokenizer_json}: appended tokens would get other ids than in vocab.json: "
+                         f"{dict(list(wrong.items())[:5])}")
+    tokenizer_json.write_text(text, encoding="utf-8")
+    return True
+
+
 def export_hf(checkpoint: str | Path, out: str | Path, max_shard_bytes: int = 2 << 30) -> list[str]:
     """Writes config.json, safetensors shards, tokenizer files; returns notes for the user."""
     checkpoint, out = Path(checkpoint).absolute(), Path(out)
@@ -71,6 +106,8 @@ def export_hf(checkpoint: str | Path, out: str | Path, max_shard_bytes: int = 2 
                          f"{list(fam.ARCHITECTURES)}")
     write_sharded(out, hf_tensors(cfg, params), max_shard_bytes)
     hf = fam.hf_config_from(cfg, hf_base)
+    # what the shards hold ("dtype" for transformers >= 5, "torch_dtype" before)
+    hf["dtype"] = hf["torch_dtype"] = str(np.asarray(params["embedding"]).dtype)
     (out / "config.json").write_text(json.dumps(hf, indent=1))
     tok = _tokenizer_dir(checkpoint)
     if tok is not None:
@@ -80,8 +117,10 @@ def export_hf(checkpoint: str | Path, out: str | Path, max_shard_bytes: int = 2 
     if vocab is not None:
         (out / "flan_ul2r_vocab.json").write_text(json.dumps(vocab, indent=1))
         if vocab.get("appended_ids"):
+            written = add_appended_tokens(out / "tokenizer.json", vocab)
             notes.append(f"{len(vocab['appended_ids'])} sentinel/mode-token ids were appended to the "
-                         "vocabulary; their mapping is in flan_ul2r_vocab.json")
+                         "vocabulary; their mapping is in flan_ul2r_vocab.json" +
+                         (" and they are special tokens of tokenizer.json" if written else ""))
     if _trained_with_prefix(checkpoint):
         notes.append("trained with prefix-LM attention: HF transformers runs it causally (inputs no longer "
                      "see ahead); quality on prefix-style prompts may differ")

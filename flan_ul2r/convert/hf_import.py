@@ -34,6 +34,8 @@ def load_hf_params(hf_dir: str | Path, dtype: str = "float32") -> tuple[ModelCon
     """(config, params tree, hf config) read tensor by tensor; stacked layers are filled in place."""
     hf_dir = Path(hf_dir)
     hf = read_hf_config(hf_dir)
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype={dtype!r}: float32 or bfloat16")
     cfg = fam.config_from_hf(hf, dtype)
     reader = SafetensorsReader(hf_dir)
     np_dtype = np.dtype("float32") if dtype == "float32" else _bf16()
@@ -68,30 +70,55 @@ def grow_vocabulary(cfg: ModelConfig, params: dict[str, Any], vocab_size: int) -
     if extra <= 0:
         return cfg
     emb = params["embedding"]
-    new_rows = np.repeat(emb.mean(0, keepdims=True), extra, 0)
+    new_rows = np.repeat(emb.astype(np.float32).mean(0, keepdims=True), extra, 0)
     params["embedding"] = np.concatenate([emb, new_rows]).astype(emb.dtype)
     if "lm_head" in params:
         k = params["lm_head"]["kernel"]
         params["lm_head"]["kernel"] = np.concatenate(
-            [k, np.repeat(k.mean(1, keepdims=True), extra, 1)], axis=1).astype(k.dtype)
+            [k, np.repeat(k.astype(np.float32).mean(1, keepdims=True), extra, 1)], axis=1).astype(k.dtype)
     return cfg.replace(vocab_size=vocab_size)
+
+
+def attach_vocabulary(hf_dir: Path, cfg: ModelConfig, params: dict[str, Any], sentinel_policy: str = "auto"
+                      ) -> tuple[ModelConfig, Any]:
+    """(config grown for appended sentinel/mode ids, vocabulary) - or (cfg, None) without a tokenizer.
+
+    tokenizer.json -> `hf:DIR` vocabulary, else tokenizer.model -> `sentencepiece:` vocabulary.
+
+    The tokenizer must fit the embedding: ids beyond config.json's vocab_size are an error naming both.
+    """
+    from flan_ul2r.data.vocabularies import get_vocabulary
+
+    if (hf_dir / "tokenizer.json").is_file():
+        vocab = get_vocabulary(f"hf:{hf_dir}?sentinel_policy={sentinel_policy}")
+    elif (hf_dir / "tokenizer.model").is_file():  # SentencePiece-only directories (older Llama/Gemma)
+        model_file = hf_dir / "tokenizer.model"
+        vocab = get_vocabulary(f"sentencepiece:{model_file}?sentinel_policy={sentinel_policy}")
+    else:
+        return cfg, None
+    base = int(vocab.describe()["base_vocab_size"])
+    if base > cfg.vocab_size:
+        raise ValueError(f"{hf_dir}: the tokenizer has {base} ids but config.json vocab_size="
+                         f"{cfg.vocab_size} (model.embed_tokens.weight has {cfg.vocab_size} rows): tokenizer "
+                         "and weights do not belong together")
+    return grow_vocabulary(cfg, params, int(vocab.vocab_size)), vocab
 
 
 def import_hf(hf_dir: str | Path, out: str | Path, dtype: str = "float32", sentinel_policy: str = "auto",
               ) -> tuple[ModelConfig, dict[str, Any]]:
     """Converts and writes the params checkpoint; returns (config, vocabulary description)."""
     from flan_ul2r.checkpoints import save_params
-    from flan_ul2r.data.vocabularies import get_vocabulary
 
     hf_dir, out = Path(hf_dir), Path(out)
     cfg, params, hf = load_hf_params(hf_dir, dtype)
     tokenizer_files = [f for f in TOKENIZER_FILES if (hf_dir / f).is_file()]
     vocab_desc = None
-    if "tokenizer.json" in tokenizer_files or "tokenizer.model" in tokenizer_files:
-        vocab = get_vocabulary(f"hf:{hf_dir}?sentinel_policy={sentinel_policy}")
+    cfg, vocab = attach_vocabulary(hf_dir, cfg, params, sentinel_policy)
+    if vocab is not None:
         vocab_desc = vocab.describe()
-        cfg = grow_vocabulary(cfg, params, int(vocab.vocab_size))
-    cfg = cfg.replace(dtype="float32" if dtype == "float32" else "bfloat16")
+    # `dtype` is how the arrays are stored (and the compute dtype); master weights stay float32: a run
+    # started from this checkpoint restores them as float32 (orbax casts on restore).
+    cfg = cfg.replace(dtype=dtype, param_dtype="float32")
     extra = {"hf_config": hf}
     if vocab_desc is not None:
         extra["vocab"] = vocab_desc

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import jax
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
@@ -50,7 +51,9 @@ class SafetensorsReader:
         path = self.files[name]
         if path not in self._open:
             self._open[path] = safe_open(path, framework="flax")
-        x = np.asarray(self._open[path].get_tensor(name))
+        # framework="flax" reads bfloat16 (numpy cannot); pin to host memory so no accelerator round trip
+        with jax.default_device(jax.devices("cpu")[0]):
+            x = np.asarray(self._open[path].get_tensor(name))
         if shape is not None and tuple(x.shape) != tuple(shape):
             raise ValueError(f"{path.name}: tensor {name!r} has shape {tuple(x.shape)}, config.json implies "
                              f"{tuple(shape)}")
