@@ -3,8 +3,9 @@
 
     python benchmarks/train_step.py [--layers 4 --d_model 512 --seq 512 --batch 4 --steps 10]
 
-Prints tokens/s of both, the ratio, and each one's MFU against a matmul peak measured in the same run
-(float32 n x n matmul, the practical peak of this CPU). FLOPs: PaLM appendix B (flan_ul2r.compute).
+Prints tokens/s of both (ours with scanned and with unrolled layers), the ratios, and each one's MFU against
+a matmul peak measured in the same run (float32 n x n matmul, the practical peak of this CPU). FLOPs: PaLM
+appendix B (flan_ul2r.compute). Both sides time `--steps` steps after 2 warm-up steps.
 """
 from __future__ import annotations
 
@@ -108,9 +109,12 @@ def main() -> None:
     print(f"config: Llama-style {cfg.num_layers} layers, d_model {cfg.d_model}, GQA {cfg.num_heads}/"
           f"{cfg.num_kv_heads}, d_ff {cfg.d_ff}, vocab {cfg.vocab_size}, {cfg.num_params() / 1e6:.1f}M "
           f"params; batch {a.batch} x seq {a.seq}; float32; {flops / 1e6:.1f} MFLOP/token")
-    ours = bench_jax(cfg, a.batch, a.seq, a.steps)
-    print(f"flan-ul2r (JAX)          {ours:10.0f} tokens/s  MFU {compute.mfu(ours, flops, peak_jax):6.1%} "
-          f"of the measured matmul peak {peak_jax:.3f} TFLOP/s")
+    ours = {}
+    for scan in (True, False):
+        ours[scan] = bench_jax(cfg.replace(scan_layers=scan), a.batch, a.seq, a.steps)
+        mfu = compute.mfu(ours[scan], flops, peak_jax)
+        print(f"flan-ul2r (JAX) scan_layers={scan!s:5} {ours[scan]:8.0f} tokens/s  MFU {mfu:6.1%} "
+              f"of the measured matmul peak {peak_jax:.3f} TFLOP/s")
     if a.skip_torch:
         return
     import torch
@@ -119,9 +123,10 @@ def main() -> None:
     theirs = bench_torch(cfg, a.batch, a.seq, a.steps)
     peak_torch = torch_matmul_peak()
     theirs_mfu = compute.mfu(theirs, flops, peak_torch)
-    print(f"HF transformers (torch)  {theirs:10.0f} tokens/s  MFU {theirs_mfu:6.1%} "
+    print(f"HF transformers (torch)        {theirs:8.0f} tokens/s  MFU {theirs_mfu:6.1%} "
           f"of torch's matmul peak {peak_torch:.3f} TFLOP/s")
-    print(f"ratio flan-ul2r / transformers: {ours / theirs:.2f}x (target >= 1.0)")
+    for scan, tps in ours.items():
+        print(f"ratio flan-ul2r (scan_layers={scan}) / transformers: {tps / theirs:.2f}x (target >= 1.0)")
 
 
 if __name__ == "__main__":

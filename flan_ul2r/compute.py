@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from flan_ul2r.models.config import ModelConfig
+from flan_ul2r.xla_options import compiler_options
 
 # Dense bf16 peak TFLOP/s per chip, vendor datasheets: NVIDIA H100/H200 SXM 989 (without sparsity),
 # A100 312; Google Cloud TPU v4 275, v5e 197, v5p 459, v6e (Trillium) 918.
@@ -42,9 +43,10 @@ def device_peak_tflops(device: jax.Device | None = None) -> float | None:
 
 
 def measure_matmul_peak(n: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
-    """TFLOP/s of the best of `repeats` n x n matmuls on the default device (the CPU's practical peak)."""
+    """TFLOP/s of the best of `repeats` n x n matmuls on the default device (the CPU's practical peak),
+    compiled with the train step's options."""
     a = jnp.ones((n, n), dtype)
-    f = jax.jit(lambda x: x @ x)
+    f = jax.jit(lambda x: x @ x, compiler_options=compiler_options())
     f(a).block_until_ready()
     best = float("inf")
     for _ in range(repeats):

@@ -57,7 +57,7 @@ def resolve_model_config(spec: Mapping[str, Any], data_vocab: Any, initial: dict
     data vocabulary (a model smaller than the vocabulary would index out of its embedding)."""
     if initial is not None:
         cfg = ModelConfig.from_dict(initial)
-        runtime = ("dtype", "remat_policy", "scan_layers")  # how to run it, not what it is
+        runtime = ("dtype", "remat_policy", "scan_layers", "attention_impl")  # how to run it, not what it is
         cfg = cfg.replace(**{k: v for k, v in spec.items() if k in runtime and v is not None})
     else:
         overrides = {k: v for k, v in spec.items() if k != "preset" and v is not None}
@@ -97,8 +97,10 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
           model: Mapping[str, Any] | None = None, mesh: Mapping[str, Any] | None = None,
           optimizer: Mapping[str, Any] | None = None, z_loss: float = 1e-4, num_microbatches: int = 1,
           checkpoint_period: int = 1000, keep_checkpoints: int | None = 3, log_every: int = 1,
-          stop_after_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Trains and returns a summary. `stop_after_steps` ends the process early (tests: a killed run)."""
+          stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None
+          ) -> dict[str, Any]:
+    """Trains and returns a summary. `stop_after_steps` ends the process early (tests: a killed run);
+    `chunked_loss`: output projection + loss chunk by chunk (None = on CPU only; flan_ul2r/trainer.py)."""
     model_dir_path = Path(model_dir)
     model_dir_path.mkdir(parents=True, exist_ok=True)
     model, mesh_cfg = model or model_config(), mesh or mesh_config()
@@ -125,7 +127,7 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
     tx = optim.optimizer(opt_cfg["name"], lr, weight_decay=opt_cfg["weight_decay"],
                          clip_norm=opt_cfg["clip_norm"])
     trainer = Trainer(cfg, tx, dev_mesh, rules, z_loss=z_loss, num_microbatches=num_microbatches,
-                      learning_rate_fn=lr)
+                      learning_rate_fn=lr, chunked_loss=chunked_loss)
     ckpts = checkpoints.TrainCheckpoints(model_dir_path, checkpoint_period, keep_checkpoints)
 
     latest = ckpts.latest_step()

@@ -20,7 +20,9 @@ from jax.sharding import Mesh
 from flan_ul2r import partitioning
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
+from flan_ul2r.models.fused_loss import linear_cross_entropy_sums
 from flan_ul2r.models.losses import cross_entropy_sums
+from flan_ul2r.xla_options import compiler_options
 
 FEATURES = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids",
             "decoder_positions", "decoder_causal_attention")
@@ -38,8 +40,13 @@ class Trainer:
 
     def __init__(self, cfg: ModelConfig, tx: optax.GradientTransformation, mesh: Mesh,
                  rules: partitioning.Rules, *, z_loss: float = 1e-4, num_microbatches: int = 1,
-                 learning_rate_fn: optax.Schedule | None = None):
+                 learning_rate_fn: optax.Schedule | None = None, chunked_loss: bool | None = None):
         self.cfg, self.tx, self.mesh, self.rules = cfg, tx, mesh, rules
+        # Output projection + loss chunk by chunk (models/fused_loss.py); None = on CPU, where it was measured
+        # faster (benchmarks/train_step.py); elsewhere the dense logits path.
+        if chunked_loss is None:
+            chunked_loss = jax.default_backend() == "cpu"
+        self.chunked_loss = bool(chunked_loss)
         self.model = Decoder(cfg)
         self.z_loss, self.num_microbatches = z_loss, int(num_microbatches)
         self.learning_rate_fn = learning_rate_fn
@@ -95,12 +102,17 @@ class Trainer:
 
     # --- the step ----------------------------------------------------------------------------------------
     def _sums(self, params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
-        logits = self.model.apply(
+        out = self.model.apply(
             {"params": params}, batch["decoder_input_tokens"], positions=batch["decoder_positions"],
-            segment_ids=batch["decoder_segment_ids"], causal_attention=batch.get("decoder_causal_attention"))
-        sums = cross_entropy_sums(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
-                                  self.z_loss)
-        return sums["ce"] + sums["z_loss"], sums
+            segment_ids=batch["decoder_segment_ids"], causal_attention=batch.get("decoder_causal_attention"),
+            return_hidden=self.chunked_loss)
+        targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+        if not self.chunked_loss:
+            sums = cross_entropy_sums(out, targets, weights, self.z_loss)
+            return sums["ce"] + sums["z_loss"], sums
+        total, ce, z, correct = linear_cross_entropy_sums(*out, targets, weights, self.z_loss)
+        sums = {"ce": ce, "z_loss": z, "correct": correct, "num_tokens": jnp.sum(weights.astype(jnp.float32))}
+        return total, sums
 
     def _train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
         grad_fn = jax.value_and_grad(self._sums, has_aux=True)
@@ -136,7 +148,8 @@ class Trainer:
         if self._steps is None:
             batch_sh = {k: partitioning.batch_sharding(self.mesh) for k in batch}
             kw = dict(in_shardings=(self.state_shardings, batch_sh),
-                      out_shardings=(self.state_shardings, partitioning.replicated(self.mesh)))
+                      out_shardings=(self.state_shardings, partitioning.replicated(self.mesh)),
+                      compiler_options=compiler_options())
             self._steps = {True: jax.jit(self._train_step, donate_argnums=0, **kw),
                            False: jax.jit(self._train_step, **kw)}
         with self.mesh, nn.logical_axis_rules(self.rules):

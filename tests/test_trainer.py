@@ -27,12 +27,12 @@ def batches():
     return [next(it) for _ in range(3)]
 
 
-def _losses(mesh_sizes, rules, batches, microbatches=1, opt="adamw"):
+def _losses(mesh_sizes, rules, batches, microbatches=1, opt="adamw", cfg=CFG, chunked_loss=True):
     n = int(np.prod(list(mesh_sizes.values())))
     mesh = partitioning.make_mesh(**mesh_sizes, devices=jax.devices()[:n])
     lr = optim.schedule("constant", 3e-3)
-    trainer = Trainer(CFG, optim.optimizer(opt, lr), mesh, partitioning.rules_for(rules),
-                      num_microbatches=microbatches)
+    trainer = Trainer(cfg, optim.optimizer(opt, lr), mesh, partitioning.rules_for(rules),
+                      num_microbatches=microbatches, chunked_loss=chunked_loss)
     state = trainer.init_state(0)
     out = []
     for b in batches:
@@ -52,6 +52,19 @@ def test_fsdp_and_tensor_parallel_match_one_device(batches):
     # The parameters really are sharded under FSDP (each device holds 1/8 of an embed axis).
     q = state.params["layers"]["attn"]["q"]["kernel"]
     assert q.sharding.shard_shape(q.shape)[1] == q.shape[1] // 8
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_chunked_loss_trains_exactly_like_dense_logits(batches, tied):
+    """models/fused_loss.py (gradient computed chunk by chunk in the forward pass) against autodiff through
+    the full [batch, length, vocab] logits, 3 AdamW steps, untied and tied (embedding.T) output kernels."""
+    cfg = CFG.replace(tie_embeddings=tied)
+    one = {"data": 1, "fsdp": 1, "tensor": 1}
+    dense, dense_state = _losses(one, "data_parallel", batches, cfg=cfg, chunked_loss=False)
+    chunked, chunked_state = _losses(one, "data_parallel", batches, cfg=cfg)
+    np.testing.assert_allclose(chunked, dense, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(chunked_state.params), jax.tree.leaves(dense_state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
 def test_microbatching_gives_the_same_step(batches):

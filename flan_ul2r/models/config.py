@@ -40,6 +40,8 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat_policy: str = "none"
     scan_layers: bool = True
+    # "auto": blocked flash attention on CPU, jax.nn.dot_product_attention (cuDNN / XLA) elsewhere.
+    attention_impl: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "num_layers", "d_model", "num_heads", "num_kv_heads", "head_dim", "d_ff"):
@@ -52,6 +54,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.mlp_activation={self.mlp_activation!r}: silu, gelu_tanh or gelu")
         if self.rope_scaling is not None and not isinstance(self.rope_scaling, tuple):
             object.__setattr__(self, "rope_scaling", tuple(self.rope_scaling))  # from JSON lists
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"ModelConfig.attention_impl={self.attention_impl!r}: use one of "
+                             f"{ATTENTION_IMPLS}")
         if self.remat_policy not in REMAT_POLICIES:
             raise ValueError(f"ModelConfig.remat_policy={self.remat_policy!r}: use one of {REMAT_POLICIES}")
 
@@ -82,6 +87,7 @@ class ModelConfig:
         return self.num_layers * (attn + mlp + norms) + self.vocab_size * d + head + d
 
 
+ATTENTION_IMPLS = ("auto", "xla", "blocked")  # flan_ul2r/models/attention.py
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
 # Published shapes. PaLM 8B: Chowdhery et al. 2022 Table 1 (32 layers, d 4096, 16 heads x 256, d_ff 4d,

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flan_ul2r.models.attention import dot_product_attention
 from flan_ul2r.models.config import ModelConfig
 
 Array = jax.Array
@@ -104,8 +105,7 @@ class Attention(nn.Module):
         q = rope(q, positions, cfg.rope_theta, cfg.rope_scaling)
         k = rope(k, positions, cfg.rope_theta, cfg.rope_scaling)
         q = nn.with_logical_constraint(q, ("act_batch", "act_length", "act_heads", None))
-        # jax.nn.dot_product_attention picks cuDNN flash attention on GPU where it can, XLA elsewhere.
-        out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+        out = dot_product_attention(q, k, v, mask, cfg.attention_impl)
         out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", None))
         return _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", axis=(-2, -1))(out)
 
@@ -150,14 +150,28 @@ def _remat(block: type[Block], policy: str):
     return nn.remat(block, policy=policies[policy], prevent_cse=False)
 
 
+class LmHead(nn.Module):
+    """The untied output projection, kernel [embed, vocab] (the same parameter as a DenseGeneral)."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self) -> Array:
+        cfg = self.cfg
+        init = nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", "vocab"))
+        return self.param("kernel", init, (cfg.d_model, cfg.vocab_size), _dtype(cfg.param_dtype))
+
+
 class Decoder(nn.Module):
-    """tokens [b, l] -> float32 logits [b, l, vocab]."""
+    """tokens [b, l] -> float32 logits [b, l, vocab]; with `return_hidden`, the final normed hidden states
+    [b, l, d_model] and the output kernel [d_model, vocab] instead (for flan_ul2r/models/fused_loss.py)."""
 
     cfg: ModelConfig
 
     @nn.compact
     def __call__(self, tokens: Array, positions: Array | None = None, segment_ids: Array | None = None,
-                 causal_attention: Array | None = None, deterministic: bool = True) -> Array:
+                 causal_attention: Array | None = None, deterministic: bool = True,
+                 return_hidden: bool = False) -> Array | tuple[Array, Array]:
         cfg = self.cfg
         b, length = tokens.shape
         if positions is None:
@@ -182,8 +196,8 @@ class Decoder(nn.Module):
             for i in range(cfg.num_layers):
                 x, _ = block(cfg, name=f"layer_{i}")(x, positions, mask)
         x = RMSNorm(cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
-        if cfg.tie_embeddings:
-            logits = jnp.einsum("ble,ve->blv", x, embedding.astype(x.dtype))
-        else:
-            logits = _dense(cfg.vocab_size, ("embed", "vocab"), cfg, "lm_head")(x)
-        return logits.astype(jnp.float32)
+        kernel = embedding.T if cfg.tie_embeddings else LmHead(cfg, name="lm_head")()
+        kernel = kernel.astype(x.dtype)
+        if return_hidden:
+            return x, kernel
+        return jnp.einsum("ble,ev->blv", x, kernel, preferred_element_type=jnp.float32)

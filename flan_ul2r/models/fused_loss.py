@@ -1,0 +1,104 @@
+"""The output projection and the cross-entropy + z-loss in one pass over chunks of positions.
+
+The [batch, length, vocab] logits are never materialized: for each chunk of positions the logits, the
+loss terms and their gradient are computed and only the gradients w.r.t. the hidden states and the output
+kernel are kept. Because the loss is the last op of the model, its gradient is known in the forward pass
+(as in Levanter's blockwise cross-entropy and Liger's fused linear cross-entropy), so the backward pass
+only scales the saved gradients: no logits recomputation, and 3 matmuls per chunk as with autodiff.
+
+Memory: B x C x V floats per chunk instead of B x L x V (2 GiB less for 4k tokens of a 128k vocabulary in
+float32). Speed on CPU: the weight gradient needs the chunk's logit gradient transposed, and a cache-sized
+chunk transposes far faster than the whole [tokens, vocab] array (benchmarks/train_step.py).
+
+Loss terms per token t with weight w_t (PaLM's z-loss, Chowdhery et al. 2022 section 5):
+    ce_t = logsumexp(logits_t) - logits_t[y_t],   z_t = z_loss * logsumexp(logits_t)^2
+and d(w_t (ce_t + z_t)) / d logits_t = w_t ((1 + 2 z_loss lse_t) softmax(logits_t) - onehot(y_t)).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+CHUNK_TOKENS = 512  # batch x positions per chunk: a 512 x 8192 float32 logit chunk is 16 MiB (fits L3)
+
+
+def _chunk_terms(x_c: Array, kernel: Array, y_c: Array, w_c: Array, z_loss: float, with_grad: bool):
+    """Loss sums of one chunk [b, c, e]; with the logit gradient [b, c, v] when `with_grad`."""
+    logits = jnp.einsum("bce,ev->bcv", x_c, kernel, preferred_element_type=jnp.float32)
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    target = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]
+    correct = (target >= jnp.max(logits, axis=-1)).astype(jnp.float32)  # as losses.token_losses
+    sums = (jnp.sum(w_c * (lse - target)), jnp.sum(w_c * z_loss * lse * lse), jnp.sum(w_c * correct))
+    if not with_grad:
+        return sums, None
+    probs = jnp.exp(logits - lse[..., None])
+    onehot = jax.nn.one_hot(y_c, logits.shape[-1], dtype=jnp.float32)
+    dlogits = w_c[..., None] * ((1.0 + 2.0 * z_loss * lse)[..., None] * probs - onehot)
+    return sums, dlogits
+
+
+def _chunked(x: Array, y: Array, w: Array, chunk: int) -> tuple[Array, Array, Array]:
+    """[b, l, ...] -> [n, b, chunk, ...], padding the length with zero-weight positions."""
+    pad = -x.shape[1] % chunk
+    if pad:
+        x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
+        y, w = jnp.pad(y, ((0, 0), (0, pad))), jnp.pad(w, ((0, 0), (0, pad)))
+    b, n = x.shape[0], x.shape[1] // chunk
+    x = x.reshape(b, n, chunk, x.shape[-1]).swapaxes(0, 1)
+    return x, y.reshape(b, n, chunk).swapaxes(0, 1), w.reshape(b, n, chunk).swapaxes(0, 1)
+
+
+def _positions_per_chunk(batch: int, length: int) -> int:
+    return max(1, min(length, CHUNK_TOKENS // max(batch, 1)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def linear_cross_entropy_sums(x: Array, kernel: Array, targets: Array, weights: Array, z_loss: float
+                              ) -> tuple[Array, Array, Array, Array]:
+    """(ce + z sum, ce sum, z sum, correct sum) of hidden states x [b, l, e] through kernel [e, v].
+
+    Only the first output is differentiable (the others are metrics; their cotangents are ignored)."""
+    return _forward(x, kernel, targets, weights, z_loss, with_grad=False)[0]
+
+
+def _forward(x, kernel, targets, weights, z_loss, with_grad):
+    length = x.shape[1]
+    chunk = _positions_per_chunk(x.shape[0], length)
+    xs, ys, ws = _chunked(x, targets, weights.astype(jnp.float32), chunk)
+
+    def body(dkernel, inputs):
+        x_c, y_c, w_c = inputs
+        (ce, z, correct), dlogits = _chunk_terms(x_c, kernel, y_c, w_c, z_loss, with_grad)
+        if not with_grad:
+            return dkernel, ((ce, z, correct), None)
+        dlogits = dlogits.astype(x.dtype)
+        dx_c = jnp.einsum("bcv,ev->bce", dlogits, kernel, preferred_element_type=jnp.float32)
+        dkernel = dkernel + jnp.einsum("bce,bcv->ev", x_c, dlogits, preferred_element_type=jnp.float32)
+        return dkernel, ((ce, z, correct), dx_c)
+
+    init = jnp.zeros(kernel.shape, jnp.float32) if with_grad else None
+    dkernel, ((ce, z, correct), dx) = jax.lax.scan(body, init, (xs, ys, ws))
+    sums = (jnp.sum(ce) + jnp.sum(z), jnp.sum(ce), jnp.sum(z), jnp.sum(correct))
+    if not with_grad:
+        return sums, None
+    dx = dx.swapaxes(0, 1).reshape(x.shape[0], -1, x.shape[-1])[:, :length]
+    return sums, (dx.astype(x.dtype), dkernel.astype(kernel.dtype))
+
+
+def _fwd(x, kernel, targets, weights, z_loss):
+    sums, (dx, dkernel) = _forward(x, kernel, targets, weights, z_loss, with_grad=True)
+    return sums, (dx, dkernel, targets, weights)
+
+
+def _bwd(z_loss, res, cotangents):
+    dx, dkernel, targets, weights = res
+    g = cotangents[0]
+    zero_t = jnp.zeros(targets.shape, jax.dtypes.float0) if jnp.issubdtype(targets.dtype, jnp.integer) else (
+        jnp.zeros_like(targets))
+    return (g * dx).astype(dx.dtype), (g * dkernel).astype(dkernel.dtype), zero_t, jnp.zeros_like(weights)
+
+
+linear_cross_entropy_sums.defvjp(_fwd, _bwd)
