@@ -97,3 +97,15 @@ def test_family_switches_build_and_count_params(family):
     cfg = CFG.replace(**family)
     v = nn.meta.unbox(Decoder(cfg).init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32)))
     assert sum(x.size for x in jax.tree.leaves(v)) == cfg.num_params()
+
+
+def test_scanned_and_unrolled_layers_share_params_and_logits(params):
+    """scan_layers only changes how the layer loop runs: the same stacked parameter tree, the same logits."""
+    unrolled, scanned = CFG.replace(scan_layers=False), CFG.replace(scan_layers=True)
+    tree = nn.meta.unbox(Decoder(unrolled).init(jax.random.PRNGKey(0), jnp.ones((1, 8), jnp.int32))["params"])
+    assert jax.tree.structure(tree) == jax.tree.structure(params)
+    assert params["layers"]["mlp"]["up"]["kernel"].shape[0] == CFG.num_layers
+    tokens = jnp.asarray(np.random.default_rng(5).integers(3, 100, size=(2, 10)))
+    a = Decoder(unrolled).apply({"params": params}, tokens)
+    b = Decoder(scanned).apply({"params": params}, tokens)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)

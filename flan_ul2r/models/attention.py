@@ -64,9 +64,9 @@ def _live_range(live: Array) -> tuple[Array, Array]:
     return jnp.minimum(lo, hi), hi
 
 
-def _scores(qi: Array, kj: Array, mij: Array, scale: float) -> Array:
-    """[kv, g, Bq, Bk] float32 scores, masked entries set to _MASKED."""
-    s = jnp.einsum("kgqd,ksd->kgqs", qi, kj, preferred_element_type=jnp.float32) * scale
+def _scores(qi: Array, kj: Array, mij: Array) -> Array:
+    """[kv, g, Bq, Bk] float32 scores of pre-scaled queries, masked entries set to _MASKED."""
+    s = jnp.einsum("kgqd,ksd->kgqs", qi, kj, preferred_element_type=jnp.float32)
     return jnp.where(mij[None, None], s, _MASKED)
 
 
@@ -77,20 +77,20 @@ def _flash(qb: Array, kb: Array, vb: Array, mb: Array) -> Array:
 
 def _flash_fwd(qb, kb, vb, mb):
     b, n, kv, g, bq, d = qb.shape
-    scale = d ** -0.5
-    live = jnp.any(mb, axis=(3, 4))  # [b, n(q), n(k)]
-    lo, hi = _live_range(live)
+    qs = qb * jnp.asarray(d ** -0.5, qb.dtype)  # softmax scale folded into the queries once
+    lo, hi = _live_range(jnp.any(mb, axis=(3, 4)))  # [b, n(q)]: the key blocks each query block visits
 
     def row(r):  # one query block of one batch row: online softmax over its live key blocks
         bi, i = r // n, r % n
-        qi = qb[bi, i]
+        qi = qs[bi, i]
 
         def step(j, carry):
+            # Masked scores are _MASKED, so exp() gives them 0 once the row has a real maximum; what a row
+            # accumulated before (all-masked blocks, m = _MASKED) is wiped by corr = exp(_MASKED - m) = 0.
             m, denom, acc = carry
-            mij = mb[bi, i, j]
-            s = _scores(qi, kb[bi, j], mij, scale)
+            s = _scores(qi, kb[bi, j], mb[bi, i, j])
             m_new = jnp.maximum(m, s.max(-1))
-            p = jnp.where(mij[None, None], jnp.exp(s - m_new[..., None]), 0.0)
+            p = jnp.exp(s - m_new[..., None])
             corr = jnp.exp(m - m_new)
             acc = acc * corr[..., None] + jnp.einsum("kgqs,ksd->kgqd", p.astype(vb.dtype), vb[bi, j],
                                                      preferred_element_type=jnp.float32)
@@ -99,23 +99,22 @@ def _flash_fwd(qb, kb, vb, mb):
         init = (jnp.full((kv, g, bq), _MASKED, jnp.float32), jnp.zeros((kv, g, bq), jnp.float32),
                 jnp.zeros((kv, g, bq, d), jnp.float32))
         m, denom, acc = jax.lax.fori_loop(lo[bi, i], hi[bi, i], step, init)
-        seen = denom > 0
+        seen = m > _MASKED / 2  # the row saw at least one key it may attend to
         safe = jnp.where(seen, denom, 1.0)
-        return (acc / safe[..., None]).astype(qb.dtype), jnp.where(seen, m + jnp.log(safe), 0.0)
+        out = jnp.where(seen[..., None], acc / safe[..., None], 0.0)
+        return out.astype(qb.dtype), jnp.where(seen, m + jnp.log(safe), 0.0)
 
     out, lse = jax.lax.map(row, jnp.arange(b * n))
     out = out.reshape(qb.shape)
     lse = lse.reshape(b, n, kv, g, bq)
-    return out, (qb, kb, vb, mb, out, lse)
+    return out, (qs, kb, vb, mb, out, lse)
 
 
 def _flash_bwd(res, dout):
-    qb, kb, vb, mb, out, lse = res
-    b, n, kv, g, bq, d = qb.shape
-    scale = d ** -0.5
+    qs, kb, vb, mb, out, lse = res
+    b, n, kv, g, bq, d = qs.shape
     delta = jnp.sum(dout.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)  # [b, n, kv, g, B]
-    live = jnp.any(mb, axis=(3, 4)).transpose(0, 2, 1)  # [b, n(k), n(q)]
-    lo, hi = _live_range(live)
+    lo, hi = _live_range(jnp.any(mb, axis=(3, 4)).transpose(0, 2, 1))  # [b, n(k)]: query blocks per key block
 
     def col(dq, r):  # one key block of one batch row: its dk, dv over live query blocks; adds into dq
         bi, j = r // n, r % n
@@ -123,12 +122,11 @@ def _flash_bwd(res, dout):
 
         def step(i, carry):
             dq, dk, dv = carry
-            qi, doi, mij = qb[bi, i], dout[bi, i], mb[bi, i, j]
-            s = _scores(qi, kj, mij, scale)
-            p = jnp.where(mij[None, None], jnp.exp(s - lse[bi, i][..., None]), 0.0)
+            qi, doi = qs[bi, i], dout[bi, i]
+            p = jnp.exp(_scores(qi, kj, mb[bi, i, j]) - lse[bi, i][..., None])  # masked: exp(-1e30) = 0
             dv = dv + jnp.einsum("kgqs,kgqd->ksd", p, doi, preferred_element_type=jnp.float32)
             dp = jnp.einsum("kgqd,ksd->kgqs", doi, vj, preferred_element_type=jnp.float32)
-            ds = p * (dp - delta[bi, i][..., None]) * scale
+            ds = p * (dp - delta[bi, i][..., None])
             dk = dk + jnp.einsum("kgqs,kgqd->ksd", ds, qi, preferred_element_type=jnp.float32)
             dqi = dq[bi, i] + jnp.einsum("kgqs,ksd->kgqd", ds, kj, preferred_element_type=jnp.float32)
             return dq.at[bi, i].set(dqi), dk, dv
@@ -137,10 +135,10 @@ def _flash_bwd(res, dout):
         dq, dk, dv = jax.lax.fori_loop(lo[bi, j], hi[bi, j], step, (dq, zeros, zeros))
         return dq, (dk, dv)
 
-    dq, (dk, dv) = jax.lax.scan(col, jnp.zeros(qb.shape, jnp.float32), jnp.arange(b * n))
+    dq, (dk, dv) = jax.lax.scan(col, jnp.zeros(qs.shape, jnp.float32), jnp.arange(b * n))
     dk = dk.reshape(kb.shape).astype(kb.dtype)
     dv = dv.reshape(vb.shape).astype(vb.dtype)
-    return dq.astype(qb.dtype), dk, dv, None
+    return (dq * d ** -0.5).astype(qs.dtype), dk, dv, None
 
 
 _flash.defvjp(_flash_fwd, _flash_bwd)

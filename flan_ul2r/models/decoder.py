@@ -186,15 +186,14 @@ class Decoder(nn.Module):
         if cfg.embed_scale:  # Gemma: embeddings times sqrt(d_model), in the compute dtype as HF does
             x = x * jnp.asarray(cfg.d_model ** 0.5, _dtype(cfg.dtype))
         x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
-        block = _remat(Block, cfg.remat_policy)
-        if cfg.scan_layers:
-            stack = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
-                            in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_layers,
-                            metadata_params={nn.PARTITION_NAME: "layers"})
-            x, _ = stack(cfg, name="layers")(x, positions, mask)
-        else:
-            for i in range(cfg.num_layers):
-                x, _ = block(cfg, name=f"layer_{i}")(x, positions, mask)
+        # Layers' params are always stacked on a leading "layers" axis (one checkpoint layout); the loop over
+        # them is a lax.scan, or fully unrolled (straight-line code, faster on CPU, slower to compile).
+        scan = cfg.scan_layers if cfg.scan_layers is not None else jax.default_backend() != "cpu"
+        stack = nn.scan(_remat(Block, cfg.remat_policy), variable_axes={"params": 0},
+                        split_rngs={"params": True}, in_axes=(nn.broadcast, nn.broadcast),
+                        length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
+                        unroll=1 if scan else cfg.num_layers)
+        x, _ = stack(cfg, name="layers")(x, positions, mask)
         x = RMSNorm(cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
         kernel = embedding.T if cfg.tie_embeddings else LmHead(cfg, name="lm_head")()
         kernel = kernel.astype(x.dtype)
