@@ -21,6 +21,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from flan_ul2r.models.losses import token_losses
+
 Array = jax.Array
 CHUNK_TOKENS = 512  # batch x positions per chunk: a 512 x 8192 float32 logit chunk is 16 MiB (fits L3)
 
@@ -28,12 +30,11 @@ CHUNK_TOKENS = 512  # batch x positions per chunk: a 512 x 8192 float32 logit ch
 def _chunk_terms(x_c: Array, kernel: Array, y_c: Array, w_c: Array, z_loss: float, with_grad: bool):
     """Loss sums of one chunk [b, c, e]; with the logit gradient [b, c, v] when `with_grad`."""
     logits = jnp.einsum("bce,ev->bcv", x_c, kernel, preferred_element_type=jnp.float32)
-    lse = jax.nn.logsumexp(logits, axis=-1)
-    target = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]
-    correct = (target >= jnp.max(logits, axis=-1)).astype(jnp.float32)  # as losses.token_losses
-    sums = (jnp.sum(w_c * (lse - target)), jnp.sum(w_c * z_loss * lse * lse), jnp.sum(w_c * correct))
+    ce, z, correct = token_losses(logits, y_c, z_loss)
+    sums = (jnp.sum(w_c * ce), jnp.sum(w_c * z), jnp.sum(w_c * correct))
     if not with_grad:
         return sums, None
+    lse = jax.nn.logsumexp(logits, axis=-1)  # the same reduction as in token_losses; XLA computes it once
     probs = jnp.exp(logits - lse[..., None])
     onehot = jax.nn.one_hot(y_c, logits.shape[-1], dtype=jnp.float32)
     dlogits = w_c[..., None] * ((1.0 + 2.0 * z_loss * lse)[..., None] * probs - onehot)
