@@ -14,6 +14,8 @@ setup(
         "flan_ul2r.data",
         "flan_ul2r.models",
         "flan_ul2r.convert",
+        "flan_ul2r.main",
+        "flan_ul2r.training",
         "flan_ul2r.evaluation",
         "flan_ul2r.tasks",
     ],

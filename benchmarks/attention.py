@@ -31,7 +31,7 @@ def jax_row(b: int, length: int, h: int, kv: int, d: int, blocks: list[int], rep
 
     from flan_ul2r.models.attention import blocked_attention
     from flan_ul2r.models.decoder import attention_mask
-    from flan_ul2r.xla_options import compiler_options
+    from flan_ul2r.training.xla_options import compiler_options
 
     rng = np.random.default_rng(0)
     q, k, v = (jnp.asarray(rng.normal(size=s), jnp.float32)

@@ -7,7 +7,7 @@ Each contender is built and warmed up once; then `--rounds` rounds each time `--
 contender in turn (so drift of a shared machine hits all of them alike), and the median step time gives
 tokens/s. Contenders: ours with the layer loop unrolled (the CPU default) and scanned, and HF transformers.
 Prints the ratios and each one's MFU against a matmul peak measured in the same run by the same framework
-(float32 n x n matmul, the practical peak of this CPU). FLOPs: PaLM appendix B (flan_ul2r.compute).
+(float32 n x n matmul, the practical peak of this CPU). FLOPs: PaLM appendix B (flan_ul2r.training.compute).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ Runner = Callable[[int], list[float]]  # steps -> per-step seconds
 def jax_runner(cfg, batch: int, seq: int) -> Runner:
     import jax
 
-    from flan_ul2r import optim, partitioning
-    from flan_ul2r.trainer import Trainer
+    from flan_ul2r.training import optim, partitioning
+    from flan_ul2r.training.trainer import Trainer
 
     mesh = partitioning.make_mesh(data=1, fsdp=1, tensor=1, devices=jax.devices()[:1])
     trainer = Trainer(cfg, optim.optimizer("adamw", optim.schedule("constant", 1e-4), clip_norm=None), mesh,
@@ -109,8 +109,8 @@ def main() -> None:
     p.add_argument("--skip_torch", action="store_true")
     a = p.parse_args()
 
-    from flan_ul2r import compute
     from flan_ul2r.models.config import ModelConfig
+    from flan_ul2r.training import compute
 
     cfg = ModelConfig(vocab_size=8192, num_layers=a.layers, d_model=a.d_model, num_heads=a.d_model // 64,
                       num_kv_heads=max(1, a.d_model // 128), head_dim=64, d_ff=int(a.d_model * 2.75),

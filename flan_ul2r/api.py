@@ -85,8 +85,8 @@ def load_model(path: str | Path, dtype: str = "float32") -> LoadedModel:
         # as `convert import-hf` does: sentinels/mode tokens reuse reserved ids or grow the embedding
         cfg, vocab = attach_vocabulary(path, cfg, params)
         return LoadedModel(cfg.replace(dtype=dtype), jax.tree.map(jnp.asarray, params), vocab)
-    from flan_ul2r.checkpoints import read_json_beside, restore_params
     from flan_ul2r.data.vocabularies import vocabulary_from_description
+    from flan_ul2r.training.checkpoints import read_json_beside, restore_params
 
     params, cfg_dict = restore_params(path)
     if cfg_dict is None:

@@ -58,8 +58,8 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
     assert m.vocab.mode_token_ids["[S2S]"] >= base
 
     from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.main.train import train
     from flan_ul2r.tasks.ul2r import ArrayCorpus, register_ul2r_mixture
-    from flan_ul2r.train_cmd import train
 
     hf_vocab = get_vocabulary(f"hf:{tmp_path / 'ckpt' / 'tokenizer'}")
     docs = [hf_vocab.encode(" ".join(TEXT[i:i + 9])) for i in range(0, 50, 3)]
@@ -89,8 +89,8 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
 
 
 def test_export_keeps_appended_tokens_and_round_trips(hf_dir, tmp_path):
-    from flan_ul2r.checkpoints import restore_params
     from flan_ul2r.convert.hf_export import export_hf
+    from flan_ul2r.training.checkpoints import restore_params
 
     cfg, vocab = import_hf(hf_dir, tmp_path / "ckpt")
     export_hf(tmp_path / "ckpt", tmp_path / "out")

@@ -1,8 +1,8 @@
-"""The `flan-ul2r` dispatcher and its gin parsing (the only place gin files are parsed)."""
+"""The `flan-ul2r` dispatcher and gin parsing (flan_ul2r/gin_utils.py: the one place gin is parsed)."""
 import pytest
 
 import gin
-from flan_ul2r import cli
+from flan_ul2r import cli, gin_utils
 
 
 def test_unknown_verb_names_the_known_ones(capsys):
@@ -31,11 +31,11 @@ def test_help_lists_every_verb(capsys):
     ],
 )
 def test_bare_words_are_quoted_literals_are_not(binding, expected):
-    assert cli._quote_bare(binding) == expected
+    assert gin_utils._quote_bare(binding) == expected
 
 
 def test_split_gin_args_takes_both_spellings():
-    files, bindings, rest = cli.split_gin_args(
+    files, bindings, rest = gin_utils.split_gin_args(
         ["--gin_file=a.gin", "--gin_file", "b.gin", "--gin.X=1", "--gin_bindings", "Y=2", "--other", "v"])
     assert files == ["a.gin", "b.gin"]
     assert bindings == ["X=1", "Y=2"]
@@ -44,7 +44,7 @@ def test_split_gin_args_takes_both_spellings():
 
 def test_missing_gin_file_names_it(tmp_path):
     with pytest.raises(SystemExit, match="no_such.gin"):
-        cli.parse_gin([str(tmp_path / "no_such.gin")], [])
+        gin_utils.parse_gin([str(tmp_path / "no_such.gin")], [])
 
 
 def test_gin_typo_reports_file_and_line(tmp_path):
@@ -57,7 +57,7 @@ def test_gin_typo_reports_file_and_line(tmp_path):
     gin.clear_config()
     try:
         with pytest.raises(ValueError) as info:
-            cli.parse_gin([str(cfg)], [], finalize=False)
+            gin_utils.parse_gin([str(cfg)], [], finalize=False)
         msg = str(info.value)
         assert "stesp" in msg and "run.gin" in msg and "2" in msg
     finally:

@@ -10,10 +10,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from flan_ul2r import optim, partitioning
 from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.train_cmd import resolve_model_config
-from flan_ul2r.trainer import Trainer
+from flan_ul2r.main.train import resolve_model_config
+from flan_ul2r.training import optim, partitioning
+from flan_ul2r.training.trainer import Trainer
 from tests._train_toy import LENGTHS, register_toy_mixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ WORKER = textwrap.dedent("""
     jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     sys.path.insert(0, {root!r})
     from tests._train_toy import LENGTHS, register_toy_mixture
-    from flan_ul2r.train_cmd import train
+    from flan_ul2r.main.train import train
     train(model_dir=sys.argv[3], mixture_or_task_name=register_toy_mixture(), task_feature_lengths=LENGTHS,
           train_steps={steps}, batch_size=8, model={model!r},
           mesh={{"data": 1, "fsdp": -1, "tensor": 1, "rules": "fsdp"}}, optimizer={opt!r},

@@ -10,11 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from flan_ul2r import optim, partitioning
 from flan_ul2r.data.loader import make_train_iterator
+from flan_ul2r.main.train import train
 from flan_ul2r.models.config import preset
-from flan_ul2r.train_cmd import train
-from flan_ul2r.trainer import Trainer
+from flan_ul2r.training import optim, partitioning
+from flan_ul2r.training.trainer import Trainer
 from tests._train_toy import LENGTHS, register_toy_mixture
 
 CFG = preset("tiny", vocab_size=362, d_model=32, num_heads=4, num_kv_heads=2, head_dim=8, d_ff=64)
@@ -128,7 +128,7 @@ def test_mesh_errors_name_the_axis():
 
 
 def test_checkpoint_saved_on_8_devices_restores_on_4(tmp_path):
-    from flan_ul2r import checkpoints
+    from flan_ul2r.training import checkpoints
 
     mesh8 = partitioning.make_mesh(data=1, fsdp=8, tensor=1)
     lr = optim.schedule("constant", 1e-3)
@@ -140,9 +140,9 @@ def test_checkpoint_saved_on_8_devices_restores_on_4(tmp_path):
                                            for k, v in jax.tree_util.tree_leaves_with_path(expected)})
     script = textwrap.dedent(f"""
         import jax, numpy as np
-        from flan_ul2r import checkpoints, optim, partitioning
+        from flan_ul2r.training import checkpoints, optim, partitioning
         from flan_ul2r.models.config import ModelConfig
-        from flan_ul2r.trainer import Trainer
+        from flan_ul2r.training.trainer import Trainer
         assert jax.device_count() == 4
         cfg = ModelConfig.from_dict(checkpoints.read_json_beside({str(tmp_path / 'p8')!r}, "model_config"))
         mesh = partitioning.make_mesh(data=1, fsdp=2, tensor=2)

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan_ul2r import xla_options
+from flan_ul2r.training import xla_options
 
 
 def test_cpu_gets_the_ynn_dot_option_and_it_computes_the_same(monkeypatch):

@@ -14,10 +14,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from flan_ul2r.checkpoints import read_json_beside, restore_params
 from flan_ul2r.convert import hf_families as fam
 from flan_ul2r.convert.safetensors_io import write_sharded
 from flan_ul2r.models.config import ModelConfig
+from flan_ul2r.training.checkpoints import read_json_beside, restore_params
 
 
 def _get(tree: dict[str, Any], path: tuple[str, ...]) -> np.ndarray:

@@ -107,7 +107,7 @@ def attach_vocabulary(hf_dir: Path, cfg: ModelConfig, params: dict[str, Any], se
 def import_hf(hf_dir: str | Path, out: str | Path, dtype: str = "float32", sentinel_policy: str = "auto",
               ) -> tuple[ModelConfig, dict[str, Any]]:
     """Converts and writes the params checkpoint; returns (config, vocabulary description)."""
-    from flan_ul2r.checkpoints import save_params
+    from flan_ul2r.training.checkpoints import save_params
 
     hf_dir, out = Path(hf_dir), Path(out)
     cfg, params, hf = load_hf_params(hf_dir, dtype)

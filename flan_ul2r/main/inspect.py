@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flan_ul2r.cli import parse_gin, split_gin_args
+from flan_ul2r.gin_utils import parse_gin, split_gin_args
 
 
 def _parser() -> argparse.ArgumentParser:

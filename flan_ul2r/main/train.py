@@ -21,10 +21,10 @@ import jax
 import numpy as np
 
 import gin
-from flan_ul2r import checkpoints, compute, optim, partitioning
-from flan_ul2r.metrics import MetricsWriter
 from flan_ul2r.models.config import ModelConfig, preset
-from flan_ul2r.trainer import Trainer, check_batch
+from flan_ul2r.training import checkpoints, compute, optim, partitioning
+from flan_ul2r.training.metrics import MetricsWriter
+from flan_ul2r.training.trainer import Trainer, check_batch
 
 
 @gin.configurable
@@ -100,7 +100,7 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
           stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None
           ) -> dict[str, Any]:
     """Trains and returns a summary. `stop_after_steps` ends the process early (tests: a killed run);
-    `chunked_loss`: output projection + loss chunk by chunk (None = on CPU only; flan_ul2r/trainer.py)."""
+    `chunked_loss`: output projection + loss chunk by chunk (None = on CPU only; training/trainer.py)."""
     model_dir_path = Path(model_dir)
     model_dir_path.mkdir(parents=True, exist_ok=True)
     model, mesh_cfg = model or model_config(), mesh or mesh_config()
@@ -201,7 +201,7 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
 
 
 def main(argv: Sequence[str]) -> int:
-    from flan_ul2r.cli import parse_gin, split_gin_args
+    from flan_ul2r.gin_utils import parse_gin, split_gin_args
 
     files, bindings, rest = split_gin_args(argv)
     if rest:

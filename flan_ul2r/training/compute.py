@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from flan_ul2r.models.config import ModelConfig
-from flan_ul2r.xla_options import compiler_options
+from flan_ul2r.training.xla_options import compiler_options
 
 # Dense bf16 peak TFLOP/s per chip, vendor datasheets: NVIDIA H100/H200 SXM 989 (without sparsity),
 # A100 312; Google Cloud TPU v4 275, v5e 197, v5p 459, v6e (Trillium) 918.
