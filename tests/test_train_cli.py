@@ -39,6 +39,8 @@ def test_smoke_run_learns_and_writes_everything(smoke_run):
     assert "TRAIN_STEPS = 30" in operative and "MIXTURE_OR_TASK_NAME = 'ul2r'" in operative
     assert (model_dir / "loss.png").stat().st_size > 1000
     assert json.loads((model_dir / "vocab.json").read_text())["mode_tokens"]
+    info = json.loads((model_dir / "train_info.json").read_text())  # ul2r trains with a bidirectional prefix
+    assert info["prefix_lm"] is True and info["sequence_length"] == 256
 
 
 def test_train_steps_not_beyond_the_checkpoint_is_a_clear_error(smoke_run):

@@ -79,6 +79,16 @@ def check_vocabulary(stored: dict[str, Any], vocab: Any, where: Any) -> None:
                              "ul2r_corpus.vocabulary to the model's tokenizer (hf:CHECKPOINT/tokenizer)")
 
 
+def train_info(mixture_or_task_name: str, task_feature_lengths: Mapping[str, int]) -> dict[str, Any]:
+    """What inference needs to know about how the model was trained (`train_info.json` in MODEL_DIR):
+    `prefix_lm` (inputs were attended bidirectionally: UL2R and Flan runs, U-PaLM section 2.2; a run
+    with no inputs, e.g. the `lm` task, trained causally) and the `sequence_length` it saw."""
+    inputs, targets = int(task_feature_lengths.get("inputs", 0)), int(task_feature_lengths["targets"])
+    return {"mixture_or_task_name": mixture_or_task_name, "prefix_lm": inputs > 0,
+            "sequence_length": inputs + targets,
+            "task_feature_lengths": {"inputs": inputs, "targets": targets}}
+
+
 def copy_model_files(initial: Path, model_dir: Path) -> None:
     import shutil
 
@@ -154,6 +164,8 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
             (model_dir_path / "vocab.json").write_text(json.dumps(vocab.describe(), indent=1))
         if initial_checkpoint_path:  # keep what export-hf / load_model need next to the run
             copy_model_files(Path(initial_checkpoint_path), model_dir_path)
+        (model_dir_path / "train_info.json").write_text(json.dumps(
+            train_info(mixture_or_task_name, task_feature_lengths), indent=1))
 
     from flan_ul2r.data.loader import make_train_iterator
 
