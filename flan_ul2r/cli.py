@@ -14,6 +14,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "inspect": ("flan_ul2r.main.inspect", "print examples of a task/mixture, or a vocabulary's special ids"),
     "train": ("flan_ul2r.main.train", "train with gin configs (t5x-style macros and --gin.X=... overrides)"),
     "convert": ("flan_ul2r.main.convert", "import-hf / export-hf between HF safetensors and our checkpoints"),
+    "eval": ("flan_ul2r.main.eval", "evaluate a checkpoint on an eval suite (held-out tasks, MMLU, BBH...)"),
+    "lm-eval": ("flan_ul2r.main.lm_eval_cli", "run EleutherAI lm-evaluation-harness with --model flan-ul2r"),
 }
 
 

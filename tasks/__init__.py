@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("ul2r", "flan")
+MODULES = ("ul2r", "flan", "evals")
 
 
 def import_all() -> None:

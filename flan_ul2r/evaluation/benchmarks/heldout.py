@@ -1,0 +1,81 @@
+"""The default suite, needing no files: the embedded instruction suite's held-out tasks (never trained on;
+the `flan_heldout` mixture), evaluated zero-shot, few-shot and with chain-of-thought - the Flan paper's
+held-out evaluation (Chung et al. 2022, section 2.3) in miniature.
+
+Queries come from each task's validation split, exemplars from its train split (the first `num_shots`),
+rendered with the task's own templates (`flan_ul2r.data.templates.render`; template `i mod n` for query
+`i`). Styles: `zs` (zs_opt when the example has options, else zs_noopt), `fs` (fs_opt / fs_noopt, 3 shots,
+FLAN v2's few-shot layout), `cot` (fs_cot: exemplars with rationales ending "So the answer is X."), and
+`rank` (zs_opt, rank classification over the options; only tasks with options).
+The answer shape follows the example: options -> the option named; a numeric answer -> the last number;
+else normalised exact match.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flan_ul2r.data.instruction_suite import SUITE, generate
+from flan_ul2r.data.templates import render
+from flan_ul2r.evaluation.extract import normalize_number
+from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
+
+NUM_SHOTS = 3  # as the Flan training mixture renders few-shot examples (tasks/flan.py NUM_SHOTS)
+STYLES = ("zs", "fs", "cot", "rank")
+STOP = ("\n\n",)  # FLAN v2 few-shot layout: "\n\n" between input and target, "\n\n\n" between exemplars
+
+
+def held_out_tasks() -> list[Any]:
+    """The suite's held-out tasks, discovered (not a fixed list)."""
+    return [t for t in SUITE if t.held_out]
+
+
+def answer_shape(example: dict[str, Any]) -> str:
+    if example.get("options"):
+        return "option"
+    return "number" if normalize_number(str(example["answer"])) is not None else "text"
+
+
+def protocol(style: str, example: dict[str, Any]) -> Protocol:
+    shape = answer_shape(example)
+    if style == "rank":
+        return Protocol("Heldout-Rank", mode="rank", shape="option", metric="accuracy")
+    cot = style == "cot"
+    return Protocol(f"Heldout-{style.upper() if style != 'cot' else 'CoT'}", shape=shape, cot=cot,
+                    max_new_tokens=128 if cot else 32, stop_sequences=STOP)
+
+
+def render_style(task: Any, example: dict[str, Any], index: int, style: str, shots: list[dict]) -> str:
+    opts = bool(example.get("options"))
+    name = {"zs": "zs_opt" if opts else "zs_noopt", "fs": "fs_opt" if opts else "fs_noopt",
+            "cot": "fs_cot", "rank": "zs_opt"}[style]
+    t = index % len(task.templates)
+    x, _ = render(example, task.templates[t], name, shots if name.startswith("fs") else (),
+                  task=task.name, template_index=t)
+    return x
+
+
+def load(task: Any, style: str, num_examples: int, num_shots: int = NUM_SHOTS) -> list[EvalExample]:
+    shots = generate(task, num_shots, "train")[:num_shots]
+    out = []
+    for i, ex in enumerate(generate(task, num_examples, "validation")):
+        options = tuple(ex.get("options") or ())
+        chance = 100.0 / len(options) if options else None
+        out.append(EvalExample(f"{task.name}/{i}", render_style(task, ex, i, style, shots),
+                               (str(ex["answer"]),), options, chance))
+    return out
+
+
+def tasks(num_examples) -> list[EvalTask]:
+    """`heldout_<style>.<task>` for each held-out task; `num_examples` a value or a callable (gin)."""
+    get = num_examples if callable(num_examples) else (lambda: num_examples)
+    out = []
+    for task in held_out_tasks():
+        probe = generate(task, 1, "validation")[0]
+        for style in STYLES:
+            if style == "rank" and not probe.get("options"):
+                continue
+            if style == "cot" and not probe.get("rationale"):
+                continue
+            out.append(EvalTask(f"heldout_{style}.{task.name}", protocol(style, probe),
+                                lambda task=task, style=style: load(task, style, int(get()))))
+    return out

@@ -1,0 +1,122 @@
+"""MMLU (Hendrycks et al. 2021, "Measuring Massive Multitask Language Understanding").
+
+Layout: the original release's `data/` folder (`MMLU_DIR`): `dev/<subject>_dev.csv` (5 exemplars per
+subject), `val/<subject>_val.csv`, `test/<subject>_test.csv`; rows are question, A, B, C, D, answer letter,
+no header. The Flan paper scores the validation split with 5 exemplars from `dev` (Chung et al. 2022,
+section 2.3), direct and chain-of-thought.
+
+- Direct: Hendrycks et al.'s prompt (their `evaluate.py`): "The following are multiple choice questions
+  (with answers) about {subject}.\\n\\n", then each exemplar as the question, "\\nA. ..." per choice and
+  "\\nAnswer: X\\n\\n", then the query ending in "Answer:". (Their `format_subject` leaves a double space
+  before the subject; we print one.) The answer is the option letter.
+- CoT: Flan's MMLU chain-of-thought exemplars are not part of the MMLU release; we read them from
+  `MMLU_DIR/mmlu-cot.json` ({subject: prompt text}, the layout of the file published with the Flan CoT
+  prompts, e.g. chain-of-thought-hub's `MMLU/lib_prompt/mmlu-cot.json`), then ask
+  "Q: {question}\\n(A) .. (B) .. (C) .. (D) ..\\nA: Let's think step by step." and read the letter after
+  "the answer is".
+- Score: accuracy over all questions of all subjects (Hendrycks et al.'s `evaluate.py` averages over
+  questions); per-subject scores are reported too. Random = 25.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from flan_ul2r.evaluation.files import BenchmarkFileError, read_json, require_dir, require_file
+from flan_ul2r.evaluation.metrics import MMLU_RANDOM
+from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
+
+SUBJECTS = (
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology",
+    "college_chemistry", "college_computer_science", "college_mathematics", "college_medicine",
+    "college_physics", "computer_security", "conceptual_physics", "econometrics", "electrical_engineering",
+    "elementary_mathematics", "formal_logic", "global_facts", "high_school_biology", "high_school_chemistry",
+    "high_school_computer_science", "high_school_european_history", "high_school_geography",
+    "high_school_government_and_politics", "high_school_macroeconomics", "high_school_mathematics",
+    "high_school_microeconomics", "high_school_physics", "high_school_psychology", "high_school_statistics",
+    "high_school_us_history", "high_school_world_history", "human_aging", "human_sexuality",
+    "international_law", "jurisprudence", "logical_fallacies", "machine_learning", "management", "marketing",
+    "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition", "philosophy",
+    "prehistory", "professional_accounting", "professional_law", "professional_medicine",
+    "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy",
+    "virology", "world_religions")
+LETTERS = "ABCD"
+NUM_SHOTS = 5  # Hendrycks et al. 2021 and Chung et al. 2022 section 2.3: 5-shot from dev
+LAYOUT = "dev/<subject>_dev.csv, val/<subject>_val.csv, test/<subject>_test.csv (MMLU's data/ folder)"
+COT_FILE = "mmlu-cot.json"
+
+DIRECT = Protocol("MMLU-Direct", shape="letter", max_new_tokens=8, stop_sequences=("\n",),
+                  random=MMLU_RANDOM, aggregate="micro")
+COT = Protocol("MMLU-CoT", shape="letter", cot=True, max_new_tokens=256, stop_sequences=("\n\nQ:",),
+               random=MMLU_RANDOM, aggregate="micro")
+
+
+def read_csv(path: Path) -> list[tuple[str, tuple[str, ...], str]]:
+    """Rows (question, (A, B, C, D), answer letter); a malformed row is an error naming file and row."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            if len(row) != 6:
+                raise BenchmarkFileError(f"{path}: row {n} has {len(row)} fields; expected 6 "
+                                         "(question, A, B, C, D, answer letter)")
+            answer = row[5].strip()
+            if answer not in LETTERS:
+                raise BenchmarkFileError(f"{path}: row {n}: answer {row[5]!r} is not one of A, B, C, D")
+            rows.append((row[0], tuple(row[1:5]), answer))
+    return rows
+
+
+def subject_rows(mmlu_dir: str | Path | None, subject: str, split: str) -> list[tuple[str, tuple, str]]:
+    root = require_dir(mmlu_dir, "MMLU_DIR", LAYOUT)
+    return read_csv(require_file(root / split / f"{subject}_{split}.csv", "MMLU_DIR", LAYOUT))
+
+
+def format_example(question: str, choices: tuple[str, ...], answer: str | None = None) -> str:
+    """Hendrycks et al.'s `format_example`."""
+    text = question + "".join(f"\n{letter}. {c}" for letter, c in zip(LETTERS, choices)) + "\nAnswer:"
+    return text + (f" {answer}\n\n" if answer is not None else "")
+
+
+def header(subject: str) -> str:
+    topic = subject.replace("_", " ")
+    return f"The following are multiple choice questions (with answers) about {topic}.\n\n"
+
+
+def direct_prompt(subject: str, shots: list[tuple[str, tuple, str]], question: str, choices: tuple) -> str:
+    return header(subject) + "".join(format_example(*s) for s in shots) + format_example(question, choices)
+
+
+def cot_prompt(prefix: str, question: str, choices: tuple[str, ...]) -> str:
+    options = " ".join(f"({letter}) {c}" for letter, c in zip(LETTERS, choices))
+    return f"{prefix.rstrip()}\n\nQ: {question}\n{options}\nA: Let's think step by step."
+
+
+def load(mmlu_dir: str | Path | None, subject: str, *, split: str = "val", cot: bool = False,
+         num_shots: int = NUM_SHOTS) -> list[EvalExample]:
+    """The subject's `split` questions as prompts (5 dev exemplars, in file order)."""
+    rows = subject_rows(mmlu_dir, subject, split)
+    if cot:
+        path = require_file(require_dir(mmlu_dir, "MMLU_DIR", LAYOUT) / COT_FILE, "MMLU_DIR",
+                            "Flan's MMLU chain-of-thought exemplars: {subject: prompt}")
+        prompts = read_json(path)
+        if not isinstance(prompts, dict) or subject not in prompts:
+            raise BenchmarkFileError(f"{path}: no prompt for subject {subject!r}")
+        prefix = str(prompts[subject])
+        make = lambda q, c: cot_prompt(prefix, q, c)  # noqa: E731
+    else:
+        shots = subject_rows(mmlu_dir, subject, "dev")[:num_shots]
+        make = lambda q, c: direct_prompt(subject, shots, q, c)  # noqa: E731
+    return [EvalExample(f"{subject}/{split}/{i}", make(q, c), (a,), tuple(LETTERS))
+            for i, (q, c, a) in enumerate(rows)]
+
+
+def tasks(mmlu_dir, *, split="val") -> list[EvalTask]:
+    """Direct and CoT tasks per subject: `mmlu_direct.<subject>`, `mmlu_cot.<subject>`. `mmlu_dir` and
+    `split` are values or zero-argument callables (gin settings read when the task is evaluated)."""
+    get = mmlu_dir if callable(mmlu_dir) else (lambda: mmlu_dir)
+    get_split = split if callable(split) else (lambda: split)
+    out = []
+    for s in SUBJECTS:
+        out.append(EvalTask(f"mmlu_direct.{s}", DIRECT, lambda s=s: load(get(), s, split=get_split())))
+        out.append(EvalTask(f"mmlu_cot.{s}", COT, lambda s=s: load(get(), s, split=get_split(), cot=True)))
+    return out

@@ -1,0 +1,59 @@
+"""Benchmark files on local disk: every missing or malformed file is an error naming the path (and the
+row or example), and which macro points at the directory."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class BenchmarkFileError(ValueError):
+    """A benchmark file that is missing or malformed; the message names the file and row/example."""
+
+
+def require_dir(path: str | Path | None, macro: str, expected: str) -> Path:
+    """The benchmark's root directory; `expected` describes the layout for the error message."""
+    if path is None or str(path) in ("", "None"):
+        raise BenchmarkFileError(f"{macro} is not set: point it at a directory holding {expected} "
+                                 f"(--gin.{macro}=/path)")
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise BenchmarkFileError(f"{macro}={path}: no such directory (expected {expected})")
+    return p
+
+
+def require_file(path: Path, macro: str, what: str = "") -> Path:
+    if not path.is_file():
+        hint = f" ({what})" if what else ""
+        raise BenchmarkFileError(f"{path}: missing file{hint}; check {macro}")
+    return path
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line."""
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BenchmarkFileError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise BenchmarkFileError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+            yield n, obj
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise BenchmarkFileError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+
+
+def need_str(obj: dict[str, Any], field: str, where: str) -> str:
+    value = obj.get(field)
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise BenchmarkFileError(f"{where}: field {field!r} missing or not a string (fields: {sorted(obj)})")
+    return str(value)

@@ -1,0 +1,91 @@
+"""What an evaluation task is: examples (prompt, references, choices) and the protocol that scores them.
+
+A `Protocol` says how a task is run and scored: `generate` (decode, extract the answer, compare) or `rank`
+(score each choice's log-likelihood, the highest wins: rank classification, U-PaLM section 11.2), which
+answer shape to extract (`extract.SHAPES`), the metric, and which benchmark row it feeds. It is also the
+seqio `postprocess_fn` of the registered task (`__call__` extracts the answer), so the seqio registry
+carries the whole protocol.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from flan_ul2r.evaluation.extract import SHAPES, extract
+
+MODES = ("generate", "rank")
+METRICS = ("exact_match", "accuracy", "squad")
+AGGREGATES = ("micro", "macro")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalExample:
+    """One query: the full prompt (exemplars included), its reference answers (the first is the one shown),
+    answer `choices` for rank classification / option extraction, and the per-example chance of a random
+    guess in percent (BBH: 100 / number of options) when it varies."""
+
+    id: str
+    prompt: str
+    references: tuple[str, ...]
+    choices: tuple[str, ...] = ()
+    chance: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> EvalExample:
+        return cls(str(d["id"]), str(d["prompt"]), tuple(d["references"]), tuple(d.get("choices") or ()),
+                   None if d.get("chance") is None else float(d["chance"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How one task is run and scored (see the module docstring)."""
+
+    benchmark: str  # the results row, e.g. "MMLU-Direct" (normalized-average names: metrics.py)
+    mode: str = "generate"
+    shape: str = "text"
+    cot: bool = False
+    metric: str = "exact_match"
+    max_new_tokens: int = 32
+    stop_sequences: tuple[str, ...] = ()
+    random: float = 0.0  # chance score in percent, unless examples carry their own `chance`
+    aggregate: str = "macro"  # how task scores form the benchmark score: mean of tasks, or over examples
+    letters: str = "ABCD"
+
+    def __post_init__(self):
+        for field, value, allowed in (("mode", self.mode, MODES), ("shape", self.shape, SHAPES),
+                                      ("metric", self.metric, METRICS), ("aggregate", self.aggregate,
+                                                                         AGGREGATES)):
+            if value not in allowed:
+                raise ValueError(f"protocol for {self.benchmark}: {field}={value!r} not in {allowed}")
+
+    def extract(self, output: str, example: EvalExample) -> str | None:
+        return extract(output, self.shape, cot=self.cot, target=example.references[0],
+                       options=example.choices, letters=self.letters)
+
+    def __call__(self, output: Any, example: Mapping[str, Any] | None = None, is_target: bool = False
+                 ) -> Any:
+        """seqio postprocess_fn: targets pass through, a model output becomes its extracted answer."""
+        if is_target:
+            return output
+        example = example or {}
+        choices = json.loads(_text(example.get("choices", "[]")) or "[]")
+        ex = EvalExample("?", "", (_text(example.get("targets", "")),), tuple(choices))
+        return self.extract(_text(output), ex) or ""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalTask:
+    """A named task: its protocol and a loader that reads its examples (only when evaluated)."""
+
+    name: str
+    protocol: Protocol
+    load: Callable[[], Sequence[EvalExample]]

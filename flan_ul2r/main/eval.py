@@ -1,0 +1,105 @@
+"""`flan-ul2r eval`: evaluate a checkpoint on an eval suite (t5x's eval.py, on our runner).
+
+    flan-ul2r eval --gin_file=gin/runs/eval.gin --gin.CHECKPOINT_PATH=/runs/flan/checkpoints/2000 \\
+        --gin.EVAL_SUITE=heldout
+
+CHECKPOINT_PATH: one of our checkpoints (MODEL_DIR/checkpoints/<step>, or a params-only directory written by
+`convert import-hf`) or an HF safetensors directory (imported on the fly). EVAL_SUITE: a suite or task
+registered in flan_ul2r.tasks.evals (`heldout` needs no files; `flan_paper`, `mmlu`, `bbh`, `gsm8k`, `mgsm`,
+`tydiqa` read MMLU_DIR, BBH_DIR, GSM8K_DIR, MGSM_DIR, TYDIQA_DIR). Output (EVAL_OUTPUT_DIR; default below):
+results.json, results.md and predictions/<task>.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gin
+from flan_ul2r.evaluation.runner import EvalSettings
+
+USAGE = """usage: flan-ul2r eval --gin_file=gin/runs/eval.gin --gin.CHECKPOINT_PATH=DIR
+                     [--gin.EVAL_SUITE=heldout] [--gin.EVAL_OUTPUT_DIR=DIR] [--gin.MMLU_DIR=DIR ...]
+                     [--gin.X=VALUE ...]
+
+Evaluates a checkpoint (ours or an HF safetensors directory) on an eval suite and writes results.json,
+results.md (a table per benchmark, the Flan normalized average when defined) and predictions/<task>.jsonl.
+
+suites: heldout (default; embedded, no files), flan_paper, mmlu, mmlu_direct, mmlu_cot, bbh, bbh_direct,
+        bbh_cot, gsm8k, mgsm, tydiqa, or a single task name (e.g. bbh_cot.navigate)
+settings (gin macros in gin/runs/eval.gin): MAX_EXAMPLES, BATCH_SIZE, NUM_SAMPLES and TEMPERATURE
+        (self-consistency on CoT tasks), MMLU_DIR, BBH_DIR, GSM8K_DIR, MGSM_DIR, TYDIQA_DIR
+default output: MODEL_DIR/eval/<step>/<suite> for MODEL_DIR/checkpoints/<step>, else ./eval/<name>/<suite>
+
+example:
+  flan-ul2r eval --gin_file=gin/runs/eval.gin --gin.CHECKPOINT_PATH=/tmp/flan_smoke/checkpoints/50 \\
+      --gin.EVAL_SUITE=heldout --gin.MAX_EXAMPLES=20
+"""
+
+
+def default_output_dir(checkpoint_path: str, suite: str) -> Path:
+    """MODEL_DIR/eval/<step>/<suite> for a training checkpoint, else ./eval/<directory name>/<suite>."""
+    p = Path(checkpoint_path).expanduser().resolve()
+    if re.fullmatch(r"\d+", p.name) and p.parent.name == "checkpoints":
+        return p.parent.parent / "eval" / p.name / suite
+    return Path.cwd() / "eval" / p.name / suite
+
+
+@gin.configurable
+def evaluate_checkpoint(checkpoint_path: str = gin.REQUIRED, suite: str = "heldout",
+                        output_dir: str | None = None, max_examples: int | None = None, batch_size: int = 8,
+                        num_samples: int = 1, temperature: float = 0.7, seed: int = 0,
+                        append_eos: bool | None = None, progress: bool = True) -> dict[str, Any]:
+    """Loads the checkpoint, runs the suite's tasks and writes the results; returns results.json's dict."""
+    import flan_ul2r
+    from flan_ul2r.evaluation.evaluate import check_model, evaluate
+    from flan_ul2r.evaluation.seqio_tasks import eval_task, suite_tasks
+
+    names = suite_tasks(suite)  # an unknown suite fails before the model is loaded
+    path = Path(checkpoint_path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"CHECKPOINT_PATH={checkpoint_path}: no such directory")
+    model = flan_ul2r.load_model(str(path))
+    check_model(model, f"CHECKPOINT_PATH={checkpoint_path}")
+    settings = EvalSettings(max_examples=max_examples, batch_size=batch_size, num_samples=num_samples,
+                            temperature=temperature, seed=seed, append_eos=append_eos, progress=progress)
+    out = Path(output_dir) if output_dir else default_output_dir(checkpoint_path, suite)
+    summary, _ = evaluate(model, [eval_task(n) for n in names], settings, out_dir=out,
+                          model_path=str(path), suite=suite)
+    print(f"wrote {out}/results.json, results.md and predictions/", file=sys.stderr)
+    return summary
+
+
+def main(argv: Sequence[str]) -> int:
+    from flan_ul2r.gin_utils import parse_gin, split_gin_args
+
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(USAGE)
+        return 0
+    files, bindings, rest = split_gin_args(argv)
+    if rest or not files:
+        problem = f"unexpected arguments {rest}" if rest else "give --gin_file"
+        print(f"flan-ul2r eval: {problem}\n", USAGE, file=sys.stderr)
+        return 2
+    import flan_ul2r.tasks
+
+    flan_ul2r.tasks.import_all()
+    try:
+        parse_gin(files, bindings)
+    except (ValueError, KeyError, OSError) as e:
+        print(f"flan-ul2r eval: gin error: {e}", file=sys.stderr)
+        return 2
+    flan_ul2r.tasks.register_after_gin()
+    try:
+        summary = evaluate_checkpoint()
+    except (ValueError, FileNotFoundError) as e:
+        print(f"flan-ul2r eval: {e}", file=sys.stderr)
+        return 1
+    norm = summary.get("normalized_average") or {}
+    print(json.dumps({"suite": summary["suite"], "num_examples": summary["num_examples"],
+                      "benchmarks": {k: round(v["score"], 2) for k, v in summary["benchmarks"].items()},
+                      "normalized_average": norm.get("value")}))
+    return 0
