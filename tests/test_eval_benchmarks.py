@@ -24,7 +24,8 @@ def test_mmlu_direct_five_dev_shots_in_order():
                          "Answer: B")
     assert blocks[5].startswith("Find the characteristic of the ring 2Z.") and blocks[5].endswith("Answer: A")
     assert dev[4].startswith("Find the characteristic")
-    assert blocks[6] == "Find the order of the factor group (Z_11 x Z_15)/(<1, 1>)\nA. 1\nB. 2\nC. 5\nD. 11\nAnswer:"
+    assert blocks[6] == ("Find the order of the factor group (Z_11 x Z_15)/(<1, 1>)\nA. 1\nB. 2\nC. 5\nD. 11\n"
+                         "Answer:")
 
 
 def test_mmlu_split_and_cot_prompt():
@@ -43,10 +44,10 @@ def test_bbh_cot_and_direct_prompts():
     cot = bbh.load(FIX / "bbh", "date_understanding", cot=True)
     assert [e.references for e in cot] == [("(B)",), ("(E)",)]
     p = cot[0].prompt
-    assert p.startswith("Infer the date from context.\n\nQ: Today is Christmas Eve of 1937. What is the date 10")
+    assert p.startswith("Infer the date from context.\n\nQ: Today is Christmas Eve of 1937. What is the")
     assert "canary" not in p and p.count("Q: ") == 4 and p.count("So the answer is") == 3
-    assert p.endswith("Q: Today is Christmas Eve of 1937. What is the date tomorrow in MM/DD/YYYY?\nOptions:\n"
-                      "(A) 12/11/1937\n(B) 12/25/1937\n(C) 01/04/1938\n(D) 12/04/1937\n(E) 12/25/2006\n"
+    assert p.endswith("Q: Today is Christmas Eve of 1937. What is the date tomorrow in MM/DD/YYYY?\n"
+                      "Options:\n(A) 12/11/1937\n(B) 12/25/1937\n(C) 01/04/1938\n(D) 12/04/1937\n(E) 12/25/2006\n"
                       "(F) 07/25/1937\nA: Let's think step by step.")
     direct = bbh.load(FIX / "bbh", "date_understanding", cot=False)[0].prompt
     assert "Let's think" not in direct and "\nA: (D)\n\nQ: Tomorrow is 11/12/2019." in direct
@@ -70,8 +71,8 @@ def test_gsm8k_eight_train_shots():
     p = exs[0].prompt
     assert p.count("Q: ") == 9 and "<<" not in p and "NINTH" not in p   # 8 shots from train, in file order
     assert p.startswith("Q: Natalia sold clips to 48 of her friends in April")
-    assert "Natalia sold 48/2 = 24 clips in May. Natalia sold 48+24 = 72 clips altogether in April and May. " \
-           "The answer is 72.\n\nQ: Weng earns" in p
+    assert ("Natalia sold 48/2 = 24 clips in May. Natalia sold 48+24 = 72 clips altogether in April and "
+            "May. The answer is 72.\n\nQ: Weng earns") in p
     assert p.endswith("How much in dollars does she make every day at the farmers' market?\nA:")
 
 
@@ -85,8 +86,8 @@ def test_mgsm_native_exemplars():
 def test_tydiqa_one_shot_per_language_without_english():
     fi = tydiqa.load(FIX / "tydiqa", "finnish")
     assert len(fi) == 1 and fi[0].references == ("Helsinki",)
-    assert fi[0].prompt == ("Tukholma on Ruotsin pääkaupunki.\n\nQ: Mikä on Ruotsin pääkaupunki?\n\nA: Tukholma"
-                            "\n\nHelsinki on Suomen pääkaupunki ja suurin kaupunki.\n\nQ: Mikä on Suomen "
+    assert fi[0].prompt == ("Tukholma on Ruotsin pääkaupunki.\n\nQ: Mikä on Ruotsin pääkaupunki?\n\nA: "
+                            "Tukholma\n\nHelsinki on Suomen pääkaupunki ja suurin kaupunki.\n\nQ: Mikä on Suomen "
                             "pääkaupunki?\n\nA:")
     assert [e.id for e in tydiqa.load(FIX / "tydiqa", "arabic")] == ["arabic-7-0", "arabic-7-1"]
     assert "english" not in tydiqa.LANGUAGES and len(tydiqa.LANGUAGES) == 8
@@ -152,7 +153,7 @@ def test_malformed_json_examples_named(copy_of):
         bbh.load(root, "navigate", cot=True)
     g = copy_of("gsm8k")
     (g / "test.jsonl").write_text('{"question": "q", "answer": "4"}\n')
-    with pytest.raises(BenchmarkFileError, match=r"test.jsonl:1: field 'answer' has no '#### <final answer>'"):
+    with pytest.raises(BenchmarkFileError, match=r"test.jsonl:1: field 'answer' has no '#### <final"):
         gsm8k.load(g)
     t = copy_of("tydiqa")
     data = json.loads((t / tydiqa.FILES["dev"]).read_text())

@@ -39,7 +39,8 @@ def test_normalize_score_rejects_bad_random():
 
 
 def test_exact_match_normalisation():
-    assert exact_match("$18.00", ["18"]) and exact_match("Costume Counterpart Oven.", ["costume counterpart oven"])
+    assert exact_match("$18.00", ["18"])
+    assert exact_match("Costume Counterpart Oven.", ["costume counterpart oven"])
     assert not exact_match(None, ["18"]) and not exact_match("19", ["18"])
 
 

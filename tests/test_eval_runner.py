@@ -51,7 +51,8 @@ def test_suite_files_and_metrics_recompute(tmp_path):
     for name, task in on_disk["tasks"].items():
         rows = read_jsonl(tmp_path / "predictions" / f"{name}.jsonl")
         assert len(rows) == task["count"]
-        assert task["metrics"]["exact_match"] == pytest.approx(100 * sum(r["correct"] for r in rows) / len(rows))
+        recomputed = 100 * sum(r["correct"] for r in rows) / len(rows)
+        assert task["metrics"]["exact_match"] == pytest.approx(recomputed)
         for r in rows:   # what the model said is on disk, next to what was extracted from it
             assert set(r) >= {"prompt", "output", "extracted", "reference", "correct"}
     mm = read_jsonl(tmp_path / "predictions/mmlu_direct.abstract_algebra.jsonl")
@@ -102,10 +103,12 @@ def test_self_consistency_votes_over_samples():
 
 def test_rank_classification_picks_the_best_scored_choice():
     p = Protocol("R", mode="rank", shape="option", metric="accuracy")
-    exs = [EvalExample("0", "Today is Monday. Tomorrow?", ("Tuesday",), ("Monday", "Tuesday", "Sunday"), 100 / 3),
+    days = ("Monday", "Tuesday", "Sunday")
+    exs = [EvalExample("0", "Today is Monday. Tomorrow?", ("Tuesday",), days, 100 / 3),
            EvalExample("1", "Today is Friday. Tomorrow?", ("Saturday",), ("Saturday", "Friday"), 50.0)]
     logp = {"Monday": -3.0, "Tuesday": -1.0, "Sunday": -2.0, "Saturday": -4.0, "Friday": -0.5}
-    res = run_task(ScriptedModel(scripted, logprob=lambda ctx, c: logp[c]), EvalTask("r", p, lambda: exs), QUIET)
+    model = ScriptedModel(scripted, logprob=lambda ctx, c: logp[c])
+    res = run_task(model, EvalTask("r", p, lambda: exs), QUIET)
     assert [r["extracted"] for r in res.predictions] == ["Tuesday", "Friday"]
     assert res.metrics == {"accuracy": 50.0} and res.random == pytest.approx((100 / 3 + 50) / 2)
     assert res.predictions[0]["scores"] == [-3.0, -1.0, -2.0]
@@ -124,7 +127,8 @@ def test_prompt_longer_than_the_model_is_an_error_naming_it():
     model = ScriptedModel(scripted, max_length=600)
     task = [t for t in mmlu.tasks(FIX / "mmlu") if t.name == "mmlu_direct.abstract_algebra"][0]
     with pytest.raises(ValueError, match=r"task mmlu_direct.abstract_algebra, example abstract_algebra/val/0: "
-                                         r"prompt of \d+ tokens \+ 8 new tokens = \d+ > the model's max_length 600"):
+                                         r"prompt of \d+ tokens \+ 8 new tokens = \d+ > the model's "
+                                         r"max_length 600"):
         run_task(model, task, QUIET)
     assert model.generate_calls == []      # checked before decoding anything
 
