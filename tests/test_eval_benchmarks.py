@@ -24,8 +24,8 @@ def test_mmlu_direct_five_dev_shots_in_order():
                          "Answer: B")
     assert blocks[5].startswith("Find the characteristic of the ring 2Z.") and blocks[5].endswith("Answer: A")
     assert dev[4].startswith("Find the characteristic")
-    assert blocks[6] == ("Find the order of the factor group (Z_11 x Z_15)/(<1, 1>)\nA. 1\nB. 2\nC. 5\nD. 11\n"
-                         "Answer:")
+    assert blocks[6] == ("Find the order of the factor group (Z_11 x Z_15)/(<1, 1>)\nA. 1\nB. 2\nC. 5\n"
+                         "D. 11\nAnswer:")
 
 
 def test_mmlu_split_and_cot_prompt():
@@ -47,8 +47,8 @@ def test_bbh_cot_and_direct_prompts():
     assert p.startswith("Infer the date from context.\n\nQ: Today is Christmas Eve of 1937. What is the")
     assert "canary" not in p and p.count("Q: ") == 4 and p.count("So the answer is") == 3
     assert p.endswith("Q: Today is Christmas Eve of 1937. What is the date tomorrow in MM/DD/YYYY?\n"
-                      "Options:\n(A) 12/11/1937\n(B) 12/25/1937\n(C) 01/04/1938\n(D) 12/04/1937\n(E) 12/25/2006\n"
-                      "(F) 07/25/1937\nA: Let's think step by step.")
+                      "Options:\n(A) 12/11/1937\n(B) 12/25/1937\n(C) 01/04/1938\n(D) 12/04/1937\n"
+                      "(E) 12/25/2006\n(F) 07/25/1937\nA: Let's think step by step.")
     direct = bbh.load(FIX / "bbh", "date_understanding", cot=False)[0].prompt
     assert "Let's think" not in direct and "\nA: (D)\n\nQ: Tomorrow is 11/12/2019." in direct
     assert "\nA: (B)\n\nQ: Jane and John" in direct and direct.endswith("(F) 07/25/1937\nA:")
@@ -87,8 +87,8 @@ def test_tydiqa_one_shot_per_language_without_english():
     fi = tydiqa.load(FIX / "tydiqa", "finnish")
     assert len(fi) == 1 and fi[0].references == ("Helsinki",)
     assert fi[0].prompt == ("Tukholma on Ruotsin pääkaupunki.\n\nQ: Mikä on Ruotsin pääkaupunki?\n\nA: "
-                            "Tukholma\n\nHelsinki on Suomen pääkaupunki ja suurin kaupunki.\n\nQ: Mikä on Suomen "
-                            "pääkaupunki?\n\nA:")
+                            "Tukholma\n\nHelsinki on Suomen pääkaupunki ja suurin kaupunki.\n\nQ: Mikä "
+                            "on Suomen pääkaupunki?\n\nA:")
     assert [e.id for e in tydiqa.load(FIX / "tydiqa", "arabic")] == ["arabic-7-0", "arabic-7-1"]
     assert "english" not in tydiqa.LANGUAGES and len(tydiqa.LANGUAGES) == 8
 
