@@ -127,8 +127,8 @@ def test_prompt_longer_than_the_model_is_an_error_naming_it():
     model = ScriptedModel(scripted, max_length=600)
     task = [t for t in mmlu.tasks(FIX / "mmlu") if t.name == "mmlu_direct.abstract_algebra"][0]
     with pytest.raises(ValueError, match=r"task mmlu_direct.abstract_algebra, example "
-                                         r"abstract_algebra/val/0: prompt of \d+ tokens \+ 8 new tokens = \d+ > the model's "
-                                         r"max_length 600"):
+                                         r"abstract_algebra/val/0: prompt of \d+ tokens \+ 8 new tokens = "
+                                         r"\d+ > the model's max_length 600"):
         run_task(model, task, QUIET)
     assert model.generate_calls == []      # checked before decoding anything
 
