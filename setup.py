@@ -45,7 +45,10 @@ setup(
             "ruff>=0.6",
             "torch==2.13.0",
             "transformers>=4.50,<6",
+            "lm-eval>=0.4.9,<0.5",
         ],
+        # `flan-ul2r lm-eval`: EleutherAI lm-evaluation-harness with our model backend.
+        "lm_eval": ["lm-eval>=0.4.9,<0.5"],
     },
     entry_points={"console_scripts": ["flan-ul2r=flan_ul2r.cli:main"]},
 )

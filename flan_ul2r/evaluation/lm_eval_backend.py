@@ -115,7 +115,9 @@ class FlanUL2RLM(LM):
             until = [until] if isinstance(until, str) else list(until)
             max_new = int(kwargs.get("max_gen_toks", self.max_gen_toks))
             temperature = float(kwargs.get("temperature", 0.0) or 0.0)
-            if kwargs.get("do_sample") and temperature == 0.0:
+            if kwargs.get("do_sample") is False:
+                temperature = 0.0
+            elif kwargs.get("do_sample") and temperature == 0.0:
                 temperature = 1.0  # HF generate's default when sampling
             prompts = [self._ids(requests[i].args[0]) for i in indices]
             for p in prompts:
