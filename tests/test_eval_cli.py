@@ -1,0 +1,107 @@
+"""`flan-ul2r eval`: eval tasks and suites in seqio's registry, the verb's files on a scripted model
+(in-process, load_model patched), and its bad-input messages."""
+import json
+from pathlib import Path
+
+import pytest
+import seqio
+from _scripted_model import ScriptedModel
+
+import flan_ul2r
+import flan_ul2r.tasks
+import gin
+from flan_ul2r.cli import main as cli_main
+from flan_ul2r.evaluation.benchmarks import heldout
+from flan_ul2r.evaluation.protocol import Protocol
+from flan_ul2r.evaluation.seqio_tasks import eval_task, suite_tasks
+
+flan_ul2r.tasks.import_all()
+FIX = Path(__file__).parent / "fixtures" / "eval"
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def test_suites_and_tasks_are_in_seqio():
+    held = seqio.get_mixture_or_task("heldout")
+    assert isinstance(held, seqio.Mixture)
+    assert {t.name.split(".")[1] for t in held.tasks} == {t.name for t in heldout.held_out_tasks()}
+    navigate = seqio.get_mixture_or_task("bbh_cot.navigate")
+    assert isinstance(navigate.postprocessor, Protocol) and navigate.postprocessor.benchmark == "BBH-CoT"
+    paper = {eval_task(n).protocol.benchmark for n in suite_tasks("flan_paper")}
+    assert paper == {"MMLU-Direct", "MMLU-CoT", "BBH-Direct", "BBH-CoT", "TyDiQA-Direct", "MGSM-CoT"}
+    assert len(suite_tasks("bbh")) == 54 and len(suite_tasks("mmlu")) == 114
+    with pytest.raises(ValueError, match="EVAL_SUITE='nope': no such eval suite or task; suites: .*heldout"):
+        suite_tasks("nope")
+
+
+def test_seqio_dataset_roundtrips_the_examples():
+    task = next(t for t in heldout.held_out_tasks() if t.name == "weekday_after")
+    direct = heldout.load(task, "fs", 100)                       # eval_data.heldout_examples default
+    via_seqio = eval_task("heldout_fs.weekday_after").load()
+    assert via_seqio == direct
+    ds = seqio.get_mixture_or_task("heldout_fs.weekday_after").get_dataset(
+        sequence_length=None, split="validation", shuffle=False, num_epochs=1)
+    first = next(ds.as_numpy_iterator())
+    assert first["inputs"].decode() == direct[0].prompt and first["targets"].decode() == direct[0].references[0]
+    # the protocol is the seqio postprocessor; the metric fn scores postprocessed outputs
+    t = seqio.get_mixture_or_task("heldout_fs.weekday_after")
+    out = t.postprocessor(b"It will be " + first["targets"] + b".", example=first, is_target=False)
+    assert out == first["targets"].decode()
+    assert t.metric_fns[0]([first["targets"]], [out]) == {"exact_match": 100.0}
+
+
+def answer(prompt: str, k: int) -> str:
+    return "So the answer is 7." if "step by step" in prompt[-40:] else "7"
+
+
+def test_eval_verb_writes_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(flan_ul2r, "load_model", lambda path: ScriptedModel(answer, logprob=lambda c, x: -len(x)))
+    rc = cli_main(["eval", "--gin_file=gin/runs/eval.gin", f"--gin.CHECKPOINT_PATH={tmp_path}",
+                   f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'out'}", "--gin.MAX_EXAMPLES=3",
+                   "--gin.evaluate_checkpoint.progress=False"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    res = json.loads((tmp_path / "out/results.json").read_text())
+    assert res["suite"] == "heldout" and res["model_path"] == str(tmp_path)
+    assert set(res["tasks"]) == set(suite_tasks("heldout"))
+    assert printed["benchmarks"] == {k: round(v["score"], 2) for k, v in res["benchmarks"].items()}
+    for name, t in res["tasks"].items():
+        rows = [json.loads(x) for x in (tmp_path / "out/predictions" / f"{name}.jsonl").read_text().splitlines()]
+        key = t["primary_metric"]
+        assert len(rows) == t["count"] == 3
+        assert t["metrics"][key] == pytest.approx(100 * sum(r["correct"] for r in rows) / 3)
+        assert all(r["correct"] == (r["extracted"] is not None and r["extracted"] == r["reference"])
+                   for r in rows if t["mode"] == "generate" and "option" not in name)
+    assert "## Heldout-ZS" in (tmp_path / "out/results.md").read_text()
+
+
+def test_eval_help_and_bad_inputs(tmp_path, capsys, monkeypatch):
+    assert cli_main(["eval", "--help"]) == 0
+    assert "example:" in capsys.readouterr().out
+    base = ["eval", "--gin_file=gin/runs/eval.gin", "--gin.evaluate_checkpoint.progress=False"]
+    assert cli_main(base + ["--gin.CHECKPOINT_PATH=/nonexistent/ckpt"]) == 1
+    assert "CHECKPOINT_PATH=/nonexistent/ckpt: no such directory" in capsys.readouterr().err
+    gin.clear_config()
+    assert cli_main(base + [f"--gin.CHECKPOINT_PATH={tmp_path}", "--gin.EVAL_SUITE=nope"]) == 1
+    assert "EVAL_SUITE='nope': no such eval suite" in capsys.readouterr().err
+    gin.clear_config()
+    monkeypatch.setattr(flan_ul2r, "load_model", lambda path: ScriptedModel(answer, logprob=lambda c, x: -len(x)))
+    assert cli_main(base + [f"--gin.CHECKPOINT_PATH={tmp_path}", "--gin.EVAL_SUITE=mmlu_direct",
+                            f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'o'}"]) == 1
+    assert "MMLU_DIR is not set" in capsys.readouterr().err
+    gin.clear_config()
+    assert cli_main(base + [f"--gin.CHECKPOINT_PATH={tmp_path}", "--gin.EVAL_SUITE=bbh_direct.navigate",
+                            f"--gin.BBH_DIR={FIX / 'bbh'}", f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'o'}"]) == 1
+    assert "bbh/navigate.json: missing file" in capsys.readouterr().err
+
+
+def test_default_output_dir():
+    from flan_ul2r.main.eval import default_output_dir
+
+    assert default_output_dir("/runs/a/checkpoints/200", "bbh") == Path("/runs/a/eval/200/bbh")
+    assert default_output_dir("/models/Llama-3.2-1B", "heldout") == Path.cwd() / "eval/Llama-3.2-1B/heldout"
