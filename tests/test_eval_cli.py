@@ -47,7 +47,8 @@ def test_seqio_dataset_roundtrips_the_examples():
     ds = seqio.get_mixture_or_task("heldout_fs.weekday_after").get_dataset(
         sequence_length=None, split="validation", shuffle=False, num_epochs=1)
     first = next(ds.as_numpy_iterator())
-    assert first["inputs"].decode() == direct[0].prompt and first["targets"].decode() == direct[0].references[0]
+    assert first["inputs"].decode() == direct[0].prompt
+    assert first["targets"].decode() == direct[0].references[0]
     # the protocol is the seqio postprocessor; the metric fn scores postprocessed outputs
     t = seqio.get_mixture_or_task("heldout_fs.weekday_after")
     out = t.postprocessor(b"It will be " + first["targets"] + b".", example=first, is_target=False)
@@ -59,8 +60,12 @@ def answer(prompt: str, k: int) -> str:
     return "So the answer is 7." if "step by step" in prompt[-40:] else "7"
 
 
+def scripted_loader(path):
+    return ScriptedModel(answer, logprob=lambda context, continuation: -len(continuation))
+
+
 def test_eval_verb_writes_results(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(flan_ul2r, "load_model", lambda path: ScriptedModel(answer, logprob=lambda c, x: -len(x)))
+    monkeypatch.setattr(flan_ul2r, "load_model", scripted_loader)
     rc = cli_main(["eval", "--gin_file=gin/runs/eval.gin", f"--gin.CHECKPOINT_PATH={tmp_path}",
                    f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'out'}", "--gin.MAX_EXAMPLES=3",
                    "--gin.evaluate_checkpoint.progress=False"])
@@ -71,7 +76,8 @@ def test_eval_verb_writes_results(tmp_path, monkeypatch, capsys):
     assert set(res["tasks"]) == set(suite_tasks("heldout"))
     assert printed["benchmarks"] == {k: round(v["score"], 2) for k, v in res["benchmarks"].items()}
     for name, t in res["tasks"].items():
-        rows = [json.loads(x) for x in (tmp_path / "out/predictions" / f"{name}.jsonl").read_text().splitlines()]
+        lines = (tmp_path / "out/predictions" / f"{name}.jsonl").read_text().splitlines()
+        rows = [json.loads(x) for x in lines]
         key = t["primary_metric"]
         assert len(rows) == t["count"] == 3
         assert t["metrics"][key] == pytest.approx(100 * sum(r["correct"] for r in rows) / 3)
@@ -90,7 +96,7 @@ def test_eval_help_and_bad_inputs(tmp_path, capsys, monkeypatch):
     assert cli_main(base + [f"--gin.CHECKPOINT_PATH={tmp_path}", "--gin.EVAL_SUITE=nope"]) == 1
     assert "EVAL_SUITE='nope': no such eval suite" in capsys.readouterr().err
     gin.clear_config()
-    monkeypatch.setattr(flan_ul2r, "load_model", lambda path: ScriptedModel(answer, logprob=lambda c, x: -len(x)))
+    monkeypatch.setattr(flan_ul2r, "load_model", scripted_loader)
     assert cli_main(base + [f"--gin.CHECKPOINT_PATH={tmp_path}", "--gin.EVAL_SUITE=mmlu_direct",
                             f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'o'}"]) == 1
     assert "MMLU_DIR is not set" in capsys.readouterr().err
