@@ -3,13 +3,12 @@ import json
 
 import numpy as np
 import pytest
+import tokenizers
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
-
-import flan_ul2r  # noqa: E402
-from flan_ul2r.convert.hf_import import import_hf  # noqa: E402
+import flan_ul2r
+from flan_ul2r.convert.hf_import import import_hf
 
 TEXT = ["The quick brown fox jumps over the lazy dog.", "Instruction tuning makes models follow prompts.",
         "Mixture of denoisers: regular, extreme and sequential."] * 20
