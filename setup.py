@@ -37,6 +37,7 @@ setup(
         "matplotlib>=3.8",
         "pyarrow>=15",
         "datasets>=3,<6",  # `hf:` sources (datasets.save_to_disk folders)
+        "tensorflow-datasets>=4.9,<5",  # `tfds:` sources (prepared datasets, never downloaded)
     ],
     extras_require={
         # Test-only: HF reference models (built locally, random weights) and the linter.

@@ -4,6 +4,7 @@ Every entry point (flan_ul2r/main/*.py) calls `parse_gin`; this module imports n
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,8 +32,21 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
     for f in gin_files:
         if not any(Path(p, f).is_file() for p in gin_search_paths()) and not Path(f).is_file():
             raise SystemExit(f"--gin_file={f}: no such file (searched {', '.join(gin_search_paths())})")
-    gin.parse_config_files_and_bindings(list(gin_files), [_quote_bare(b) for b in bindings],
-                                        finalize_config=finalize)
+    quiet = _QuietSearchMisses()
+    logging.getLogger().addFilter(quiet)
+    try:
+        gin.parse_config_files_and_bindings(list(gin_files), [_quote_bare(b) for b in bindings],
+                                            finalize_config=finalize)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+class _QuietSearchMisses(logging.Filter):
+    """gin logs an ERROR for every search path an `include` is not under; only the final miss matters
+    (gin raises it), so the per-path messages are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Path not found")
 
 
 def _quote_bare(binding: str) -> str:

@@ -3,13 +3,12 @@ import json
 
 import numpy as np
 import pytest
+import tokenizers
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
-
-import flan_ul2r  # noqa: E402
-from flan_ul2r.convert.hf_import import import_hf  # noqa: E402
+import flan_ul2r
+from flan_ul2r.convert.hf_import import import_hf
 
 TEXT = ["The quick brown fox jumps over the lazy dog.", "Instruction tuning makes models follow prompts.",
         "Mixture of denoisers: regular, extreme and sequential."] * 20
@@ -58,24 +57,23 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
     assert m.vocab.mode_token_ids["[S2S]"] >= base
 
     from flan_ul2r.data.vocabularies import get_vocabulary
-    from flan_ul2r.main.train import train
     from flan_ul2r.tasks.ul2r import ArrayCorpus, register_ul2r_mixture
+    from flan_ul2r.training.config import CheckpointConfig, OptimizerConfig, RunConfig
+    from flan_ul2r.training.run import run
 
     hf_vocab = get_vocabulary(f"hf:{tmp_path / 'ckpt' / 'tokenizer'}")
     docs = [hf_vocab.encode(" ".join(TEXT[i:i + 9])) for i in range(0, 50, 3)]
     register_ul2r_mixture("api_toy", ArrayCorpus(docs), hf_vocab)
     common = dict(mixture_or_task_name="api_toy", task_feature_lengths={"inputs": 16, "targets": 16},
                   batch_size=8, initial_checkpoint_path=str(tmp_path / "ckpt"),
-                  mesh={"data": -1, "fsdp": 1, "tensor": 1, "rules": "data_parallel"},
-                  model={"preset": "tiny", "vocab_size": None}, checkpoint_period=2, progress=False)
-    opt = dict(name="adamw", schedule="constant", warmup_steps=0, final_learning_rate=0.0, weight_decay=0.0,
-               clip_norm=None)
-    train(model_dir=str(tmp_path / "frozen"), train_steps=2, optimizer={**opt, "learning_rate": 0.0},
-          **common)
+                  checkpoint=CheckpointConfig(period=2), progress=False)
+    opt = dict(name="adamw", schedule="constant", clip_norm=None)
+    run(RunConfig(model_dir=str(tmp_path / "frozen"), train_steps=2,
+                  optimizer=OptimizerConfig(**opt, learning_rate=0.0), **common))
     frozen = flan_ul2r.load_model(tmp_path / "frozen" / "checkpoints" / "2")
     np.testing.assert_array_equal(np.asarray(frozen.params["embedding"]), emb)  # started from the import
-    train(model_dir=str(tmp_path / "moved"), train_steps=2, optimizer={**opt, "learning_rate": 1e-2},
-          **common)
+    run(RunConfig(model_dir=str(tmp_path / "moved"), train_steps=2,
+                  optimizer=OptimizerConfig(**opt, learning_rate=1e-2), **common))
     moved = flan_ul2r.load_model(tmp_path / "moved" / "checkpoints" / "2")
     assert np.abs(np.asarray(moved.params["embedding"]) - emb).max() > 1e-4
 
@@ -83,9 +81,10 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
     from tests._train_toy import register_toy_mixture
 
     with pytest.raises(ValueError, match="vocabulary mismatch.*'kind'"):
-        train(model_dir=str(tmp_path / "bad"), train_steps=2, optimizer={**opt, "learning_rate": 0.0},
-              **{**common, "mixture_or_task_name": register_toy_mixture(),
-                 "task_feature_lengths": {"inputs": 32, "targets": 32}})
+        run(RunConfig(model_dir=str(tmp_path / "bad"), train_steps=2,
+                      optimizer=OptimizerConfig(**opt, learning_rate=0.0),
+                      **{**common, "mixture_or_task_name": register_toy_mixture(),
+                         "task_feature_lengths": {"inputs": 32, "targets": 32}}))
 
 
 def test_export_keeps_appended_tokens_and_round_trips(hf_dir, tmp_path):

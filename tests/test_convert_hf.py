@@ -3,14 +3,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from flan_ul2r.convert.hf_export import export_hf  # noqa: E402
-from flan_ul2r.convert.hf_import import import_hf, load_hf_params  # noqa: E402
-from flan_ul2r.models.decoder import Decoder  # noqa: E402
-from flan_ul2r.training.checkpoints import restore_params  # noqa: E402
+from flan_ul2r.convert.hf_export import export_hf
+from flan_ul2r.convert.hf_import import import_hf, load_hf_params
+from flan_ul2r.models.decoder import Decoder
+from flan_ul2r.training.checkpoints import restore_params
 
 V = 300
 COMMON = dict(vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,

@@ -6,6 +6,7 @@ import json
 import pytest
 from _denoise_toy import VOCAB, reconstruct, toy_documents
 
+import flan_ul2r.data.vocabularies as vocabularies
 from flan_ul2r.cli import main
 from flan_ul2r.data.denoisers import UL2R
 from flan_ul2r.tasks.ul2r import ArrayCorpus, register_ul2r_mixture
@@ -56,8 +57,7 @@ def test_errors_name_the_problem(capsys):
 
 
 def test_default_ul2r_mixture_on_the_default_corpus(capsys):
-    """The README's main command, on DATA-CORE's stdlib docstring corpus with the ByteVocabulary."""
-    pytest.importorskip("flan_ul2r.data.default_corpus")
+    """The README's main command, on the stdlib docstring corpus with the ByteVocabulary."""
     rows = run(capsys, "--task", "ul2r", "--num", "8", "--sequence_length", "512")
     assert len(rows) == 8 and {r["task"] for r in rows} <= {"ul2r_s", "ul2r_r_3_15", "ul2r_x_32_15",
                                                              "ul2r_x_3_50"}
@@ -66,7 +66,6 @@ def test_default_ul2r_mixture_on_the_default_corpus(capsys):
 
 
 def test_vocab_flag_prints_describe(capsys):
-    vocabularies = pytest.importorskip("flan_ul2r.data.vocabularies")
     (row,) = run(capsys, "--vocab", "byte")
     vocab = vocabularies.get_vocabulary("byte")
     assert row["sentinels"]["first"] == vocab.sentinel_ids[0]
@@ -75,7 +74,6 @@ def test_vocab_flag_prints_describe(capsys):
 
 def test_byte_vocabulary_text_round_trip(capsys):
     """Real ByteVocabulary + real prose: undoing the denoising gives back the original text."""
-    vocabularies = pytest.importorskip("flan_ul2r.data.vocabularies")
     vocab = vocabularies.get_vocabulary("byte")
     docs = [json.__doc__, pytest.__doc__ or "", main.__doc__ or "", __doc__] * 3
     ids = [vocab.encode(d) for d in docs]

@@ -11,15 +11,17 @@ import jax
 import numpy as np
 
 from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.main.train import resolve_model_config
-from flan_ul2r.training import optim, partitioning
+from flan_ul2r.models.config import preset
+from flan_ul2r.training import partitioning
+from flan_ul2r.training.config import MeshConfig, ModelSpec, OptimizerConfig
 from flan_ul2r.training.trainer import Trainer
 from tests._train_toy import LENGTHS, register_toy_mixture
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = {"preset": "tiny", "vocab_size": None, "d_model": 32, "d_ff": 64, "head_dim": 8}
-OPT = dict(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2, final_learning_rate=1e-5,
-           weight_decay=0.0, clip_norm=1.0)
+MODEL = ModelSpec(shape=preset("tiny", vocab_size=362, d_model=32, d_ff=64, head_dim=8))
+OPT = OptimizerConfig(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2,
+                      final_learning_rate=1e-5)
+MESH = MeshConfig(data=1, fsdp=-1, rules="fsdp")
 STEPS = 3
 
 WORKER = textwrap.dedent("""
@@ -30,11 +32,12 @@ WORKER = textwrap.dedent("""
     jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     sys.path.insert(0, {root!r})
     from tests._train_toy import LENGTHS, register_toy_mixture
-    from flan_ul2r.main.train import train
-    train(model_dir=sys.argv[3], mixture_or_task_name=register_toy_mixture(), task_feature_lengths=LENGTHS,
-          train_steps={steps}, batch_size=8, model={model!r},
-          mesh={{"data": 1, "fsdp": -1, "tensor": 1, "rules": "fsdp"}}, optimizer={opt!r},
-          checkpoint_period=2, progress=True)
+    from flan_ul2r.models.config import ModelConfig
+    from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
+    from flan_ul2r.training.run import run
+    run(RunConfig(model_dir=sys.argv[3], mixture_or_task_name=register_toy_mixture(),
+                  task_feature_lengths=LENGTHS, train_steps={steps}, batch_size=8, model={model!r},
+                  mesh={mesh!r}, optimizer={opt!r}, checkpoint=CheckpointConfig(period=2), progress=True))
     print("DONE", jax.process_index(), jax.device_count())
 """)
 
@@ -46,7 +49,7 @@ def _free_port() -> int:
 
 
 def test_two_processes_match_one_process_fed_both_shards(tmp_path):
-    script = WORKER.format(root=str(ROOT), steps=STEPS, model=MODEL, opt=OPT)
+    script = WORKER.format(root=str(ROOT), steps=STEPS, model=MODEL, opt=OPT, mesh=MESH)
     addr = f"127.0.0.1:{_free_port()}"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     procs = [subprocess.Popen([sys.executable, "-c", script, addr, str(i), str(tmp_path / "run")], env=env,
@@ -61,13 +64,9 @@ def test_two_processes_match_one_process_fed_both_shards(tmp_path):
     # Reference: one process, 4 devices, the global batch = host 0's rows then host 1's rows.
     name = register_toy_mixture()
     its = [make_train_iterator(name, LENGTHS, 4, seed=0, shard_index=i, num_shards=2) for i in range(2)]
-    from flan_ul2r.data.indexed import get_mixture_or_task
-
-    cfg = resolve_model_config(MODEL, get_mixture_or_task(name)[0][0].vocabulary, None)
-    mesh = partitioning.make_mesh(data=1, fsdp=4, tensor=1, devices=jax.devices()[:4])
-    lr = optim.schedule("cosine", OPT["learning_rate"], warmup_steps=2, decay_steps=STEPS,
-                        final_learning_rate=OPT["final_learning_rate"])
-    trainer = Trainer(cfg, optim.optimizer("adamw", lr, clip_norm=1.0), mesh, partitioning.rules_for("fsdp"))
+    mesh, rules = MESH.build(devices=jax.devices()[:4])
+    tx, _ = OPT.build(STEPS)
+    trainer = Trainer(MODEL.resolve(None), tx, mesh, rules)
     state = trainer.init_state(0)
     for step in range(STEPS):
         parts = [next(it) for it in its]

@@ -101,7 +101,7 @@ def _example(tf, **feats):
 
 
 def test_tfrecord(tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     path = str(tmp_path / "d.tfrecord")
     with tf.io.TFRecordWriter(path) as w:
         for i, d in enumerate(DOCS):
@@ -115,9 +115,9 @@ def test_tfrecord(tmp_path):
 
 
 def test_parquet_and_hf(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
-    datasets = pytest.importorskip("datasets")
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     table = pa.table({"content": DOCS + [None], "n": list(range(4))})
     pq.write_table(table, tmp_path / "d.parquet", row_group_size=2)
     stats = SourceStats()
@@ -140,7 +140,7 @@ def test_parquet_and_hf(tmp_path):
 
 
 def test_tfds_prepared_locally_and_never_downloads(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
 
     class FlanUl2rTinyDocs(tfds.core.GeneratorBasedBuilder):
         VERSION = tfds.core.Version("1.0.0")

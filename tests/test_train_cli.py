@@ -9,6 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+SMOKE = ("--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
+         "--gin_file=gin/runs/cpu_smoke.gin")
 
 
 def _train(*args, cwd=ROOT):
@@ -19,8 +21,8 @@ def _train(*args, cwd=ROOT):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("smoke")
-    out = _train("--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
-                 f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=30", "--gin.train.checkpoint_period=20")
+    out = _train(*SMOKE,
+                 f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=30", "--gin.CHECKPOINT_PERIOD=20")
     assert out.returncode == 0, out.stderr[-4000:]
     return model_dir, out
 
@@ -45,7 +47,7 @@ def test_smoke_run_learns_and_writes_everything(smoke_run):
 
 def test_train_steps_not_beyond_the_checkpoint_is_a_clear_error(smoke_run):
     model_dir, _ = smoke_run
-    out = _train("--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
+    out = _train(*SMOKE,
                  f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=30")
     assert out.returncode == 1
     assert "TRAIN_STEPS=30 <= the current step 30" in out.stderr
@@ -60,7 +62,7 @@ def test_gin_typo_names_file_and_line(tmp_path):
 
 
 def test_missing_required_macro_is_named(tmp_path):
-    out = _train("--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
+    out = _train(*SMOKE,
                  f"--gin.MODEL_DIR={tmp_path}")
     assert out.returncode != 0
     assert "TRAIN_STEPS" in out.stderr or "train_steps" in out.stderr

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.main.train import train
 from flan_ul2r.models.config import preset
 from flan_ul2r.training import optim, partitioning
+from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
+from flan_ul2r.training.run import run
 from flan_ul2r.training.trainer import Trainer
 from tests._train_toy import LENGTHS, register_toy_mixture
 
@@ -76,13 +77,13 @@ def test_microbatching_gives_the_same_step(batches):
 
 def _run(model_dir, steps, **kw):
     register_toy_mixture()
-    return train(model_dir=str(model_dir), mixture_or_task_name="toy_ul2r", task_feature_lengths=LENGTHS,
-                 train_steps=steps, batch_size=8, model={"preset": "tiny", "vocab_size": None, "d_model": 32,
-                                                         "d_ff": 64, "head_dim": 8},
-                 mesh={"data": 1, "fsdp": -1, "tensor": 1, "rules": "fsdp"},
-                 optimizer=dict(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2,
-                                final_learning_rate=1e-5, weight_decay=0.0, clip_norm=1.0),
-                 checkpoint_period=3, progress=True, **kw)
+    return run(RunConfig(
+        model_dir=str(model_dir), mixture_or_task_name="toy_ul2r", task_feature_lengths=LENGTHS,
+        train_steps=steps, batch_size=8, model=ModelSpec(shape=CFG),
+        mesh=MeshConfig(data=1, fsdp=-1, rules="fsdp"),
+        optimizer=OptimizerConfig(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2,
+                                  final_learning_rate=1e-5),
+        checkpoint=CheckpointConfig(period=3), progress=True, **kw), operative_config="# test run\n")
 
 
 def _jsonl(model_dir):
@@ -108,12 +109,10 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path):
 def test_nan_loss_stops_without_checkpointing_it(tmp_path):
     register_toy_mixture()
     with pytest.raises(FloatingPointError, match="at step"):
-        train(model_dir=str(tmp_path), mixture_or_task_name="toy_ul2r", task_feature_lengths=LENGTHS,
-              train_steps=6, batch_size=8, model={"preset": "tiny", "vocab_size": None},
-              mesh={"data": -1, "fsdp": 1, "tensor": 1, "rules": "data_parallel"},
-              optimizer=dict(name="adamw", learning_rate=1e30, schedule="constant", warmup_steps=0,
-                             final_learning_rate=0.0, weight_decay=0.0, clip_norm=None),
-              checkpoint_period=1)
+        run(RunConfig(model_dir=str(tmp_path), mixture_or_task_name="toy_ul2r", task_feature_lengths=LENGTHS,
+                      train_steps=6, batch_size=8, model=ModelSpec(shape=preset("tiny")),
+                      optimizer=OptimizerConfig(name="adamw", learning_rate=1e30, clip_norm=None),
+                      checkpoint=CheckpointConfig(period=1)))
     saved = [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
     losses = [r["loss"] for r in _jsonl(tmp_path).values()]
     assert all(math.isfinite(x) for x in losses)

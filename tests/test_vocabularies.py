@@ -60,7 +60,7 @@ def test_byte_encode_tf_in_tf_data_equals_python():
 
 @pytest.fixture(scope="module")
 def sp_model(tmp_path_factory):
-    spm = pytest.importorskip("sentencepiece")
+    import sentencepiece as spm
     d = tmp_path_factory.mktemp("sp")
     (d / "corpus.txt").write_text("\n".join(CORPUS), encoding="utf-8")
     prefix = str(d / "tiny")
@@ -99,7 +99,7 @@ def test_sentencepiece_last_n_policy_adds_no_ids(sp_model):
 
 
 def _train_bpe(tmp_path, extra_special: list[str], config: dict | None = None, name: str = "tok"):
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers
     from tokenizers import models, pre_tokenizers, trainers
 
     tok = tokenizers.Tokenizer(models.BPE(unk_token="<unk>"))

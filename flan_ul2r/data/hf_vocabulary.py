@@ -25,12 +25,12 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from flan_ul2r.data.vocabularies import (
-    _RESERVED,
+from flan_ul2r.data.special_tokens import (
     MODE_TOKENS,
     NUM_SENTINELS,
     POLICIES,
-    _SpecialTokensMixin,
+    RESERVED_TOKEN_PATTERNS,
+    SpecialTokensMixin,
     find_tokenizer_json,
 )
 
@@ -48,7 +48,7 @@ def _token_name(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class HfTokenizerVocabulary(_SpecialTokensMixin, seqio.Vocabulary):
+class HfTokenizerVocabulary(SpecialTokensMixin, seqio.Vocabulary):
     """A `tokenizers.Tokenizer` (tokenizer.json) with sentinels and mode tokens; see module docstring."""
 
     _kind = "hf"
@@ -71,7 +71,7 @@ class HfTokenizerVocabulary(_SpecialTokensMixin, seqio.Vocabulary):
         if sentinel_policy == "last_n" and n < num_sentinels + len(MODE_TOKENS) + 3:
             raise ValueError(f"hf:{path}: {n} ids are too few for last_n sentinels")
 
-        pool = sorted((int(m.group(1)), i) for t, i in vocab.items() for r in _RESERVED
+        pool = sorted((int(m.group(1)), i) for t, i in vocab.items() for r in RESERVED_TOKEN_PATTERNS
                       if (m := r.match(t)) and i not in self._special.values())
         reserved = [i for _, i in pool]
         to_append: list[str] = []

@@ -59,8 +59,3 @@ def measure_matmul_peak(n: int = 2048, dtype=jnp.float32, repeats: int = 5) -> f
 def mfu(tokens_per_second_per_device: float, flops_per_token: float, peak_tflops: float) -> float:
     return tokens_per_second_per_device * flops_per_token / (peak_tflops * 1e12)
 
-
-def extra_compute_share(train_tokens: float, pretrain_tokens: float) -> float:
-    """UL2R/Flan compute as a share of pretraining at equal model size: U-PaLM 540B used 1.3B of PaLM's 780B
-    tokens = 0.16% (Tay et al. 2022 section 2.4)."""
-    return train_tokens / pretrain_tokens

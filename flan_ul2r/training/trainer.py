@@ -81,9 +81,6 @@ class Trainer:
 
         return jax.tree.map(assign, abstract_opt, is_leaf=like_params)
 
-    def abstract_params_with_shardings(self) -> Any:
-        return self.abstract_state.params
-
     # --- init --------------------------------------------------------------------------------------------
     def init_state(self, seed: int) -> TrainState:
         def init(rng):
