@@ -31,8 +31,9 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
           model: ModelSpec | None = None, mesh: MeshConfig | None = None,
           optimizer: OptimizerConfig | None = None, checkpoint: CheckpointConfig | None = None,
           z_loss: float = 1e-4, num_microbatches: int = 1, log_every: int = 1,
-          stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None
-          ) -> dict[str, Any]:
+          stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None,
+          eval_period: int = 0, eval_suite: str | None = None, eval_batches: int = 10,
+          eval_max_examples: int | None = 20) -> dict[str, Any]:
     """The gin-bound RunConfig (fields documented there), trained by `training.run.run`."""
     from flan_ul2r.training.run import run
 
@@ -42,7 +43,9 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
         initial_checkpoint_path=initial_checkpoint_path, seed=seed, model=model or ModelSpec(),
         mesh=mesh or MeshConfig(), optimizer=optimizer or OptimizerConfig(),
         checkpoint=checkpoint or CheckpointConfig(), z_loss=z_loss, num_microbatches=num_microbatches,
-        log_every=log_every, stop_after_steps=stop_after_steps, progress=progress, chunked_loss=chunked_loss)
+        log_every=log_every, stop_after_steps=stop_after_steps, progress=progress, chunked_loss=chunked_loss,
+        eval_period=eval_period, eval_suite=eval_suite, eval_batches=eval_batches,
+        eval_max_examples=eval_max_examples)
     return run(cfg, operative_config=gin.operative_config_str())
 
 

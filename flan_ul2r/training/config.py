@@ -128,6 +128,12 @@ class RunConfig:
     progress: bool = True
     chunked_loss: bool | None = None
     stop_after_steps: int | None = None
+    # evaluation during training (training/periodic_eval.py): every `eval_period` steps (0 = off),
+    # validation loss over `eval_batches` batches and, if set, the eval suite `eval_suite`
+    eval_period: int = 0
+    eval_suite: str | None = None
+    eval_batches: int = 10
+    eval_max_examples: int | None = 20
 
     def __post_init__(self) -> None:
         missing = {"targets"} - set(self.task_feature_lengths)

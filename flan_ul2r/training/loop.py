@@ -17,6 +17,7 @@ import numpy as np
 from flan_ul2r.training import checkpoints, compute, partitioning
 from flan_ul2r.training.config import RunConfig
 from flan_ul2r.training.metrics import MetricsWriter
+from flan_ul2r.training.periodic_eval import PeriodicEval
 from flan_ul2r.training.trainer import Trainer, TrainState, check_batch
 
 
@@ -41,6 +42,7 @@ def train_loop(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpo
     writer = MetricsWriter(Path(cfg.model_dir), cfg.train_steps, start,
                            enabled=jax.process_index() == 0 and cfg.progress)
     shards = trainer.mesh.shape["data"] * trainer.mesh.shape["fsdp"]
+    evaluator = PeriodicEval(cfg, trainer)
     last: dict[str, float] = {}
     try:
         for step in range(start + 1, cfg.train_steps + 1):
@@ -55,6 +57,8 @@ def train_loop(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpo
                 tokens = float(np.prod(local["decoder_input_tokens"].shape)) * jax.process_count()
                 last.update(_throughput(tokens, time.perf_counter() - t0, flops_per_token, peak))
                 writer.write(step, last)
+            if evaluator.due(step):
+                writer.write(step, evaluator.run(step, state.params))
             writer.advance()
             if ckpts.should_save(step, final):
                 ckpts.save(step, state, data.state())

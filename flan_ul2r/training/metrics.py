@@ -32,7 +32,7 @@ class MetricsWriter:
         self._jsonl.flush()
         for k, v in scalars.items():
             if math.isfinite(float(v)):
-                self._tb.add_scalar(f"train/{k}", float(v), int(step))
+                self._tb.add_scalar(k if "/" in k else f"train/{k}", float(v), int(step))
         shown = {k: scalars[k] for k in ("loss", "tokens_per_second", "mfu") if k in scalars}
         self._bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
 
@@ -53,8 +53,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 def plot_losses(metrics_path: Path, png_path: Path) -> None:
-    """Loss and learning rate against step."""
-    rows = read_metrics(metrics_path)
+    """Loss and learning rate against step (rows without a training loss, e.g. eval rows, are skipped)."""
+    rows = [r for r in read_metrics(metrics_path) if "loss" in r]
     if not rows:
         return
     import matplotlib

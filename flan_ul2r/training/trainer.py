@@ -138,6 +138,15 @@ class Trainer:
             metrics["learning_rate"] = jnp.asarray(self.learning_rate_fn(state.step), jnp.float32)
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
+    def eval_sums(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """Loss sums of one batch (`ce`, `z_loss`, `correct`, `num_tokens`), no gradient: evaluation."""
+        return self._sums(params, batch)[1]
+
+    def with_mesh(self, fn: Any, *args: Any) -> Any:
+        """Calls `fn(*args)` under this trainer's mesh and logical-axis rules."""
+        with self.mesh, nn.logical_axis_rules(self.rules):
+            return fn(*args)
+
     def train_step(self, state: TrainState, batch: dict[str, jax.Array], donate: bool = True
                    ) -> tuple[TrainState, dict]:
         """One step. `donate=False` right after an async checkpoint save: the writer may still read the
