@@ -50,6 +50,7 @@ class PeriodicEval:
 
             self.suite_tasks = suite_tasks(cfg.eval_suite)  # an unknown suite fails before training
         self._sums = None
+        self._host_batches: list[dict[str, np.ndarray]] = []
 
     def due(self, step: int) -> bool:
         """An eval step with something to evaluate."""
@@ -64,24 +65,24 @@ class PeriodicEval:
                                    shard_index=jax.process_index(), num_shards=hosts, split="validation")
 
     def _has_validation(self) -> bool:
-        try:
-            self._batches()
-        except ValueError as e:
-            if "split" not in str(e):
-                raise
-            print(f"eval: {self.cfg.mixture_or_task_name!r} has no validation split ({e}); validation loss "
-                  "is skipped", file=sys.stderr)
-            return False
-        return True
+        from flan_ul2r.data.indexed import get_mixture_or_task
+
+        lacking = [t.name for t, _ in get_mixture_or_task(self.cfg.mixture_or_task_name)
+                   if "validation" not in t.splits]
+        if lacking:
+            print(f"eval: {self.cfg.mixture_or_task_name!r} has no validation split (tasks {lacking[:5]} "
+                  "have only train); validation loss is skipped", file=sys.stderr)
+        return not lacking
 
     def validation_loss(self, params: Any) -> dict[str, float]:
         """Loss (cross-entropy + z-loss) and accuracy per target token over the first `eval_batches`."""
-        if self._sums is None:
+        if self._sums is None:  # the same first batches every time (read once, kept on the host)
             self._sums = jax.jit(self.trainer.eval_sums)
-        data = self._batches()
+            data = self._batches()
+            self._host_batches = [next(data) for _ in range(self.cfg.eval_batches)]
         totals = {"ce": 0.0, "z_loss": 0.0, "correct": 0.0, "num_tokens": 0.0}
-        for _ in range(self.cfg.eval_batches):
-            batch = partitioning.global_batch(next(data), self.trainer.mesh)
+        for local in self._host_batches:
+            batch = partitioning.global_batch(local, self.trainer.mesh)
             sums = jax.device_get(self.trainer.with_mesh(self._sums, params, batch))
             for k in totals:
                 totals[k] += float(np.asarray(sums[k]))
