@@ -123,6 +123,16 @@ def test_prompt_ends_with_eos_for_prefix_lm_models():
     assert model.prompts_seen[0] == model.tokenize("hello")
 
 
+def test_prompts_use_the_models_prompt_encoding():
+    class WithBos(ScriptedModel):
+        def encode_prompt(self, text):
+            return [0] + self.tokenize(text)
+
+    model = WithBos(lambda p, k: "x")
+    run_task(model, EvalTask("t", Protocol("T"), lambda: [EvalExample("0", "hi", ("x",))]), QUIET)
+    assert model.prompts_seen[0] == [0] + model.tokenize("hi")
+
+
 def test_prompt_longer_than_the_model_is_an_error_naming_it():
     model = ScriptedModel(scripted, max_length=600)
     task = [t for t in mmlu.tasks(FIX / "mmlu") if t.name == "mmlu_direct.abstract_algebra"][0]

@@ -5,7 +5,8 @@ registered as `flan-ul2r` (importing this module registers it).
 
 - `loglikelihood`: (context, continuation) -> (log-probability sum, is greedy) from the model's `score`.
   The continuation's tokens are those that tokenizing context + continuation adds after the context (how
-  lm-eval's own HF backend splits a pair); an empty context scores after EOS (lm-eval's prefix token).
+  lm-eval's own HF backend splits a pair). Contexts are encoded as the model read its training examples
+  (`encode_prompt`: BOS first); an empty context is BOS alone (EOS if the model has no BOS).
 - `loglikelihood_rolling`: lm-eval's disjoint rolling windows of at most `max_length` tokens, scored
   causally and summed.
 - `generate_until`: greedy unless `do_sample`/`temperature` ask otherwise, up to `max_gen_toks`, cut at the
@@ -25,6 +26,7 @@ from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
 from flan_ul2r.evaluation.evaluate import check_model
+from flan_ul2r.evaluation.runner import encode
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's HF backend default
 
@@ -62,10 +64,16 @@ class FlanUL2RLM(LM):
     def _ids(self, text: str) -> list[int]:
         return [int(i) for i in self.model.tokenize(text)]
 
+    def _prefix_token(self) -> int:
+        """What an empty context is: the model's BOS (`encode_prompt("")`) where it has one, else EOS
+        (lm-eval's HF backend uses EOS)."""
+        start = encode(self.model, "")
+        return start[0] if start else int(self.model.vocab.eos_id)
+
     def _pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         if not context:
-            return [int(self.model.vocab.eos_id)], self._ids(continuation)
-        ctx, whole = self._ids(context), self._ids(context + continuation)
+            return [self._prefix_token()], self._ids(continuation)
+        ctx, whole = encode(self.model, context), encode(self.model, context + continuation)
         if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
             return ctx, whole[len(ctx):]
         return ctx, self._ids(continuation)
@@ -89,7 +97,7 @@ class FlanUL2RLM(LM):
         return out
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        eos, n = int(self.model.vocab.eos_id), int(self.model.max_length)
+        eos, n = self._prefix_token(), int(self.model.max_length)
         out = []
         for req in tqdm(requests, disable=disable_tqdm, desc="loglikelihood_rolling"):
             windows = [lm_utils.make_disjoint_window(w) for w in lm_utils.get_rolling_token_windows(
@@ -119,7 +127,7 @@ class FlanUL2RLM(LM):
                 temperature = 0.0
             elif kwargs.get("do_sample") and temperature == 0.0:
                 temperature = 1.0  # HF generate's default when sampling
-            prompts = [self._ids(requests[i].args[0]) for i in indices]
+            prompts = [encode(self.model, requests[i].args[0]) for i in indices]
             for p in prompts:
                 self._check(len(p) + max_new, "context + max_gen_toks")
             outs = self.model.generate_batch(

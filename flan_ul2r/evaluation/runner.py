@@ -68,8 +68,15 @@ def task_metrics(protocol: Protocol, predictions: Sequence[dict[str, Any]]) -> d
     return {primary_metric(protocol): mean_percent(correct)}
 
 
+def encode(model: Any, text: str) -> list[int]:
+    """A prompt's ids as the model read its training examples: `model.encode_prompt` (BOS first, special
+    names such as <extra_id_0> mapped) where the model has it, else its tokenizer's ids."""
+    encoder = getattr(model, "encode_prompt", None)
+    return [int(i) for i in (encoder(text) if encoder is not None else model.tokenize(text))]
+
+
 def _prompt_ids(model: Any, prompt: str, append_eos: bool) -> list[int]:
-    ids = [int(i) for i in model.tokenize(prompt)]
+    ids = encode(model, prompt)
     return ids + [int(model.vocab.eos_id)] if append_eos else ids
 
 
