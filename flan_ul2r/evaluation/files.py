@@ -3,7 +3,6 @@ row or example), and which macro points at the directory."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +29,14 @@ def require_file(path: Path, macro: str, what: str = "") -> Path:
     return path
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-empty line."""
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BenchmarkFileError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise BenchmarkFileError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
-            yield n, obj
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-empty line (the Flan readers' JSONL parser, same messages)."""
+    from flan_ul2r.data.flan_formats import FormatError, _jsonl
+
+    try:
+        return _jsonl(path)
+    except FormatError as e:
+        raise BenchmarkFileError(str(e)) from None
 
 
 def read_json(path: Path) -> Any:
@@ -50,6 +44,15 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise BenchmarkFileError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+
+
+def json_list(path: Path, key: str, expected: str) -> list[Any]:
+    """`data[key]` of a JSON file whose top level is an object holding a list there."""
+    data = read_json(path)
+    rows = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise BenchmarkFileError(f"{path}: expected {expected}")
+    return rows
 
 
 def need_str(obj: dict[str, Any], field: str, where: str) -> str:

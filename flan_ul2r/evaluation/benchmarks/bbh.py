@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from flan_ul2r.evaluation.extract import answer_span, bbh_shape
-from flan_ul2r.evaluation.files import BenchmarkFileError, read_json, require_dir, require_file
+from flan_ul2r.evaluation.files import BenchmarkFileError, json_list, require_dir, require_file
 from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
 
 TASKS = (
@@ -60,10 +60,7 @@ def parse_cot_prompt(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
 
 
 def read_examples(path: Path) -> list[tuple[str, str]]:
-    data = read_json(path)
-    rows = data.get("examples") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        raise BenchmarkFileError(f"{path}: expected {{\"examples\": [{{\"input\", \"target\"}}, ...]}}")
+    rows = json_list(path, "examples", '{"examples": [{"input", "target"}, ...]}')
     out = []
     for i, ex in enumerate(rows):
         if not (isinstance(ex, dict) and isinstance(ex.get("input"), str)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flan_ul2r.evaluation.files import BenchmarkFileError, read_json, require_dir, require_file
+from flan_ul2r.evaluation.files import BenchmarkFileError, json_list, require_dir, require_file
 from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
 
 LANGUAGES = ("arabic", "bengali", "finnish", "indonesian", "korean", "russian", "swahili", "telugu")
@@ -23,10 +23,7 @@ PROTOCOL = Protocol("TyDiQA-Direct", shape="text", metric="squad", max_new_token
 
 def read_questions(path: Path, lang: str) -> list[tuple[str, str, str, tuple[str, ...]]]:
     """(id, context, question, answers) of one language, in file order."""
-    data = read_json(path)
-    articles = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(articles, list):
-        raise BenchmarkFileError(f"{path}: expected SQuAD-style JSON with a top-level 'data' list")
+    articles = json_list(path, "data", "SQuAD-style JSON with a top-level 'data' list")
     out = []
     for a, article in enumerate(articles):
         for p, para in enumerate(article.get("paragraphs", [])):
