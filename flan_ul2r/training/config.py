@@ -108,13 +108,14 @@ class CheckpointConfig:
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything `training.run.run` needs. `train_steps` counts from the start of the run, as in t5x;
+    `model_dir` may be left "" where a caller names it (the pipeline gives each stage its directory);
     `stop_after_steps` ends the process early (tests: a killed run); `chunked_loss` computes the output
     projection + loss chunk by chunk (None = on CPU only, training/trainer.py)."""
 
-    model_dir: str
     mixture_or_task_name: str
     task_feature_lengths: Mapping[str, int]
     train_steps: int
+    model_dir: str = ""
     batch_size: int = 8
     initial_checkpoint_path: str | None = None
     seed: int = 0

@@ -28,6 +28,8 @@ from flan_ul2r.training.trainer import Trainer, TrainState
 
 def run(cfg: RunConfig, operative_config: str | None = None) -> dict[str, Any]:
     """Trains `cfg` and returns {"final_step", "metrics" (the last logged), "model_config"}."""
+    if not cfg.model_dir:
+        raise ValueError("MODEL_DIR is empty: say where the run writes its checkpoints")
     model_dir = Path(cfg.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     vocab = task_vocabulary(cfg.mixture_or_task_name)
