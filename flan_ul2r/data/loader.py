@@ -108,7 +108,22 @@ class TrainIterator:
                 return out
 
             positions = tf.data.Dataset.range(int(cursor) * shards + shard, 2**62, shards)
-            return positions.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            if task.preprocess_batch is None:
+                return positions.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            task.num_records(split, lengths)  # builds the task's tables now, outside the tf.data threads
+
+            @tf.autograph.experimental.do_not_convert  # plain TF ops: no autograph tracing cost
+            def make_block(block: tf.Tensor) -> dict[str, tf.Tensor]:
+                ex = task.example_batch(block, tseed, split, lengths)
+                size = tf.shape(block)[0]
+                out = {"inputs": ex["inputs"], "targets": ex["targets"],
+                       "task_index": tf.fill([size], tf.constant(index, tf.int32))}
+                out.update({f: tf.reshape(ex.get(f, tf.fill([size], "")), [-1]) for f in strings})
+                return out
+
+            blocks = positions.batch(BLOCK).map(make_block, num_parallel_calls=tf.data.AUTOTUNE,
+                                                deterministic=True)
+            return blocks.unbatch()
 
         # Draw k -> task; the per-task cursors are counted on the Python side (`_advance`).
         streams = [task_stream(i, t, c) for i, (t, c) in enumerate(zip(self.tasks, cursors))]
