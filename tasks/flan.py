@@ -10,6 +10,7 @@ Registered on import (cheap; examples are generated and rendered tables built on
 - mixture `flan_heldout`: the held-out tasks (never in `flan`; evaluation only).
 The library code (templates, rendering, mixing, readers) lives in `flan_ul2r/data/`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -22,9 +23,13 @@ from flan_ul2r.tasks.ul2r import _default_vocabulary
 
 
 @gin.configurable
-def flan_mixture(rates: Mapping[str, float] | None = None, caps: Mapping[str, int] | None = None,
-                 style_mixes: Mapping[str, Mapping[str, float]] | None = None, inversion_rate: float = 0.0,
-                 collection: str | Sequence[str] | None = None) -> dict:
+def flan_mixture(
+    rates: Mapping[str, float] | None = None,
+    caps: Mapping[str, int] | None = None,
+    style_mixes: Mapping[str, Mapping[str, float]] | None = None,
+    inversion_rate: float = 0.0,
+    collection: str | Sequence[str] | None = None,
+) -> dict:
     """gin edge of the `flan` mixture.
 
     rates: family rates (default: the paper's Table 23 Proportion B; FLAN v2's flan2022_submix is
@@ -36,8 +41,13 @@ def flan_mixture(rates: Mapping[str, float] | None = None, caps: Mapping[str, in
     collection: Flan Collection export files (JSONL / Parquet, globs allowed); when set, `flan` trains on
       them instead of the embedded suite.
     """
-    return {"rates": dict(rates or flan_mixing.FAMILY_RATES_PAPER), "caps": dict(caps or flan_mixing.FAMILY_CAPS),
-            "styles": dict(style_mixes or {}), "inversion_rate": float(inversion_rate), "collection": collection}
+    return {
+        "rates": dict(rates or flan_mixing.FAMILY_RATES_PAPER),
+        "caps": dict(caps or flan_mixing.FAMILY_CAPS),
+        "styles": dict(style_mixes or {}),
+        "inversion_rate": float(inversion_rate),
+        "collection": collection,
+    }
 
 
 def register_suite() -> None:
@@ -45,11 +55,19 @@ def register_suite() -> None:
     instruction_tasks.set_default_vocabulary(_default_vocabulary())
     for task in SUITE:
         instruction_tasks.register_instruction_task(
-            f"flan_{task.name}", lambda split, t=task: generate(t, SUITE_SIZES[split]), task.templates,
-            family=task.family, style_mix=flan_mixing.style_mix_for(task.family, config["styles"]),
-            held_out=task.held_out, inversions=task.inversions,
-            inversion_rate=config["inversion_rate"] if task.inversions else 0.0, lettered=task.lettered,
-            num_examples=SUITE_SIZES["train"], origin="suite")
+            f"flan_{task.name}",
+            lambda split, t=task: generate(t, SUITE_SIZES[split]),
+            task.templates,
+            family=task.family,
+            style_mix=flan_mixing.style_mix_for(task.family, config["styles"]),
+            held_out=task.held_out,
+            inversions=task.inversions,
+            inversion_rate=config["inversion_rate"] if task.inversions else 0.0,
+            lettered=task.lettered,
+            num_examples=SUITE_SIZES["train"],
+            origin="suite",
+        )
+    instruction_tasks.drop_members("collection")
     if config["collection"]:
         register_flan_collection(config["collection"], _default_vocabulary(), config["caps"])
     instruction_tasks.register_flan_mixtures(config["rates"], config["caps"], config["styles"])

@@ -1,5 +1,6 @@
 """The Flan fast path against the text reference (`templates.render`), token ids against the
 vocabulary, and FLAN v2's formatting behaviour (few-shot counts and budget, options, CoT triggers)."""
+
 import collections
 import math
 
@@ -22,16 +23,23 @@ TASKS = {t.name: t for t in SUITE}
 
 def _layout(task, n=300, inversion_rate=0.2, style_mix=ALL_STYLES):
     pools = {"train": generate(task, n), "validation": generate(task, 60, "validation")}
-    return pools, build_layout(task.name, pools, None, task.templates, INVERSIONS, style_mix, None,
-                               inversion_rate, task.lettered)
+    return pools, build_layout(
+        task.name, pools, None, task.templates, INVERSIONS, style_mix, None, inversion_rate, task.lettered
+    )
 
 
 def _format(p, r):
     prefix = fp.FEW_SHOT_PREFIXES[p.prefix[r]]
-    return RenderFormat(prefix[0], prefix[1], fp.X_Y_DELIMITERS[p.delimiter[r]],
-                        fp.EXAMPLE_SEPARATORS[p.separator[r]], fp.OPTION_HEADERS[p.header[r]],
-                        fp.OPTION_MARKERS[p.marker[r]],
-                        (*fp.COT_TRIGGERS, "\n\n" + fp.EVAL_COT_TRIGGER)[p.trigger[r]], fp.ANSWER_LEADS[p.lead[r]])
+    return RenderFormat(
+        prefix[0],
+        prefix[1],
+        fp.X_Y_DELIMITERS[p.delimiter[r]],
+        fp.EXAMPLE_SEPARATORS[p.separator[r]],
+        fp.OPTION_HEADERS[p.header[r]],
+        fp.OPTION_MARKERS[p.marker[r]],
+        (*fp.COT_TRIGGERS, "\n\n" + fp.EVAL_COT_TRIGGER)[p.trigger[r]],
+        fp.ANSWER_LEADS[p.lead[r]],
+    )
 
 
 def _seeds(n, seed=7):
@@ -61,7 +69,9 @@ def test_formatting_draws_cover_flan_pools():
     assert len(set(p.prefix[few])) == len(fp.FEW_SHOT_PREFIXES)
     assert len(set(p.separator[few])) == len(fp.EXAMPLE_SEPARATORS)
     cot = np.isin(p.style, [STYLES.index("cot"), STYLES.index("fs_cot")])
-    assert set(p.trigger[cot]) == set(range(len(fp.COT_TRIGGERS)))  # every training trigger, never the eval one
+    assert set(p.trigger[cot]) == set(
+        range(len(fp.COT_TRIGGERS))
+    )  # every training trigger, never the eval one
     # lettered markers rewrite the target to the option's label (FLAN's format_options_non_deterministic)
     for r in np.flatnonzero(opt)[:200]:
         marker, ex = fp.OPTION_MARKERS[p.marker[r]], pools["train"][r]
@@ -101,7 +111,9 @@ def test_shot_counts_follow_flan_and_exemplars_are_distinct_and_never_the_exampl
 
 def test_few_shot_prompts_fit_the_budget_or_fall_back_to_zero_shot():
     vocab = get_vocabulary("byte")
-    pools, layout = _layout(TASKS["multi_step_arithmetic"], n=400, inversion_rate=0.0, style_mix={"fs_cot": 1})
+    pools, layout = _layout(
+        TASKS["multi_step_arithmetic"], n=400, inversion_rate=0.0, style_mix={"fs_cot": 1}
+    )
     tokens = layout.pieces.tokenize(vocab)
     p = plan(layout, "train", np.arange(400), _seeds(400), (tokens.context_lengths, 512))
     _, lengths = tokens.assemble(p.inputs)
@@ -115,8 +127,16 @@ def test_few_shot_prompts_fit_the_budget_or_fall_back_to_zero_shot():
 
 def _renderer(task, vocab):
     pools = {"train": generate(task, 300)}
-    definition = InstructionTask(task.name, lambda split: pools[split], task.templates, task.family, ALL_STYLES,
-                                 inversions=INVERSIONS, inversion_rate=0.2, lettered=task.lettered)
+    definition = InstructionTask(
+        task.name,
+        lambda split: pools[split],
+        task.templates,
+        task.family,
+        ALL_STYLES,
+        inversions=INVERSIONS,
+        inversion_rate=0.2,
+        lettered=task.lettered,
+    )
     return InstructionRenderer(definition, vocab), pools
 
 
@@ -152,8 +172,12 @@ def _train_bpe(path, texts, metaspace):
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>"],
-                                  initial_alphabet=alphabet, show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        initial_alphabet=alphabet,
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
     tok.save(str(path / "tokenizer.json"))
     return get_vocabulary(f"hf:{path}")

@@ -1,5 +1,6 @@
 """The embedded instruction suite: disjoint splits, enough held-out items, answers checked by independent
 computation from the question text."""
+
 import datetime
 import re
 
@@ -9,8 +10,10 @@ from flan_ul2r.data.instruction_suite import SUITE, SUITE_SIZES, generate, item_
 from flan_ul2r.data.suite_words import OBJECT_KINDS, WEEKDAYS
 from flan_ul2r.data.templates import render
 
-SPLITS = {t.name: (generate(t, SUITE_SIZES["train"]), generate(t, SUITE_SIZES["validation"], "validation"))
-          for t in SUITE}
+SPLITS = {
+    t.name: (generate(t, SUITE_SIZES["train"]), generate(t, SUITE_SIZES["validation"], "validation"))
+    for t in SUITE
+}
 
 
 def test_size_families_and_templates():
@@ -78,8 +81,12 @@ def _multiple_choice(e) -> str:
 
 def _arithmetic(e) -> int:
     n = _nums(e["question"])
-    return {"packs": lambda: n[0] * n[1] - n[2] - n[3], "change": lambda: n[2] - n[0] * n[1],
-            "pages": lambda: n[0] + 2 * n[0] + 2 * n[0] - n[1], "rooms": lambda: (n[0] - n[1]) // n[2]}[e["kind"]]()
+    return {
+        "packs": lambda: n[0] * n[1] - n[2] - n[3],
+        "change": lambda: n[2] - n[0] * n[1],
+        "pages": lambda: n[0] + 2 * n[0] + 2 * n[0] - n[1],
+        "rooms": lambda: (n[0] - n[1]) // n[2],
+    }[e["kind"]]()
 
 
 def _count_objects(e) -> int:
@@ -126,8 +133,10 @@ CHECKS = {
     "min_of_list": lambda e: int(e["answer"]) == min(_nums(e["numbers"])),
     "sum_of_list": lambda e: int(e["answer"]) == sum(_nums(e["numbers"])),
     "list_lookup": lambda e: e["answer"] == e["words"].split(", ")[e["position"] - 1],
-    "date_add": lambda e: e["answer"] == (datetime.date.fromisoformat(e["date"])
-                                          + datetime.timedelta(days=e["days"])).isoformat(),
+    "date_add": lambda e: (
+        e["answer"]
+        == (datetime.date.fromisoformat(e["date"]) + datetime.timedelta(days=e["days"])).isoformat()
+    ),
     "weekday_after": lambda e: e["answer"] == WEEKDAYS[(WEEKDAYS.index(e["day"]) + e["days"]) % 7],
     "compare_numbers": lambda e: e["answer"] == ("greater" if e["a"] > e["b"] else "smaller"),
     "parity": lambda e: e["answer"] == ("odd" if e["number"] & 1 else "even"),

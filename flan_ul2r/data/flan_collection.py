@@ -10,6 +10,7 @@ shuffle), so a capped task keeps its rate and still shows every row in time. Row
 cached under `$FLAN_UL2R_CACHE/flan_collection/` (keyed by the files' sizes and mtimes and the
 vocabulary). A bad row stops the build with the file, line (or Parquet row) and field.
 """
+
 from __future__ import annotations
 
 import glob
@@ -32,8 +33,17 @@ from flan_ul2r.data.flan_pieces import gather_ranges
 FIELDS = ("inputs", "targets", "task_source", "task_name", "template_type")
 TEMPLATE_TYPES = ("zs_opt", "zs_noopt", "fs_opt", "fs_noopt")  # the export's template_type values
 # task_source (lower case, letters and digits only) -> family
-TASK_SOURCES = {"flan2021": "muffin", "flan": "muffin", "muffin": "muffin", "t0": "t0sf", "t0sf": "t0sf",
-                "niv2": "niv2", "natinstv2": "niv2", "cot": "cot", "dialog": "dialog"}
+TASK_SOURCES = {
+    "flan2021": "muffin",
+    "flan": "muffin",
+    "muffin": "muffin",
+    "t0": "t0sf",
+    "t0sf": "t0sf",
+    "niv2": "niv2",
+    "natinstv2": "niv2",
+    "cot": "cot",
+    "dialog": "dialog",
+}
 FORMAT_VERSION = 1
 _BATCH = 4096
 _SHUFFLE_SEED = 20230131  # fixed row order inside a task (Flan Collection paper date)
@@ -79,16 +89,26 @@ def read_rows(path: str | Path) -> Iterator[dict[str, str]]:
             if field not in row or row[field] is None:
                 raise FormatError(f"{where}: field {field!r} missing; present fields {sorted(row)}")
             if not isinstance(row[field], str):
-                raise FormatError(f"{where}: field {field!r} must be a string, got {type(row[field]).__name__}")
+                raise FormatError(
+                    f"{where}: field {field!r} must be a string, got {type(row[field]).__name__}"
+                )
         source = re.sub(r"[^a-z0-9]", "", row["task_source"].lower())
         if source not in TASK_SOURCES:
-            raise FormatError(f"{where}: field 'task_source' is {row['task_source']!r}; known sources "
-                              f"{sorted(TASK_SOURCES)}")
+            raise FormatError(
+                f"{where}: field 'task_source' is {row['task_source']!r}; known sources "
+                f"{sorted(TASK_SOURCES)}"
+            )
         if row["template_type"] not in TEMPLATE_TYPES:
-            raise FormatError(f"{where}: field 'template_type' is {row['template_type']!r}; known types "
-                              f"{list(TEMPLATE_TYPES)}")
+            raise FormatError(
+                f"{where}: field 'template_type' is {row['template_type']!r}; known types "
+                f"{list(TEMPLATE_TYPES)}"
+            )
         family = TASK_SOURCES[source]
-        yield {**{f: row[f] for f in FIELDS}, "family": family, "style": style_of(row["template_type"], family)}
+        yield {
+            **{f: row[f] for f in FIELDS},
+            "family": family,
+            "style": style_of(row["template_type"], family),
+        }
 
 
 def expand(paths: str | Sequence[str]) -> list[Path]:
@@ -105,8 +125,9 @@ class CollectionTable:
 
     ARRAYS = ("inputs", "inputs_offsets", "targets", "targets_offsets", "task", "style")
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], tasks: list[str], families: list[str],
-                 styles: list[str]):
+    def __init__(
+        self, arrays: Mapping[str, np.ndarray], tasks: list[str], families: list[str], styles: list[str]
+    ):
         self.arrays, self.tasks, self.families, self.styles = dict(arrays), tasks, families, styles
 
     @classmethod
@@ -124,13 +145,17 @@ class CollectionTable:
                 parts[key] += encode_documents([r[key] for r in pending], vocabulary)
             pending.clear()
 
-        for row in tqdm((r for f in files for r in read_rows(f)), desc="flan collection", unit=" rows", delay=3.0):
+        for row in tqdm(
+            (r for f in files for r in read_rows(f)), desc="flan collection", unit=" rows", delay=3.0
+        ):
             if row["task_name"] not in tasks:
                 tasks[row["task_name"]] = len(tasks)
                 families.append(row["family"])
             elif families[tasks[row["task_name"]]] != row["family"]:
-                raise FormatError(f"flan collection: task {row['task_name']!r} has rows from two task sources "
-                                  f"({families[tasks[row['task_name']]]} and {row['family']})")
+                raise FormatError(
+                    f"flan collection: task {row['task_name']!r} has rows from two task sources "
+                    f"({families[tasks[row['task_name']]]} and {row['family']})"
+                )
             task_ids.append(tasks[row["task_name"]])
             style_ids.append(styles.index(row["style"]))
             pending.append(row)
@@ -166,9 +191,15 @@ class CollectionTable:
 def load_collection(paths: str | Sequence[str], vocabulary: Any) -> CollectionTable:
     """The tokenized collection, from the cache when the files and vocabulary are unchanged."""
     files = expand(paths)
-    key = json.dumps({"version": FORMAT_VERSION, "files": [[str(f.resolve()), f.stat().st_size,
-                                                            f.stat().st_mtime_ns] for f in files],
-                      "vocabulary": vocabulary_key(vocabulary)}, sort_keys=True, default=str)
+    key = json.dumps(
+        {
+            "version": FORMAT_VERSION,
+            "files": [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+            "vocabulary": vocabulary_key(vocabulary),
+        },
+        sort_keys=True,
+        default=str,
+    )
     target = cache_dir() / "flan_collection" / hashlib.sha256(key.encode()).hexdigest()[:20]
     if (target / "meta.json").is_file():
         return CollectionTable.load(target)
@@ -197,14 +228,18 @@ class CollectionFamily:
         counts = np.bincount(task_of_row, minlength=len(table.tasks))
         starts = np.concatenate([[0], np.cumsum(counts)])
         self.task_ids = np.array(members, np.int64)
-        self.rows = [order[starts[t]:starts[t + 1]][np.random.default_rng([_SHUFFLE_SEED, t]).permutation(counts[t])]
-                     for t in members]
+        self.rows = [
+            order[starts[t] : starts[t + 1]][np.random.default_rng([_SHUFFLE_SEED, t]).permutation(counts[t])]
+            for t in members
+        ]
         self.sizes = np.array([counts[t] for t in members], np.int64)
         self.caps = np.minimum(self.sizes, int(cap))
         self.flat_rows = np.concatenate(self.rows)
         self.row_start = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
         self.slot_task = np.repeat(np.arange(len(members)), self.caps)
-        self.slot_index = np.arange(len(self.slot_task)) - np.repeat(np.cumsum(self.caps) - self.caps, self.caps)
+        self.slot_index = np.arange(len(self.slot_task)) - np.repeat(
+            np.cumsum(self.caps) - self.caps, self.caps
+        )
         self._names = np.array([table.tasks[t].encode() for t in members], object)
         self._styles = np.array([s.encode() for s in table.styles], object)
 
@@ -225,8 +260,9 @@ class CollectionFamily:
         return (*out, styles, self._names[task])
 
 
-def register_flan_collection(paths: str | Sequence[str], vocabulary: Any, caps: Mapping[str, int],
-                             prefix: str = "flan_collection") -> list[str]:
+def register_flan_collection(
+    paths: str | Sequence[str], vocabulary: Any, caps: Mapping[str, int], prefix: str = "flan_collection"
+) -> list[str]:
     """Registers one loader task per family of the collection (`{prefix}_{family}`), joining `flan`."""
     from flan_ul2r.data import instruction_tasks
 

@@ -3,6 +3,7 @@ same templates, FLAN formatting draws, options markers and few-shot layout, with
 count fixed and, for CoT styles, the zero-shot evaluation trigger "Let's think step by step." (Chung et
 al. 2022 section 2.3), which training never uses.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,15 +32,29 @@ def _renderer(task_name: str) -> InstructionRenderer:
     bare = task_name.removeprefix("flan_")
     for task in SUITE:
         if task.name == bare:
-            definition = InstructionTask(f"flan_{bare}", lambda split, t=task: generate(t, SUITE_SIZES[split]),
-                                         task.templates, task.family, {"zs_noopt": 1.0}, lettered=task.lettered)
+            definition = InstructionTask(
+                f"flan_{bare}",
+                lambda split, t=task: generate(t, SUITE_SIZES[split]),
+                task.templates,
+                task.family,
+                {"zs_noopt": 1.0},
+                lettered=task.lettered,
+            )
             return InstructionRenderer(definition, default_vocabulary())
     raise ValueError(f"eval_prompts: unknown task {task_name!r}; suite tasks {[t.name for t in SUITE]}")
 
 
-def eval_prompts(task_name: str, style: str, *, split: str = "validation", num_shots: int = 3,
-                 limit: int | None = None, seed: int = 0, vocabulary: Any = None,
-                 inputs_length: int | None = None) -> list[dict[str, Any]]:
+def eval_prompts(
+    task_name: str,
+    style: str,
+    *,
+    split: str = "validation",
+    num_shots: int = 3,
+    limit: int | None = None,
+    seed: int = 0,
+    vocabulary: Any = None,
+    inputs_length: int | None = None,
+) -> list[dict[str, Any]]:
     """Prompts for examples 0.. of `split` (at most `limit`), in `style` with `num_shots` exemplars from
     the train split for few-shot styles. Each dict: `inputs` (prompt text), `targets` (the target text
     training would use), `answer` (the final answer as the target shows it: an option's letter when
@@ -57,8 +72,16 @@ def eval_prompts(task_name: str, style: str, *, split: str = "validation", num_s
     budget = None
     if vocabulary is not None and inputs_length is not None:
         budget = (layout.pieces.tokenize(vocabulary).context_lengths, int(inputs_length))
-    p = plan(layout, split, indices, seeds, budget, style=style,
-             num_shots=num_shots if is_few_shot(style) else 0, eval_trigger=is_cot(style))
+    p = plan(
+        layout,
+        split,
+        indices,
+        seeds,
+        budget,
+        style=style,
+        num_shots=num_shots if is_few_shot(style) else 0,
+        eval_trigger=is_cot(style),
+    )
     out = []
     for i in range(n):
         example = rows[i]
@@ -67,7 +90,16 @@ def eval_prompts(task_name: str, style: str, *, split: str = "validation", num_s
         marker = fp.OPTION_MARKERS[p.marker[i]]
         candidates = [marker.target(j) or o for j, o in enumerate(options)] if shown else []
         answer = candidates[options.index(str(example["answer"]))] if shown else str(example["answer"])
-        out.append({"inputs": layout.pieces.text(p.inputs[i]), "targets": layout.pieces.text(p.targets[i]),
-                    "answer": answer, "options": candidates, "task": renderer.task.name,
-                    "style": STYLES[p.style[i]], "index": i, "template": int(p.template[i])})
+        out.append(
+            {
+                "inputs": layout.pieces.text(p.inputs[i]),
+                "targets": layout.pieces.text(p.targets[i]),
+                "answer": answer,
+                "options": candidates,
+                "task": renderer.task.name,
+                "style": STYLES[p.style[i]],
+                "index": i,
+                "template": int(p.template[i]),
+            }
+        )
     return out

@@ -6,6 +6,7 @@ of one pool (a split, or a few-shot exemplar pool) for a task's templates. Piece
 few-shot prefix ("Q:") also exist with a leading space (index 1 of the last axis), the same text
 `templates.render` writes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,11 @@ class GlobalPieces:
 
     @classmethod
     def build(cls, pieces: PieceTable, max_options: int, lettered_only: bool = False) -> GlobalPieces:
-        markers = [k for k, m in enumerate(fp.OPTION_MARKERS) if (not m.labels or len(m.labels) >= max_options)
-                   and (m.answer or not lettered_only)]
+        markers = [
+            k
+            for k, m in enumerate(fp.OPTION_MARKERS)
+            if (not m.labels or len(m.labels) >= max_options) and (m.answer or not lettered_only)
+        ]
         item_lead = np.zeros([len(fp.OPTION_MARKERS), max_options], np.int32)
         label = np.zeros([len(fp.OPTION_MARKERS), max_options, 2], np.int32)
         for k in markers:
@@ -51,14 +55,18 @@ class GlobalPieces:
         return cls(
             separator=pieces.add_all(fp.EXAMPLE_SEPARATORS),
             inputs_prefix=pieces.add_all(p for p, _ in prefixes),
-            delimiter_prefix=np.array([[pieces.add(d + t) for _, t in prefixes] for d in fp.X_Y_DELIMITERS],
-                                      np.int32),
+            delimiter_prefix=np.array(
+                [[pieces.add(d + t) for _, t in prefixes] for d in fp.X_Y_DELIMITERS], np.int32
+            ),
             targets_prefix_empty=np.array([not t for _, t in prefixes]),
             header=pieces.add_all("\n" + h if h else "" for h in fp.OPTION_HEADERS),
-            item_lead=item_lead, label=label,
+            item_lead=item_lead,
+            label=label,
             trigger=pieces.add_all(list(fp.COT_TRIGGERS) + ["\n\n" + fp.EVAL_COT_TRIGGER]),
-            answer_lead=pieces.add_all(fp.ANSWER_LEADS), period=pieces.add("."),
-            markers=np.array(markers, np.int32))
+            answer_lead=pieces.add_all(fp.ANSWER_LEADS),
+            period=pieces.add("."),
+            markers=np.array(markers, np.int32),
+        )
 
 
 def _both(pieces: PieceTable, text: str) -> tuple[int, int]:
@@ -90,9 +98,15 @@ class ExampleTable:
         return self.rationale[:, 0] > 0
 
     @classmethod
-    def build(cls, examples: Sequence[Mapping[str, Any]], templates: Sequence[Template],
-              inversions: Sequence[Template], pieces: PieceTable, max_options: int, task: str
-              ) -> ExampleTable:
+    def build(
+        cls,
+        examples: Sequence[Mapping[str, Any]],
+        templates: Sequence[Template],
+        inversions: Sequence[Template],
+        pieces: PieceTable,
+        max_options: int,
+        task: str,
+    ) -> ExampleTable:
         n, t_count, i_count = len(examples), len(templates), len(inversions)
         x_pre, y_pre, y_whole = (np.zeros([n, t_count, 2], np.int32) for _ in range(3))
         x_post, y_post = np.zeros([n, t_count], np.int32), np.zeros([n, t_count], np.int32)
@@ -107,11 +121,13 @@ class ExampleTable:
             if ex.get("rationale"):
                 rationale[e] = _both(pieces, str(ex["rationale"]))
             num_options[e] = len(opts)
-            options[e, :len(opts)] = [pieces.add(" " + o) for o in opts]
+            options[e, : len(opts)] = [pieces.add(" " + o) for o in opts]
             if opts:
                 if str(ex["answer"]) not in opts:
-                    raise TemplateError(f"task {task!r}: example {e}: answer {ex['answer']!r} is not one of "
-                                        f"its options {opts}")
+                    raise TemplateError(
+                        f"task {task!r}: example {e}: answer {ex['answer']!r} is not one of "
+                        f"its options {opts}"
+                    )
                 answer_option[e] = opts.index(str(ex["answer"]))
             for t, ((before, after), target) in enumerate(parts):
                 x_pre[e, t] = _both(pieces, fill(before, ex, task, t))
@@ -124,8 +140,20 @@ class ExampleTable:
             for i, inv in enumerate(inversions):
                 inv_x[e, i] = _both(pieces, fill(inv.inputs, ex, task, i))
                 inv_y[e, i] = _both(pieces, fill(inv.targets, ex, task, i))
-        return cls(x_pre, x_post, y_pre, y_post, y_whole, answer, rationale, options, num_options,
-                   answer_option, inv_x, inv_y)
+        return cls(
+            x_pre,
+            x_post,
+            y_pre,
+            y_post,
+            y_whole,
+            answer,
+            rationale,
+            options,
+            num_options,
+            answer_option,
+            inv_x,
+            inv_y,
+        )
 
 
 def max_options(*pools: Sequence[Mapping[str, Any]]) -> int:
@@ -163,27 +191,48 @@ class TaskLayout:
     num_inversions: int
 
 
-def build_layout(name: str, pools: Mapping[str, Sequence[Mapping[str, Any]]],
-                 exemplar_pools: Mapping[str, Sequence[Mapping[str, Any]]] | None,
-                 templates: Sequence[Template], inversions: Sequence[Template], style_mix: Mapping[str, float],
-                 num_shots: int | None, inversion_rate: float, lettered_only: bool) -> TaskLayout:
+def build_layout(
+    name: str,
+    pools: Mapping[str, Sequence[Mapping[str, Any]]],
+    exemplar_pools: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+    templates: Sequence[Template],
+    inversions: Sequence[Template],
+    style_mix: Mapping[str, float],
+    num_shots: int | None,
+    inversion_rate: float,
+    lettered_only: bool,
+) -> TaskLayout:
     """Lays out every split in `pools`; few-shot exemplars come from `exemplar_pools[split]` when given,
     else from the `train` pool (the example itself excluded when the split is train)."""
     pieces = PieceTable()
     extra = list((exemplar_pools or {}).values())
     width = max_options(*pools.values(), *extra)
     glob = GlobalPieces.build(pieces, width, lettered_only)
-    tables = {s: ExampleTable.build(rows, templates, inversions, pieces, width, name) for s, rows in pools.items()}
+    tables = {
+        s: ExampleTable.build(rows, templates, inversions, pieces, width, name) for s, rows in pools.items()
+    }
     shot_pools, from_self = {}, {}
     for split in pools:
         if exemplar_pools is not None:
-            shot_pools[split] = ExampleTable.build(exemplar_pools[split], templates, inversions, pieces, width,
-                                                   name)
+            shot_pools[split] = ExampleTable.build(
+                exemplar_pools[split], templates, inversions, pieces, width, name
+            )
             from_self[split] = False
         else:
             shot_pools[split] = tables["train"]
             from_self[split] = split == "train"
-    return TaskLayout(name, pieces, glob, tables, shot_pools, from_self,
-                      np.array(["{options_}" in t.inputs for t in templates]),
-                      np.array([t.target_parts() is not None for t in templates]),
-                      style_cdfs(style_mix), num_shots, float(inversion_rate), len(templates), len(inversions))
+    return TaskLayout(
+        name,
+        pieces,
+        glob,
+        tables,
+        shot_pools,
+        from_self,
+        np.array(["{options_}" in t.inputs for t in templates]),
+        np.array([t.target_parts() is not None for t in templates]),
+        style_cdfs(style_mix),
+        num_shots,
+        float(inversion_rate),
+        len(templates),
+        len(inversions),
+    )

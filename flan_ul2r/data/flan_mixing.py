@@ -8,6 +8,7 @@ Appendix E Table 23; FLAN v2 `flan/v2/mixtures.py`, `mixtures_utils.py`, `run_ex
   family only in CoT formats, zero-/few-shot 50/50. CoT formats never appear outside the CoT family
   unless a style mix is rebound (gin: `flan_mixture.style_mixes`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
@@ -23,8 +24,13 @@ FAMILIES = tuple(FAMILY_CAPS)
 
 _FOUR_VARIANTS = {"zs_noopt": 0.25, "zs_opt": 0.25, "fs_noopt": 0.25, "fs_opt": 0.25}
 _OPTIONS_ONLY = {"zs_opt": 0.5, "fs_opt": 0.5}
-FAMILY_STYLE_MIXES = {"muffin": _FOUR_VARIANTS, "t0sf": _FOUR_VARIANTS, "niv2": _OPTIONS_ONLY,
-                      "dialog": _OPTIONS_ONLY, "cot": {"cot": 0.5, "fs_cot": 0.5}}
+FAMILY_STYLE_MIXES = {
+    "muffin": _FOUR_VARIANTS,
+    "t0sf": _FOUR_VARIANTS,
+    "niv2": _OPTIONS_ONLY,
+    "dialog": _OPTIONS_ONLY,
+    "cot": {"cot": 0.5, "fs_cot": 0.5},
+}
 # FLAN v2 mixtures.py gives the input-inverted ("-II") tasks rate 0.3 inside the CoT and Dialog
 # sub-mixtures; here inversion is off unless bound (gin: `flan_mixture.inversion_rate`).
 FLAN_INVERSION_RATE = 0.3
@@ -35,14 +41,20 @@ def check_family(task: str, family: str) -> None:
         raise ValueError(f"task {task!r}: unknown family {family!r}; families {sorted(FAMILY_CAPS)}")
 
 
-def family_weights(sizes: Mapping[str, int], families: Mapping[str, str], rates: Mapping[str, float],
-                   caps: Mapping[str, int], uncapped: Collection[str] = ()) -> list[tuple[str, float]]:
+def family_weights(
+    sizes: Mapping[str, int],
+    families: Mapping[str, str],
+    rates: Mapping[str, float],
+    caps: Mapping[str, int],
+    uncapped: Collection[str] = (),
+) -> list[tuple[str, float]]:
     """Task rates: family rate (normalized over the families present) x the task's share of its family,
     examples-proportional with the family's cap on each task's count (`sizes`; not for `uncapped`)."""
     for fam, rate in rates.items():
         if not rate > 0:
-            raise ValueError(f"flan mixture: family {fam!r} has rate {rate!r}; rates must be > 0 "
-                             "(drop the family instead)")
+            raise ValueError(
+                f"flan mixture: family {fam!r} has rate {rate!r}; rates must be > 0 (drop the family instead)"
+            )
     by_family: dict[str, list[str]] = {}
     for task in sizes:
         by_family.setdefault(families[task], []).append(task)
@@ -59,8 +71,9 @@ def family_weights(sizes: Mapping[str, int], families: Mapping[str, str], rates:
     return out
 
 
-def style_mix_for(family: str, style_mixes: Mapping[str, Mapping[str, float]] | None = None
-                  ) -> dict[str, float]:
+def style_mix_for(
+    family: str, style_mixes: Mapping[str, Mapping[str, float]] | None = None
+) -> dict[str, float]:
     """The family's style mix (FAMILY_STYLE_MIXES unless `style_mixes` rebinds it)."""
     mixes = {**FAMILY_STYLE_MIXES, **(style_mixes or {})}
     return dict(mixes[family])
@@ -69,5 +82,7 @@ def style_mix_for(family: str, style_mixes: Mapping[str, Mapping[str, float]] | 
 def check_style_mix(name: str, mix: Mapping[str, float], styles: Sequence[str]) -> None:
     bad = sorted(set(mix) - set(styles))
     if bad or not mix or any(w < 0 for w in mix.values()) or not sum(mix.values()) > 0:
-        raise ValueError(f"task {name!r}: style mix {dict(mix)} must give non-negative weights, summing to "
-                         f"more than 0, to styles among {list(styles)}" + (f" (unknown: {bad})" if bad else ""))
+        raise ValueError(
+            f"task {name!r}: style mix {dict(mix)} must give non-negative weights, summing to "
+            f"more than 0, to styles among {list(styles)}" + (f" (unknown: {bad})" if bad else "")
+        )

@@ -9,6 +9,7 @@ item marker, and the target rewritten to the item's letter when the markers are 
 Every choice is an index into one of these tuples, so a rendered example is described by a few integers
 (`templates.RenderFormat`) and the same indices select pre-tokenized pieces on the fast path.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,22 +31,48 @@ COT_TRIGGERS = (
 )
 
 # CoT target = rationale + ANSWER_LEADS[i] + " " + answer + "." (FLAN's CoT targets end in the answer).
-ANSWER_LEADS = (" So the answer is", " Therefore, the answer is", " The answer is",
-                " So the final answer is", " Thus, the answer is")
+ANSWER_LEADS = (
+    " So the answer is",
+    " Therefore, the answer is",
+    " The answer is",
+    " So the final answer is",
+    " Thus, the answer is",
+)
 
 # Few-shot (inputs_prefix, targets_prefix) pairs; FLAN's FewShotPattern default is ("", "") and the
 # paper (section 2.1, Figure 3) draws exemplar delimiters such as "Q:"/"A:" at random per example.
 # Prefixes end without a space; the space before the text is part of the text piece.
-FEW_SHOT_PREFIXES = (("", ""), ("Q:", "A:"), ("Question:", "Answer:"), ("Input:", "Output:"),
-                     ("Problem:", "Solution:"), ("Query:", "Response:"), ("Task:", "Result:"))
+FEW_SHOT_PREFIXES = (
+    ("", ""),
+    ("Q:", "A:"),
+    ("Question:", "Answer:"),
+    ("Input:", "Output:"),
+    ("Problem:", "Solution:"),
+    ("Query:", "Response:"),
+    ("Task:", "Result:"),
+)
 X_Y_DELIMITERS = ("\n\n", "\n")  # FewShotPattern.x_y_delimiter (default "\n\n")
 EXAMPLE_SEPARATORS = ("\n\n\n", "\n\n", "\n")  # FLAN `template_mix`: "\n", "\n\n" or "\n\n\n"
 
 # Options headers (FLAN draws among 16, one of them empty).
-OPTION_HEADERS = ("OPTIONS:", "Options:", "Choices:", "Pick one:", "Choose from:", "Select one:",
-                  "Possible answers:", "Answer choices:", "Available options:", "Your options are:",
-                  "Pick your answer from:", "Choose your answer from:", "Candidates:", "Select from:",
-                  "Answers to pick from:", "")
+OPTION_HEADERS = (
+    "OPTIONS:",
+    "Options:",
+    "Choices:",
+    "Pick one:",
+    "Choose from:",
+    "Select one:",
+    "Possible answers:",
+    "Answer choices:",
+    "Available options:",
+    "Your options are:",
+    "Pick your answer from:",
+    "Choose your answer from:",
+    "Candidates:",
+    "Select from:",
+    "Answers to pick from:",
+    "",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +97,16 @@ class OptionMarker:
 
 UPPER, LOWER, DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "123456789"
 OPTION_MARKERS = (
-    OptionMarker("-", ""), OptionMarker("*", ""), OptionMarker("+", ""), OptionMarker("--", ""),
-    OptionMarker("({})", UPPER, "({})"), OptionMarker("{}.", UPPER, "{}"), OptionMarker("{})", UPPER, "{}"),
-    OptionMarker("({})", LOWER, "({})"), OptionMarker("{}.", LOWER, "{}"), OptionMarker("{}.", DIGITS, "{}"),
+    OptionMarker("-", ""),
+    OptionMarker("*", ""),
+    OptionMarker("+", ""),
+    OptionMarker("--", ""),
+    OptionMarker("({})", UPPER, "({})"),
+    OptionMarker("{}.", UPPER, "{}"),
+    OptionMarker("{})", UPPER, "{}"),
+    OptionMarker("({})", LOWER, "({})"),
+    OptionMarker("{}.", LOWER, "{}"),
+    OptionMarker("{}.", DIGITS, "{}"),
 )
 LETTERED = tuple(i for i, m in enumerate(OPTION_MARKERS) if m.answer)
 BULLETED = tuple(i for i, m in enumerate(OPTION_MARKERS) if not m.answer)
@@ -85,8 +119,9 @@ FLAN_CANDIDATE_EXEMPLARS, FLAN_TEMPLATE_MATCH, MAX_SHOTS = 25, 0.1, 10
 FEW_SHOT_BUDGET = 1920 / 2048
 
 
-def shot_count_cdf(candidates: int = FLAN_CANDIDATE_EXEMPLARS, p: float = FLAN_TEMPLATE_MATCH,
-                   max_shots: int = MAX_SHOTS) -> tuple[float, ...]:
+def shot_count_cdf(
+    candidates: int = FLAN_CANDIDATE_EXEMPLARS, p: float = FLAN_TEMPLATE_MATCH, max_shots: int = MAX_SHOTS
+) -> tuple[float, ...]:
     """CDF over k = 1..max_shots of Binomial(candidates, p) given k >= 1 (mass above max_shots -> max)."""
     pmf = [math.comb(candidates, k) * p**k * (1 - p) ** (candidates - k) for k in range(candidates + 1)]
     kept = pmf[1:max_shots] + [sum(pmf[max_shots:])]

@@ -11,6 +11,7 @@ The byte vocabulary is exact: the ids equal `encode` of the whole text. For subw
 decoded text is the same; token boundaries at piece joins may differ from encoding the whole string,
 as they do in any pipeline that tokenizes a prompt's parts apart.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -53,7 +54,7 @@ def _encode_all(vocabulary: Any, texts: Sequence[str]) -> list[np.ndarray]:
     batch = getattr(vocabulary, "encode_batch", None)
     out: list[np.ndarray] = []
     for start in range(0, len(texts), _ENCODE_BATCH):
-        chunk = list(texts[start:start + _ENCODE_BATCH])
+        chunk = list(texts[start : start + _ENCODE_BATCH])
         rows = batch(chunk) if batch is not None else [vocabulary.encode(t) for t in chunk]
         out += [np.asarray(r, np.int32) for r in rows]
     return out
@@ -87,8 +88,8 @@ class TokenizedPieces:
             todo = [i for i, c in enumerate(context) if c is None]
             anchor = np.asarray(vocabulary.encode(anchor_text), np.int32)
             for i, ids in zip(todo, _encode_all(vocabulary, [anchor_text + texts[i] for i in todo])):
-                if len(ids) >= len(anchor) and np.array_equal(ids[:len(anchor)], anchor):
-                    context[i] = ids[len(anchor):]
+                if len(ids) >= len(anchor) and np.array_equal(ids[: len(anchor)], anchor):
+                    context[i] = ids[len(anchor) :]
         context = [s if c is None else c for c, s in zip(context, start)]
         context[0] = start[0] = np.zeros([0], np.int32)
         context_offsets = np.concatenate([[0], np.cumsum([len(c) for c in context])]).astype(np.int64)

@@ -15,6 +15,7 @@ gives the same rows as its examples one by one. Per example, as FLAN v2 renders 
 5. CoT: a training trigger (never the evaluation trigger unless asked) and an answer lead.
 `Plan` keeps every choice, so tests can render the same example with `templates.render`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,21 @@ _COT = np.array([is_cot(s) for s in STYLES])
 _OPT = np.array([shows_options(s) for s in STYLES])
 _ZERO = np.array([STYLE_INDEX[zero_shot_of(s)] for s in STYLES])
 _NOOPT = np.array([STYLE_INDEX["fs_noopt" if is_few_shot(s) else "zs_noopt"] for s in STYLES])
-(U_STYLE, U_INVERT, U_TEMPLATE, U_SHOTS, U_PREFIX, U_DELIMITER, U_SEPARATOR, U_HEADER, U_MARKER, U_TRIGGER,
- U_LEAD, U_START, U_GAPS) = range(13)
+(
+    U_STYLE,
+    U_INVERT,
+    U_TEMPLATE,
+    U_SHOTS,
+    U_PREFIX,
+    U_DELIMITER,
+    U_SEPARATOR,
+    U_HEADER,
+    U_MARKER,
+    U_TRIGGER,
+    U_LEAD,
+    U_START,
+    U_GAPS,
+) = range(13)
 CANDIDATES = fp.MAX_SHOTS + 1  # one spare: the example itself may be among the candidates
 _SHOT_CDF = np.array(fp.shot_count_cdf())
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -87,7 +101,7 @@ def _exemplars(u: np.ndarray, pool_size: int, self_ids: np.ndarray | None) -> tu
     start = _pick(u[:, U_START], pool_size)[:, None]
     if pool_size >= 2 * CANDIDATES:
         gap_max = (pool_size - 1) // CANDIDATES
-        gaps = 1 + _pick(u[:, U_GAPS:U_GAPS + CANDIDATES - 1], gap_max)
+        gaps = 1 + _pick(u[:, U_GAPS : U_GAPS + CANDIDATES - 1], gap_max)
         offsets = np.concatenate([np.zeros([b, 1], np.int64), np.cumsum(gaps, axis=1)], axis=1)
     else:
         offsets = np.broadcast_to(np.arange(min(CANDIDATES, pool_size)), (b, min(CANDIDATES, pool_size)))
@@ -95,7 +109,7 @@ def _exemplars(u: np.ndarray, pool_size: int, self_ids: np.ndarray | None) -> tu
     valid = np.ones(ids.shape, bool) if self_ids is None else ids != self_ids[:, None]
     order = np.argsort(~valid, axis=1, kind="stable")
     ids, valid = np.take_along_axis(ids, order, 1), np.take_along_axis(valid, order, 1)
-    ids = np.where(valid, ids, -1)[:, :fp.MAX_SHOTS]
+    ids = np.where(valid, ids, -1)[:, : fp.MAX_SHOTS]
     pad = fp.MAX_SHOTS - ids.shape[1]
     ids = np.pad(ids, [(0, 0), (0, pad)], constant_values=-1) if pad > 0 else ids
     return ids, (ids >= 0).sum(axis=1)
@@ -117,15 +131,18 @@ class _Format:
     lead: np.ndarray
 
 
-def _answer(tab: ExampleTable, glob: GlobalPieces, e: np.ndarray, shown: np.ndarray, f: _Format) -> np.ndarray:
+def _answer(
+    tab: ExampleTable, glob: GlobalPieces, e: np.ndarray, shown: np.ndarray, f: _Format
+) -> np.ndarray:
     """[..., 2] answer pieces (plain, space-led): the option label for lettered markers."""
     labels = glob.label[f.marker, np.maximum(tab.answer_option[e], 0)]
     lettered = shown & (labels[..., 0] > 0)
     return np.where(lettered[..., None], labels, tab.answer[e])
 
 
-def _units(layout: TaskLayout, tab: ExampleTable, e: np.ndarray, f: _Format, shot: bool
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _units(
+    layout: TaskLayout, tab: ExampleTable, e: np.ndarray, f: _Format, shot: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Input slots [..., 5 + 2M] and target slots [..., 4] of examples `e` (ids into `tab`)."""
     glob, e = layout.glob, np.maximum(e, 0)
     t = np.minimum(f.template, layout.num_templates - 1)
@@ -134,21 +151,41 @@ def _units(layout: TaskLayout, tab: ExampleTable, e: np.ndarray, f: _Format, sho
     width = tab.options.shape[1]
     j = np.arange(width)
     item_on = shown[..., None] & (j < tab.num_options[e][..., None])
-    items = np.stack([np.where(item_on, glob.item_lead[f.marker[..., None], j], 0),
-                      np.where(item_on, tab.options[e], 0)], axis=-1).reshape(*e.shape, 2 * width)
+    items = np.stack(
+        [np.where(item_on, glob.item_lead[f.marker[..., None], j], 0), np.where(item_on, tab.options[e], 0)],
+        axis=-1,
+    ).reshape(*e.shape, 2 * width)
     full = lambda a: np.broadcast_to(a, e.shape)  # noqa: E731 - per-row choices to [b, units]
-    x = np.concatenate([
-        np.stack([tab.x_pre[e, t, lead_x], np.where(shown, glob.header[f.header], 0)], -1), items,
-        np.stack([tab.x_post[e, t], full(np.where(f.cot, glob.trigger[f.trigger], 0))], -1)], axis=-1)
+    x = np.concatenate(
+        [
+            np.stack([tab.x_pre[e, t, lead_x], np.where(shown, glob.header[f.header], 0)], -1),
+            items,
+            np.stack([tab.x_post[e, t], full(np.where(f.cot, glob.trigger[f.trigger], 0))], -1),
+        ],
+        axis=-1,
+    )
     lead_y = (f.target_lead & shot).astype(np.int64)
     answer = _answer(tab, glob, e, shown, f)
     y_pre_plain = tab.y_pre[e, t, 0]
-    plain_y = np.stack([np.where(lead_y & (y_pre_plain > 0), tab.y_pre[e, t, 1], y_pre_plain),
-                        np.where(lead_y & (y_pre_plain == 0), answer[..., 1], answer[..., 0]),
-                        tab.y_post[e, t], np.zeros_like(e)], -1)
+    plain_y = np.stack(
+        [
+            np.where(lead_y & (y_pre_plain > 0), tab.y_pre[e, t, 1], y_pre_plain),
+            np.where(lead_y & (y_pre_plain == 0), answer[..., 1], answer[..., 0]),
+            tab.y_post[e, t],
+            np.zeros_like(e),
+        ],
+        -1,
+    )
     whole_y = np.stack([tab.y_whole[e, t, lead_y]] + [np.zeros_like(e)] * 3, -1)
-    cot_y = np.stack([tab.rationale[e, lead_y], full(glob.answer_lead[f.lead]), answer[..., 1],
-                      np.full_like(e, glob.period)], -1)
+    cot_y = np.stack(
+        [
+            tab.rationale[e, lead_y],
+            full(glob.answer_lead[f.lead]),
+            answer[..., 1],
+            np.full_like(e, glob.period),
+        ],
+        -1,
+    )
     y = np.where(f.cot[..., None], cot_y, np.where(full(layout.answer_slot[t])[..., None], plain_y, whole_y))
     if layout.num_inversions:
         i = np.minimum(f.template, layout.num_inversions - 1)
@@ -160,8 +197,9 @@ def _units(layout: TaskLayout, tab: ExampleTable, e: np.ndarray, f: _Format, sho
     return x, y
 
 
-def _choose_styles(layout: TaskLayout, tab: ExampleTable, e: np.ndarray, u: np.ndarray, style: str | None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _choose_styles(
+    layout: TaskLayout, tab: ExampleTable, e: np.ndarray, u: np.ndarray, style: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Style index per row and whether the row is input-inverted."""
     if style is not None:
         return np.full(len(e), STYLE_INDEX[style]), np.zeros(len(e), bool)
@@ -180,8 +218,9 @@ def _shot_counts(layout: TaskLayout, few: np.ndarray, u: np.ndarray, num_shots: 
     return np.where(few, np.minimum(k, fp.MAX_SHOTS), 0)
 
 
-def _format(layout: TaskLayout, u: np.ndarray, s: np.ndarray, inverted: np.ndarray, eval_trigger: bool
-            ) -> tuple[_Format, np.ndarray]:
+def _format(
+    layout: TaskLayout, u: np.ndarray, s: np.ndarray, inverted: np.ndarray, eval_trigger: bool
+) -> tuple[_Format, np.ndarray]:
     """Per-row format draws ([b, 1] arrays) and the few-shot prefix pair index."""
     glob, few = layout.glob, _FEW[s]
     n_templates = np.where(inverted, max(layout.num_inversions, 1), layout.num_templates)
@@ -189,18 +228,32 @@ def _format(layout: TaskLayout, u: np.ndarray, s: np.ndarray, inverted: np.ndarr
     triggers = len(fp.COT_TRIGGERS)
     trigger = np.full(len(s), triggers) if eval_trigger else _pick(u[:, U_TRIGGER], triggers)
     col = lambda a: np.asarray(a)[:, None]  # noqa: E731
-    f = _Format(template=col(_pick(u[:, U_TEMPLATE], n_templates)), cot=col(_COT[s]), opt=col(_OPT[s]),
-                inverted=col(inverted), prefix_lead=col(glob.inputs_prefix[prefix] > 0),
-                target_lead=col(few & ~glob.targets_prefix_empty[prefix]),
-                header=col(_pick(u[:, U_HEADER], len(glob.header))),
-                marker=col(glob.markers[_pick(u[:, U_MARKER], len(glob.markers))]),
-                trigger=col(trigger), lead=col(_pick(u[:, U_LEAD], len(glob.answer_lead))))
+    f = _Format(
+        template=col(_pick(u[:, U_TEMPLATE], n_templates)),
+        cot=col(_COT[s]),
+        opt=col(_OPT[s]),
+        inverted=col(inverted),
+        prefix_lead=col(glob.inputs_prefix[prefix] > 0),
+        target_lead=col(few & ~glob.targets_prefix_empty[prefix]),
+        header=col(_pick(u[:, U_HEADER], len(glob.header))),
+        marker=col(glob.markers[_pick(u[:, U_MARKER], len(glob.markers))]),
+        trigger=col(trigger),
+        lead=col(_pick(u[:, U_LEAD], len(glob.answer_lead))),
+    )
     return f, prefix
 
 
-def plan(layout: TaskLayout, split: str, indices: np.ndarray, seeds: np.ndarray,
-         budget: tuple[np.ndarray, int] | None, *, style: str | None = None, num_shots: int | None = None,
-         eval_trigger: bool = False) -> Plan:
+def plan(
+    layout: TaskLayout,
+    split: str,
+    indices: np.ndarray,
+    seeds: np.ndarray,
+    budget: tuple[np.ndarray, int] | None,
+    *,
+    style: str | None = None,
+    num_shots: int | None = None,
+    eval_trigger: bool = False,
+) -> Plan:
     """Plans examples `indices` of `split` with example seeds [b, 2]. `budget` = (token count per piece,
     inputs length) prunes exemplars to FLAN's budget (None: no pruning). `style`/`num_shots` force a
     style and shot count (evaluation prompts); `eval_trigger` uses the evaluation CoT trigger."""
@@ -213,15 +266,12 @@ def plan(layout: TaskLayout, split: str, indices: np.ndarray, seeds: np.ndarray,
     k = np.minimum(_shot_counts(layout, _FEW[s], u, num_shots), available)
     delimiter = _pick(u[:, U_DELIMITER], len(fp.X_Y_DELIMITERS))
     separator = _pick(u[:, U_SEPARATOR], len(fp.EXAMPLE_SEPARATORS))
-    shot_x, shot_y = _units(layout, pool, shots, f, shot=True)
     query_x, query_y = _units(layout, tab, e[:, None], f, shot=False)
     delimiter_prefix = glob.delimiter_prefix[delimiter, prefix]
     inputs_prefix = glob.inputs_prefix[prefix]
-    b, width = len(e), shot_x.shape[-1] + shot_y.shape[-1] + 3
-    shot_rows = np.concatenate([np.broadcast_to(inputs_prefix[:, None, None], (b, fp.MAX_SHOTS, 1)), shot_x,
-                                np.broadcast_to(delimiter_prefix[:, None, None], (b, fp.MAX_SHOTS, 1)), shot_y,
-                                np.broadcast_to(glob.separator[separator][:, None, None], (b, fp.MAX_SHOTS, 1))],
-                               axis=-1)
+    separators = glob.separator[separator]
+    shot_rows = _shot_rows(layout, pool, shots, k, f, inputs_prefix, delimiter_prefix, separators)
+    b, width = shot_rows.shape[0], shot_rows.shape[-1]
     query_end = np.where(f.target_lead[:, 0], delimiter_prefix, 0)
     query = np.concatenate([inputs_prefix[:, None], query_x[:, 0], query_end[:, None]], axis=-1)
     kept = _fit(shot_rows, query, k, budget)
@@ -233,12 +283,29 @@ def plan(layout: TaskLayout, split: str, indices: np.ndarray, seeds: np.ndarray,
     shown = layout.options_slot[t] & (tab.num_options[e] > 0) & ~inverted
     s = np.where(_OPT[s] & ~_COT[s] & ~shown, _NOOPT[s], s)  # the label says what was rendered
     s = np.where(_FEW[s] & (kept.sum(axis=1) == 0), _ZERO[s], s)
-    return Plan(np.concatenate([shot_rows, query], axis=1), query_y[:, 0], s, inverted, f.template[:, 0], shots,
-                prefix, delimiter, separator, f.header[:, 0], f.marker[:, 0], f.trigger[:, 0], f.lead[:, 0])
+    rows = np.concatenate([shot_rows, query], axis=1)
+    return Plan(rows, query_y[:, 0], s, inverted, f.template[:, 0], shots, prefix, delimiter, separator,
+                f.header[:, 0], f.marker[:, 0], f.trigger[:, 0], f.lead[:, 0])
 
 
-def _fit(shot_rows: np.ndarray, query: np.ndarray, k: np.ndarray, budget: tuple[np.ndarray, int] | None
-         ) -> np.ndarray:
+def _shot_rows(layout: TaskLayout, pool: ExampleTable, shots: np.ndarray, k: np.ndarray, f: _Format,
+               inputs_prefix: np.ndarray, delimiter_prefix: np.ndarray, separator: np.ndarray) -> np.ndarray:
+    """[b, MAX_SHOTS, slots] exemplar units (prefix, inputs, delimiter + targets prefix, target,
+    separator) for the first k exemplars of each row, zeros elsewhere; only the used ones are built."""
+    rows, slots = np.nonzero(np.arange(fp.MAX_SHOTS)[None, :] < k[:, None])
+    picked = _Format(*(getattr(f, field.name)[rows] for field in dataclasses.fields(_Format)))
+    x, y = _units(layout, pool, shots[rows, slots][:, None], picked, shot=True)
+    column = lambda a: a[rows][:, None]  # noqa: E731
+    units = np.concatenate(
+        [column(inputs_prefix), x[:, 0], column(delimiter_prefix), y[:, 0], column(separator)], axis=-1)
+    out = np.zeros((len(k), fp.MAX_SHOTS, units.shape[-1]), np.int64)
+    out[rows, slots] = units
+    return out
+
+
+def _fit(
+    shot_rows: np.ndarray, query: np.ndarray, k: np.ndarray, budget: tuple[np.ndarray, int] | None
+) -> np.ndarray:
     """[b, MAX_SHOTS] which of the first k exemplars stay: the last ones whose tokens, with the query and
     EOS, fit FLAN's few-shot budget."""
     used = np.arange(fp.MAX_SHOTS)[None, :] < k[:, None]

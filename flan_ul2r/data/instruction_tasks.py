@@ -8,6 +8,7 @@ planned and assembled a block at a time from pre-tokenized pieces (`flan_plan`, 
 source of examples into a registered loader task, and `register_flan_mixtures` the one place that
 registers the mixtures.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,8 +78,17 @@ class InstructionRenderer:
                     exemplars = {split: list(t.exemplars(split))}
                 elif split != "train":
                     pools["train"] = self.rows("train")
-                self._layouts[split] = build_layout(t.name, pools, exemplars, t.templates, t.inversions,
-                                                    t.style_mix, t.num_shots, t.inversion_rate, t.lettered)
+                self._layouts[split] = build_layout(
+                    t.name,
+                    pools,
+                    exemplars,
+                    t.templates,
+                    t.inversions,
+                    t.style_mix,
+                    t.num_shots,
+                    t.inversion_rate,
+                    t.lettered,
+                )
             return self._layouts[split]
 
     def tokens(self, split: str) -> TokenizedPieces:
@@ -98,7 +108,9 @@ class InstructionRenderer:
         eos = int(self.vocabulary.eos_id)
         x, x_len = _with_eos(*tokens.assemble(p.inputs), eos)
         y, y_len = _with_eos(*tokens.assemble(p.targets), eos)
-        names = np.where(p.inverted, (self.task.name + "_ii").encode(), self.task.name.encode()).astype(object)
+        names = np.where(p.inverted, (self.task.name + "_ii").encode(), self.task.name.encode()).astype(
+            object
+        )
         return x, x_len, y, y_len, _STYLE_BYTES[p.style], names
 
 
@@ -113,7 +125,9 @@ class BlockSource(Protocol):
     def block(self, indices: np.ndarray, seeds: np.ndarray, split: str, inputs_length: int) -> tuple: ...
 
 
-def register_loader_task(name: str, source: BlockSource, vocabulary: Any, splits: Sequence[str]) -> IndexedTask:
+def register_loader_task(
+    name: str, source: BlockSource, vocabulary: Any, splits: Sequence[str]
+) -> IndexedTask:
     """The seekable loader task over a block source; registered with the loader and seqio."""
 
     def num_records(split: str, seqlen: Mapping[str, int]) -> int:
@@ -125,23 +139,43 @@ def register_loader_task(name: str, source: BlockSource, vocabulary: Any, splits
     def preprocess_batch(features: dict[str, Any], seeds: tf.Tensor, seqlen: Mapping[str, int]) -> dict:
         split, length = features["_split"], int(seqlen["inputs"])
         x, x_len, y, y_len, style, task = tf.numpy_function(
-            lambda i, s: source.block(i, s, split, length), [features["index"], seeds],
-            [tf.int32, tf.int64, tf.int32, tf.int64, tf.string, tf.string], stateful=False)
+            lambda i, s: source.block(i, s, split, length),
+            [features["index"], seeds],
+            [tf.int32, tf.int64, tf.int32, tf.int64, tf.string, tf.string],
+            stateful=False,
+        )
         x.set_shape([None])
         y.set_shape([None])
-        return {"inputs": tf.RaggedTensor.from_row_lengths(x, tf.reshape(x_len, [-1])),
-                "targets": tf.RaggedTensor.from_row_lengths(y, tf.reshape(y_len, [-1])),
-                "style": tf.reshape(style, [-1]), "task": tf.reshape(task, [-1])}
+        return {
+            "inputs": tf.RaggedTensor.from_row_lengths(x, tf.reshape(x_len, [-1]), validate=False),
+            "targets": tf.RaggedTensor.from_row_lengths(y, tf.reshape(y_len, [-1]), validate=False),
+            "style": tf.reshape(style, [-1]),
+            "task": tf.reshape(task, [-1]),
+        }
 
     def preprocess(features: dict[str, Any], seed: tf.Tensor, seqlen: Mapping[str, int]) -> dict:
-        one = preprocess_batch({**features, "index": tf.reshape(features["index"], [1])},
-                               tf.reshape(seed, [1, 2]), seqlen)
-        return {"inputs": one["inputs"][0], "targets": one["targets"][0], "style": one["style"][0],
-                "task": one["task"][0]}
+        one = preprocess_batch(
+            {**features, "index": tf.reshape(features["index"], [1])}, tf.reshape(seed, [1, 2]), seqlen
+        )
+        return {
+            "inputs": one["inputs"][0],
+            "targets": one["targets"][0],
+            "style": one["style"][0],
+            "task": one["task"][0],
+        }
 
-    return register_indexed_task(IndexedTask(name, vocabulary, num_records, fetch, preprocess,
-                                             splits=tuple(splits), string_features=("task", "style"),
-                                             preprocess_batch=preprocess_batch))
+    return register_indexed_task(
+        IndexedTask(
+            name,
+            vocabulary,
+            num_records,
+            fetch,
+            preprocess,
+            splits=tuple(splits),
+            string_features=("task", "style"),
+            preprocess_batch=preprocess_batch,
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +187,7 @@ class _Member:
     origin: str  # "suite" | "user" | "collection"
     size: Callable[[], int]  # train examples, for examples-proportional mixing
     capped: bool = True  # the family's per-task cap applies (collection tasks come capped already)
+    joins: bool = True  # part of `flan` / `flan_heldout`
 
 
 _MEMBERS: dict[str, _Member] = {}
@@ -174,15 +209,25 @@ def default_vocabulary() -> Any:
     return _DEFAULT_VOCABULARY[0]
 
 
-def register_instruction_task(name: str, examples: Examples | Sequence[Mapping[str, Any]],
-                              templates: Sequence[Template], *, family: str = "muffin",
-                              style_mix: Mapping[str, float] | None = None, vocabulary: Any = None,
-                              num_shots: int | None = None, held_out: bool = False,
-                              splits: Sequence[str] = ("train", "validation"),
-                              exemplars: Examples | Sequence[Mapping[str, Any]] | None = None,
-                              inversions: Sequence[Template] = (), inversion_rate: float = 0.0,
-                              lettered: bool = False, num_examples: int | None = None,
-                              origin: str = "user") -> str:
+def register_instruction_task(
+    name: str,
+    examples: Examples | Sequence[Mapping[str, Any]],
+    templates: Sequence[Template],
+    *,
+    family: str = "muffin",
+    style_mix: Mapping[str, float] | None = None,
+    vocabulary: Any = None,
+    num_shots: int | None = None,
+    held_out: bool = False,
+    splits: Sequence[str] = ("train", "validation"),
+    exemplars: Examples | Sequence[Mapping[str, Any]] | None = None,
+    inversions: Sequence[Template] = (),
+    inversion_rate: float = 0.0,
+    lettered: bool = False,
+    num_examples: int | None = None,
+    origin: str = "user",
+    join_mixtures: bool = True,
+) -> str:
     """Registers an instruction task; it joins mixture `flan` (or `flan_heldout` if held_out) via its family.
 
     `examples`: a list of dicts (used for every split) or `split -> list of dicts`; each dict holds the
@@ -191,20 +236,35 @@ def register_instruction_task(name: str, examples: Examples | Sequence[Mapping[s
     count. `exemplars`: a separate few-shot pool (NIV2 "Positive Examples"; FLAN uses 2 shots there).
     `inversions` + `inversion_rate`: input-inverted templates and how often to use them. `lettered`:
     options always get letter markers and the target the letter. `num_examples`: the train count for
-    mixing when known (else counted on first mixture registration).
+    mixing when known (else counted on first mixture registration). `join_mixtures=False` keeps the task
+    out of `flan` / `flan_heldout` (see `register_instruction_mixture`).
     """
     flan_mixing.check_family(name, family)
-    mix = dict(style_mix) if style_mix is not None else flan_mixing.style_mix_for(family, _CONFIG.get("styles"))
+    mix = (
+        dict(style_mix) if style_mix is not None else flan_mixing.style_mix_for(family, _CONFIG.get("styles"))
+    )
     flan_mixing.check_style_mix(name, mix, STYLES)
     as_split = lambda rows: rows if callable(rows) or rows is None else (lambda split, r=list(rows): r)  # noqa
-    task = InstructionTask(name, as_split(examples), tuple(templates), family, mix, num_shots, held_out,
-                           tuple(splits), as_split(exemplars), tuple(inversions), float(inversion_rate), lettered)
+    task = InstructionTask(
+        name,
+        as_split(examples),
+        tuple(templates),
+        family,
+        mix,
+        num_shots,
+        held_out,
+        tuple(splits),
+        as_split(exemplars),
+        tuple(inversions),
+        float(inversion_rate),
+        lettered,
+    )
     renderer = InstructionRenderer(task, vocabulary if vocabulary is not None else default_vocabulary())
     register_loader_task(name, renderer, renderer.vocabulary, splits)
     _RENDERERS[name] = renderer
     size = (lambda: num_examples) if num_examples is not None else (lambda: len(renderer.rows("train")))
-    _MEMBERS[name] = _Member(family, held_out, origin, size)
-    if _CONFIG:
+    _MEMBERS[name] = _Member(family, held_out, origin, size, joins=join_mixtures)
+    if _CONFIG and join_mixtures:
         register_flan_mixtures(**_CONFIG)
     return name
 
@@ -222,10 +282,18 @@ def family_of(name: str) -> str:
 
 
 def add_member(name: str, family: str, size: int, origin: str = "collection") -> None:
-    """A loader task registered elsewhere (the Flan Collection) joins the mixtures, its size capped already."""
+    """A loader task registered elsewhere (the Flan Collection) joins the mixtures, its size already
+    capped."""
     _MEMBERS[name] = _Member(family, False, origin, lambda: size, capped=False)
     if _CONFIG:
         register_flan_mixtures(**_CONFIG)
+
+
+def drop_members(origin: str) -> None:
+    """Forgets every mixture member of one origin (e.g. "collection", before registering another)."""
+    for name in [n for n, m in _MEMBERS.items() if m.origin == origin]:
+        _MEMBERS.pop(name)
+        _RENDERERS.pop(name, None)
 
 
 def remove_member(name: str) -> None:
@@ -235,19 +303,39 @@ def remove_member(name: str) -> None:
         register_flan_mixtures(**_CONFIG)
 
 
-def register_flan_mixtures(rates: Mapping[str, float], caps: Mapping[str, int],
-                           styles: Mapping[str, Mapping[str, float]] | None = None) -> None:
+def register_flan_mixtures(
+    rates: Mapping[str, float],
+    caps: Mapping[str, int],
+    styles: Mapping[str, Mapping[str, float]] | None = None,
+) -> None:
     """Mixtures `flan` (held-in: the Flan Collection's tasks when any are registered, else the suite's;
     plus user tasks) and `flan_heldout`; later registrations rebuild them with the same settings."""
     _CONFIG.update(rates=dict(rates), caps=dict(caps), styles=dict(styles or {}))
     collection = any(m.origin == "collection" for m in _MEMBERS.values())
     skip = "suite" if collection else "collection"
-    held_in = {n: m for n, m in _MEMBERS.items() if not m.held_out and m.origin != skip}
+    members = {n: m for n, m in _MEMBERS.items() if m.joins}
+    held_in = [n for n, m in members.items() if not m.held_out and m.origin != skip]
     if held_in:
-        weights = flan_mixing.family_weights({n: m.size() for n, m in held_in.items()},
-                                             {n: m.family for n, m in held_in.items()}, rates, caps,
-                                             uncapped={n for n, m in held_in.items() if not m.capped})
-        register_indexed_mixture("flan", weights)
-    held_out = [n for n, m in _MEMBERS.items() if m.held_out]
+        register_instruction_mixture("flan", held_in, rates, caps)
+    held_out = [n for n, m in members.items() if m.held_out]
     if held_out:
         register_indexed_mixture("flan_heldout", [(n, 1.0) for n in held_out])
+
+
+def register_instruction_mixture(
+    name: str, tasks: Sequence[str], rates: Mapping[str, float], caps: Mapping[str, int]
+) -> None:
+    """Mixture `name` over registered instruction tasks, weighted as `flan` is (family rates, capped
+    examples-proportional shares)."""
+    unknown = sorted(set(tasks) - set(_MEMBERS))
+    if unknown:
+        raise ValueError(f"mixture {name!r}: unknown instruction tasks {unknown}")
+    chosen = {n: _MEMBERS[n] for n in tasks}
+    weights = flan_mixing.family_weights(
+        {n: m.size() for n, m in chosen.items()},
+        {n: m.family for n, m in chosen.items()},
+        rates,
+        caps,
+        uncapped={n for n, m in chosen.items() if not m.capped},
+    )
+    register_indexed_mixture(name, weights)

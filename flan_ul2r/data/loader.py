@@ -26,6 +26,7 @@ from flan_ul2r.data.feature_converter import Packer
 from flan_ul2r.data.indexed import IndexedTask, get_mixture_or_task
 
 BLOCK = 64  # examples per tf.data -> Python transfer (one numpy conversion per block, not per example)
+TASK_BLOCK = 256  # examples a task with `preprocess_batch` makes per call
 
 
 def task_seed(seed: int, task_name: str) -> int:
@@ -121,7 +122,7 @@ class TrainIterator:
                 out.update({f: tf.reshape(ex.get(f, tf.fill([size], "")), [-1]) for f in strings})
                 return out
 
-            blocks = positions.batch(BLOCK).map(make_block, num_parallel_calls=tf.data.AUTOTUNE,
+            blocks = positions.batch(TASK_BLOCK).map(make_block, num_parallel_calls=tf.data.AUTOTUNE,
                                                 deterministic=True)
             return blocks.unbatch()
 
@@ -186,11 +187,14 @@ def _in_blocks(ds: tf.data.Dataset, size: int) -> tf.data.Dataset:
 def _unblock(block: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """The examples of one `_in_blocks` element, in order."""
     n = len(block["task_index"])
-    split = {key: np.split(block[key], np.cumsum(block[key + "_lengths"])[:-1])
-             for key in ("inputs", "targets")}
+    rows = {}
+    for key in ("inputs", "targets"):
+        ends = np.cumsum(block[key + "_lengths"]).tolist()
+        flat = block[key]
+        rows[key] = [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
     scalars = [k for k in block if k not in ("inputs", "targets", "inputs_lengths", "targets_lengths")]
-    return [{"inputs": split["inputs"][i], "targets": split["targets"][i],
-             **{k: block[k][i] for k in scalars}} for i in range(n)]
+    return [{"inputs": rows["inputs"][i], "targets": rows["targets"][i], **{k: block[k][i] for k in scalars}}
+            for i in range(n)]
 
 
 def make_train_iterator(name: str, task_feature_lengths: Mapping[str, int], batch_size: int, *, seed: int,

@@ -4,6 +4,7 @@ An example is a dict of template fields plus `answer`, a programmatic `rationale
 answer, and `options` for classification tasks. Item spaces are large (thousands of distinct items or
 more) so that train and validation can be disjoint and held-out tasks have >= 200 validation items.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -58,8 +59,11 @@ def count_words(r: random.Random) -> dict[str, Any]:
 def sort_numbers(r: random.Random) -> dict[str, Any]:
     xs = r.sample(range(1, 100), r.randint(3, 6))
     s = sorted(xs)
-    return example(" ".join(map(str, s)), f"The smallest is {s[0]}, then {', '.join(map(str, s[1:]))}.",
-                   numbers=" ".join(map(str, xs)))
+    return example(
+        " ".join(map(str, s)),
+        f"The smallest is {s[0]}, then {', '.join(map(str, s[1:]))}.",
+        numbers=" ".join(map(str, xs)),
+    )
 
 
 def sort_words(r: random.Random) -> dict[str, Any]:
@@ -81,8 +85,11 @@ def uppercase(r: random.Random) -> dict[str, Any]:
 def last_letters(r: random.Random) -> dict[str, Any]:
     ws = r.sample(WORDS, 3)
     out = "".join(w[-1] for w in ws)
-    return example(out, "The last letters are " + ", ".join(f"{w[-1]} ({w})" for w in ws)
-                   + f", together {out}.", words=" ".join(ws))
+    return example(
+        out,
+        "The last letters are " + ", ".join(f"{w[-1]} ({w})" for w in ws) + f", together {out}.",
+        words=" ".join(ws),
+    )
 
 
 def boolean_expression(r: random.Random) -> dict[str, Any]:
@@ -105,48 +112,67 @@ def boolean_expression(r: random.Random) -> dict[str, Any]:
 
 def max_of_list(r: random.Random) -> dict[str, Any]:
     xs = r.sample(range(1, 200), r.randint(3, 7))
-    return example(max(xs), f"Comparing the numbers, the largest is {max(xs)}.", numbers=", ".join(map(str, xs)))
+    return example(
+        max(xs), f"Comparing the numbers, the largest is {max(xs)}.", numbers=", ".join(map(str, xs))
+    )
 
 
 def min_of_list(r: random.Random) -> dict[str, Any]:
     xs = r.sample(range(1, 200), r.randint(3, 7))
-    return example(min(xs), f"Comparing the numbers, the smallest is {min(xs)}.",
-                   numbers=", ".join(map(str, xs)))
+    return example(
+        min(xs), f"Comparing the numbers, the smallest is {min(xs)}.", numbers=", ".join(map(str, xs))
+    )
 
 
 def sum_of_list(r: random.Random) -> dict[str, Any]:
     xs = [r.randint(1, 20) for _ in range(r.randint(3, 5))]
-    return example(sum(xs), f"Adding them up: {' + '.join(map(str, xs))} = {sum(xs)}.",
-                   numbers=", ".join(map(str, xs)))
+    return example(
+        sum(xs), f"Adding them up: {' + '.join(map(str, xs))} = {sum(xs)}.", numbers=", ".join(map(str, xs))
+    )
 
 
 def list_lookup(r: random.Random) -> dict[str, Any]:
     ws = r.sample(WORDS, 5)
     i = r.randint(1, 5)
-    return example(ws[i - 1], f"Counting from the left, item {i} is {ws[i - 1]}.", words=", ".join(ws),
-                   position=i)
+    return example(
+        ws[i - 1], f"Counting from the left, item {i} is {ws[i - 1]}.", words=", ".join(ws), position=i
+    )
 
 
 def date_add(r: random.Random) -> dict[str, Any]:
     start = datetime.date(2020, 1, 1) + datetime.timedelta(days=r.randint(0, 1500))
     n = r.randint(1, 40)
     end = start + datetime.timedelta(days=n)
-    return example(end.isoformat(), f"{n} days after {start.isoformat()} is {end.isoformat()}.",
-                   date=start.isoformat(), days=n)
+    return example(
+        end.isoformat(),
+        f"{n} days after {start.isoformat()} is {end.isoformat()}.",
+        date=start.isoformat(),
+        days=n,
+    )
 
 
 def weekday_after(r: random.Random) -> dict[str, Any]:
     d, n = r.randrange(7), r.randint(1, 400)
     out = WEEKDAYS[(d + n) % 7]
-    return example(out, f"{n} days is {n // 7} weeks and {n % 7} days; {WEEKDAYS[d]} + {n % 7} days is {out}.",
-                   list(WEEKDAYS), day=WEEKDAYS[d], days=n)
+    return example(
+        out,
+        f"{n} days is {n // 7} weeks and {n % 7} days; {WEEKDAYS[d]} + {n % 7} days is {out}.",
+        list(WEEKDAYS),
+        day=WEEKDAYS[d],
+        days=n,
+    )
 
 
 def compare_numbers(r: random.Random) -> dict[str, Any]:
     a, b = r.sample(range(1, 1000), 2)
     ans = "greater" if a > b else "smaller"
-    return example(ans, f"{a} is {'more' if a > b else 'less'} than {b}, so it is {ans}.",
-                   ["greater", "smaller"], a=a, b=b)
+    return example(
+        ans,
+        f"{a} is {'more' if a > b else 'less'} than {b}, so it is {ans}.",
+        ["greater", "smaller"],
+        a=a,
+        b=b,
+    )
 
 
 def parity(r: random.Random) -> dict[str, Any]:
@@ -157,14 +183,20 @@ def parity(r: random.Random) -> dict[str, Any]:
 
 def word_problem(r: random.Random) -> dict[str, Any]:
     name, item, a, b = r.choice(NAMES), r.choice(ITEMS), r.randint(2, 40), r.randint(2, 40)
-    return example(a + b, f"{name} starts with {a} {item} and gets {b} more: {a} + {b} = {a + b}.",
-                   question=f"{name} has {a} {item} and buys {b} more. How many {item} does {name} have now?")
+    return example(
+        a + b,
+        f"{name} starts with {a} {item} and gets {b} more: {a} + {b} = {a + b}.",
+        question=f"{name} has {a} {item} and buys {b} more. How many {item} does {name} have now?",
+    )
 
 
 def word_problem_cost(r: random.Random) -> dict[str, Any]:
     name, item, n, p = r.choice(NAMES), r.choice(ITEMS), r.randint(2, 9), r.randint(2, 15)
-    return example(n * p, f"{n} {item} at {p} dollars each cost {n} * {p} = {n * p} dollars.",
-                   question=f"{name} buys {n} {item} for {p} dollars each. How many dollars does {name} spend?")
+    return example(
+        n * p,
+        f"{n} {item} at {p} dollars each cost {n} * {p} = {n * p} dollars.",
+        question=f"{name} buys {n} {item} for {p} dollars each. How many dollars does {name} spend?",
+    )
 
 
 def string_length(r: random.Random) -> dict[str, Any]:

@@ -10,6 +10,7 @@ same text from pre-tokenized pieces, and tests compare the two.
 The formatting choices are a `RenderFormat` (FLAN FewShotPattern fields, the options header and marker,
 the CoT trigger and answer lead); its defaults are FLAN's defaults with the evaluation CoT trigger.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,8 +98,10 @@ def fill(pattern: str, fields: Mapping[str, Any], task: str, index: int) -> str:
     try:
         return pattern.format(**fields)
     except KeyError as e:
-        raise TemplateError(f"task {task!r}: template {index} references field {e.args[0]!r}; the example "
-                            f"has fields {sorted(fields)}") from None
+        raise TemplateError(
+            f"task {task!r}: template {index} references field {e.args[0]!r}; the example "
+            f"has fields {sorted(fields)}"
+        ) from None
 
 
 def check_templates(task: str, templates: Sequence[Template], example: Mapping[str, Any]) -> None:
@@ -108,11 +111,15 @@ def check_templates(task: str, templates: Sequence[Template], example: Mapping[s
     for i, t in enumerate(templates):
         missing = t.fields() - set(example)
         if missing:
-            raise TemplateError(f"task {task!r}: template {i} references field {sorted(missing)[0]!r}; the "
-                                f"example has fields {sorted(example)}")
+            raise TemplateError(
+                f"task {task!r}: template {i} references field {sorted(missing)[0]!r}; the "
+                f"example has fields {sorted(example)}"
+            )
         if t.inputs.count("{options_}") > 1 or t.inputs.startswith("{options_}"):
-            raise TemplateError(f"task {task!r}: template {i} must have at most one '{{options_}}', not at "
-                                f"the start: {t.inputs!r}")
+            raise TemplateError(
+                f"task {task!r}: template {i} must have at most one '{{options_}}', not at "
+                f"the start: {t.inputs!r}"
+            )
         if t.targets.count("{answer}") > 1:
             raise TemplateError(f"task {task!r}: template {i} targets use '{{answer}}' more than once")
 
@@ -134,8 +141,15 @@ def answer_text(example: Mapping[str, Any], options_shown: bool, fmt: RenderForm
     return answer
 
 
-def render_one(example: Mapping[str, Any], template: Template, style: str, fmt: RenderFormat, *,
-               task: str = "?", template_index: int = 0) -> tuple[str, str]:
+def render_one(
+    example: Mapping[str, Any],
+    template: Template,
+    style: str,
+    fmt: RenderFormat,
+    *,
+    task: str = "?",
+    template_index: int = 0,
+) -> tuple[str, str]:
     """(x, y) of one example without few-shot prefixes: inputs text and target text."""
     opts = list(example.get("options") or ())
     shown = bool(opts) and shows_options(style) and "{options_}" in template.inputs
@@ -144,8 +158,10 @@ def render_one(example: Mapping[str, Any], template: Template, style: str, fmt: 
     answer = answer_text(example, shown, fmt, task)
     if is_cot(style):
         if not example.get("rationale"):
-            raise TemplateError(f"task {task!r}: style {style} needs a 'rationale' field; the example has "
-                                f"fields {sorted(example)}")
+            raise TemplateError(
+                f"task {task!r}: style {style} needs a 'rationale' field; the example has "
+                f"fields {sorted(example)}"
+            )
         return x + fmt.cot_trigger, f"{example['rationale']}{fmt.answer_lead} {answer}."
     return x, fill(template.targets, {**fields, "answer": answer}, task, template_index)
 
@@ -154,15 +170,23 @@ def _lead(prefix: str, text: str) -> str:
     return f"{prefix} {text}" if prefix else text
 
 
-def render(example: Mapping[str, Any], template: Template, style: str,
-           exemplars: Sequence[Mapping[str, Any]] = (), *, task: str = "?", template_index: int = 0,
-           fmt: RenderFormat = DEFAULT_FORMAT) -> tuple[str, str]:
+def render(
+    example: Mapping[str, Any],
+    template: Template,
+    style: str,
+    exemplars: Sequence[Mapping[str, Any]] = (),
+    *,
+    task: str = "?",
+    template_index: int = 0,
+    fmt: RenderFormat = DEFAULT_FORMAT,
+) -> tuple[str, str]:
     """(inputs, targets) text of `example` in `style`; exemplars are used by the few-shot styles only.
 
     Few-shot: each exemplar is `inputs_prefix x x_y_delimiter targets_prefix y`, exemplars and query are
     joined by `example_separator`; the query ends with `x_y_delimiter targets_prefix` when there is a
     targets prefix (FLAN FewShotPattern); the target stays the plain `y` (inputs and targets are
-    tokenized apart and EOS-separated, Flan section 2.2). A few-shot style with no exemplars renders as zero-shot.
+    tokenized apart and EOS-separated, Flan section 2.2). A few-shot style with no exemplars renders as
+    zero-shot.
     """
     if style not in STYLES:
         raise TemplateError(f"task {task!r}: unknown style {style!r}; styles are {STYLES}")
