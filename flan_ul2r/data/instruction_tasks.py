@@ -11,9 +11,10 @@ registers the mixtures.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -193,7 +194,23 @@ class _Member:
 _MEMBERS: dict[str, _Member] = {}
 _RENDERERS: dict[str, InstructionRenderer] = {}
 _CONFIG: dict[str, Any] = {}  # rates/caps/style mixes of the last register_flan_mixtures; empty = not yet
+_DEFERRED: list[bool] = []  # inside `mixtures_deferred()`: registrations do not rebuild the mixtures
 _DEFAULT_VOCABULARY: list[Any] = []
+
+
+@contextlib.contextmanager
+def mixtures_deferred() -> Iterator[None]:
+    """Registrations inside do not rebuild `flan` / `flan_heldout` (call register_flan_mixtures after)."""
+    _DEFERRED.append(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.pop()
+
+
+def _rebuild() -> None:
+    if _CONFIG and not _DEFERRED:
+        register_flan_mixtures(**_CONFIG)
 
 
 def set_default_vocabulary(vocabulary: Any) -> None:
@@ -264,8 +281,8 @@ def register_instruction_task(
     _RENDERERS[name] = renderer
     size = (lambda: num_examples) if num_examples is not None else (lambda: len(renderer.rows("train")))
     _MEMBERS[name] = _Member(family, held_out, origin, size, joins=join_mixtures)
-    if _CONFIG and join_mixtures:
-        register_flan_mixtures(**_CONFIG)
+    if join_mixtures:
+        _rebuild()
     return name
 
 
@@ -285,8 +302,7 @@ def add_member(name: str, family: str, size: int, origin: str = "collection") ->
     """A loader task registered elsewhere (the Flan Collection) joins the mixtures, its size already
     capped."""
     _MEMBERS[name] = _Member(family, False, origin, lambda: size, capped=False)
-    if _CONFIG:
-        register_flan_mixtures(**_CONFIG)
+    _rebuild()
 
 
 def drop_members(origin: str) -> None:
@@ -299,8 +315,7 @@ def drop_members(origin: str) -> None:
 def remove_member(name: str) -> None:
     _MEMBERS.pop(name, None)
     _RENDERERS.pop(name, None)
-    if _CONFIG:
-        register_flan_mixtures(**_CONFIG)
+    _rebuild()
 
 
 def register_flan_mixtures(
