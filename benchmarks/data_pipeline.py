@@ -85,7 +85,7 @@ def flan_rows(batch_size: int, seconds: float, ul2r: float) -> None:
     byte, n1 = measure("flan", lengths, batch_size, seconds)
     bpe = get_vocabulary("hf:" + train_bpe())
     names = [instruction_tasks.register_instruction_task(
-        f"bench_bpe_{t.name}", lambda split, t=t: generate(t, SUITE_SIZES[split]), t.templates,
+        f"bench_bpe_{t.name}", lambda split, t=t: generate(t, SUITE_SIZES[split], split), t.templates,
         family=t.family, style_mix=flan_mixing.style_mix_for(t.family), vocabulary=bpe, lettered=t.lettered,
         num_examples=SUITE_SIZES["train"], join_mixtures=False) for t in SUITE if not t.held_out]
     instruction_tasks.register_instruction_mixture("bench_flan_bpe", names, flan_mixing.FAMILY_RATES_PAPER,

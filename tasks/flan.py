@@ -57,11 +57,18 @@ def register_suite() -> None:
     with instruction_tasks.mixtures_deferred():
         for task in SUITE:
             instruction_tasks.register_instruction_task(
-                f"flan_{task.name}", lambda split, t=task: generate(t, SUITE_SIZES[split]), task.templates,
-                family=task.family, style_mix=flan_mixing.style_mix_for(task.family, config["styles"]),
-                held_out=task.held_out, inversions=task.inversions,
-                inversion_rate=config["inversion_rate"] if task.inversions else 0.0, lettered=task.lettered,
-                num_examples=SUITE_SIZES["train"], origin="suite")
+                f"flan_{task.name}",
+                lambda split, t=task: generate(t, SUITE_SIZES[split], split),
+                task.templates,
+                family=task.family,
+                style_mix=flan_mixing.style_mix_for(task.family, config["styles"]),
+                held_out=task.held_out,
+                inversions=task.inversions,
+                inversion_rate=config["inversion_rate"] if task.inversions else 0.0,
+                lettered=task.lettered,
+                num_examples=SUITE_SIZES["train"],
+                origin="suite",
+            )
         if config["collection"]:
             register_flan_collection(config["collection"], _default_vocabulary(), config["caps"])
     instruction_tasks.register_flan_mixtures(config["rates"], config["caps"], config["styles"])

@@ -14,7 +14,7 @@ from flan_ul2r.data import flan_mixing
 from flan_ul2r.data import flan_patterns as fp
 from flan_ul2r.data import instruction_tasks as it
 from flan_ul2r.data.indexed import get_mixture_or_task
-from flan_ul2r.data.instruction_suite import SUITE
+from flan_ul2r.data.instruction_suite import SUITE, item_key
 from flan_ul2r.data.loader import make_train_iterator
 from flan_ul2r.data.templates import COT_STYLES, Template
 
@@ -51,6 +51,13 @@ def test_held_out_tasks_never_in_the_training_mixture():
     held = {t.name for t, _ in get_mixture_or_task("flan_heldout")}
     assert held == {f"flan_{t.name}" for t in SUITE if t.held_out}
     assert train == {f"flan_{t.name}" for t in SUITE if not t.held_out}
+
+
+@pytest.mark.parametrize("task", SUITE, ids=lambda t: t.name)
+def test_registered_train_and_validation_splits_are_disjoint(task):
+    renderer = it.get_renderer(f"flan_{task.name}")
+    train, validation = renderer.rows("train"), renderer.rows("validation")
+    assert len(validation) == 200 and not {item_key(e) for e in train} & {item_key(e) for e in validation}
 
 
 def test_family_shares_follow_the_paper(draws):

@@ -34,7 +34,7 @@ def _renderer(task_name: str) -> InstructionRenderer:
         if task.name == bare:
             definition = InstructionTask(
                 f"flan_{bare}",
-                lambda split, t=task: generate(t, SUITE_SIZES[split]),
+                lambda split, t=task: generate(t, SUITE_SIZES[split], split),
                 task.templates,
                 task.family,
                 {"zs_noopt": 1.0},
@@ -59,8 +59,8 @@ def eval_prompts(
     the train split for few-shot styles. Each dict: `inputs` (prompt text), `targets` (the target text
     training would use), `answer` (the final answer as the target shows it: an option's letter when
     lettered options are shown), `options` (the candidate answers as shown, [] when none), `task`,
-    `style`, `index`, `template`. With `vocabulary` and `inputs_length`, exemplars are pruned to FLAN's
-    1920/2048 budget as in training. Deterministic in `seed`.
+    `style`, `index`, `template`, `num_shots` (exemplars shown). With `vocabulary` and `inputs_length`,
+    exemplars are pruned to FLAN's 1920/2048 budget as in training. Deterministic in `seed`.
     """
     if style not in STYLES:
         raise ValueError(f"eval_prompts: unknown style {style!r}; styles are {STYLES}")
@@ -100,6 +100,7 @@ def eval_prompts(
                 "style": STYLES[p.style[i]],
                 "index": i,
                 "template": int(p.template[i]),
+                "num_shots": int((p.shots[i] >= 0).sum()),
             }
         )
     return out
