@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from flan_ul2r.data.corpus_cache import cache_dir, encode_documents, vocabulary_key
-from flan_ul2r.data.flan_formats import FormatError
+from flan_ul2r.data.flan_formats import FormatError, jsonl_rows
 from flan_ul2r.data.flan_pieces import gather_ranges
 
 FIELDS = ("inputs", "targets", "task_source", "task_name", "template_type")
@@ -67,16 +67,8 @@ def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 yield f"{path}: row {n}", row
                 n += 1
         return
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise FormatError(f"{path}:{lineno}: expected a JSON object")
-                yield f"{path}:{lineno}", row
+    for lineno, row in jsonl_rows(path):
+        yield f"{path}:{lineno}", row
 
 
 def read_rows(path: str | Path) -> Iterator[dict[str, str]]:

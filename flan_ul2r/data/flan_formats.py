@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +27,26 @@ class FormatError(ValueError):
     """Bad instruction data; the message names file, line/instance and field."""
 
 
-def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+def jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line, streamed; errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise FormatError(f"{path}:{lineno}: expected a JSON object")
-        rows.append((lineno, row))
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise FormatError(f"{path}:{lineno}: expected a JSON object")
+            yield lineno, row
+
+
+def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    rows = list(jsonl_rows(path))
     if not rows:
         raise FormatError(f"{path}: no examples")
     return rows

@@ -176,15 +176,6 @@ class _SeqioIndexedTask(seqio.Task):
             preprocessors=[], shuffle_buffer_size=None)
         self._indexed = task
 
-    def example_batch(self, positions: tf.Tensor, seed: int, split: str, sequence_length: SequenceLength,
-                      shuffle: bool = True) -> Example:
-        """`example` for an int64[b] vector of positions at once (needs `preprocess_batch`)."""
-        n = self.num_records(split, sequence_length)
-        indices = self.record_index(positions, seed, n, shuffle)
-        seeds = tf.stack([tf.fill(tf.shape(positions), tf.constant(seed, tf.int64)),
-                          tf.cast(positions, tf.int64)], axis=1)
-        return self.preprocess_batch(self.fetch(indices, split, sequence_length), seeds, sequence_length)
-
     def get_dataset(self, sequence_length: SequenceLength | None = None, split: str = "train",
                     use_cached: bool = False, shuffle: bool = True, shuffle_buffer_size: int | None = None,
                     seed: int | None = None, shard_info: seqio.ShardInfo | None = None,
