@@ -32,6 +32,7 @@ _COT = np.array([is_cot(s) for s in STYLES])
 _OPT = np.array([shows_options(s) for s in STYLES])
 _ZERO = np.array([STYLE_INDEX[zero_shot_of(s)] for s in STYLES])
 _NOOPT = np.array([STYLE_INDEX["fs_noopt" if is_few_shot(s) else "zs_noopt"] for s in STYLES])
+# One random stream per choice (column of `uniforms`); U_GAPS.. are the exemplar gaps.
 (
     U_STYLE,
     U_INVERT,
@@ -49,11 +50,11 @@ _NOOPT = np.array([STYLE_INDEX["fs_noopt" if is_few_shot(s) else "zs_noopt"] for
 ) = range(13)
 CANDIDATES = fp.MAX_SHOTS + 1  # one spare: the example itself may be among the candidates
 _SHOT_CDF = np.array(fp.shot_count_cdf())
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment (Steele, Lea and Flood 2014)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer on uint64 arrays (wrapping arithmetic)."""
+    """splitmix64's finalizer on uint64 arrays (wrapping arithmetic; the published constants)."""
     x = x ^ (x >> np.uint64(30))
     x = x * np.uint64(0xBF58476D1CE4E5B9)
     x = x ^ (x >> np.uint64(27))
