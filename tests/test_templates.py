@@ -1,13 +1,16 @@
 """Template styles rendered on fixtures of each real format (NIV2, GSM8K, inputs/targets, options QA)."""
+
 from pathlib import Path
 
 import pytest
 
 from flan_ul2r.data import flan_formats as ff
+from flan_ul2r.data.flan_patterns import OPTION_MARKERS
 from flan_ul2r.data.templates import (
     COT_TRIGGER,
     EXAMPLE_SEPARATOR,
     X_Y_DELIMITER,
+    RenderFormat,
     Template,
     TemplateError,
     check_templates,
@@ -22,8 +25,14 @@ def test_niv2_zero_and_few_shot():
     assert len(rows) == 4 and rows[0]["answer"] == "negative"
     t = ff.NIV2_TEMPLATES[1]
     x, y = render(rows[0], t, "zs_noopt", task="niv2")
-    assert x == ("Definition: Given a sentence, answer whether its sentiment is positive or negative.\n\n"
-                 "Input: The soup was cold and bland.\nOutput:") and y == "negative"
+    assert (
+        x
+        == (
+            "Definition: Given a sentence, answer whether its sentiment is positive or negative.\n\n"
+            "Input: The soup was cold and bland.\nOutput:"
+        )
+        and y == "negative"
+    )
     x, y = render(rows[0], t, "fs_noopt", rows[1:3], task="niv2")
     shots = x.split(EXAMPLE_SEPARATOR)
     assert len(shots) == 3 and shots[-1].endswith("The soup was cold and bland.\nOutput:")
@@ -83,3 +92,70 @@ def test_bad_files_name_file_and_field(tmp_path):
     q.write_text('{"question": "q", "options": ["a", "b"], "answer": "c"}\n')
     with pytest.raises(ff.FormatError, match=r"qa.jsonl:1: field 'answer' 'c' is not one of the options"):
         ff.read_options_qa(q)
+
+
+def test_gsm8k_calculator_annotations_are_stripped_by_default():
+    rows = ff.read_cot(FIX / "gsm8k_train.jsonl")
+    assert (
+        rows[0]["rationale"]
+        == "Natalia sold 48/2 = 24 clips in May. Natalia sold 48+24 = 72 clips altogether in April and May."
+    )
+    assert not any("<<" in r["rationale"] or ">>" in r["rationale"] for r in rows)
+    kept = ff.read_cot(FIX / "gsm8k_train.jsonl", keep_calculator_annotations=True)
+    assert "<<48/2=24>>24" in kept[0]["rationale"] and kept[2] == rows[2]
+
+
+def test_lettered_options_rewrite_the_target_and_formats_follow_render_format():
+    qa = ff.read_options_qa(FIX / "qa_options.jsonl")
+    fmt = RenderFormat(options_header="", marker=OPTION_MARKERS[4])  # "(A)" markers, no header
+    x, y = render(qa[1], Template("{question}{options_}"), "zs_opt", fmt=fmt)
+    assert x == "What colour is the sky on a clear day?\n(A) green\n(B) blue\n(C) red" and y == "(B)"
+    fmt = RenderFormat(inputs_prefix="Q:", targets_prefix="A:", x_y_delimiter="\n", example_separator="\n\n")
+    x, y = render(qa[1], Template("{question}{options_}"), "fs_noopt", [qa[0]], fmt=fmt)
+    first, query = "Which planet is closest to the sun?", "What colour is the sky on a clear day?"
+    assert x == f"Q: {first}\nA: Mercury\n\nQ: {query}\nA:"
+    assert y == "blue"
+
+
+def test_niv2_few_shot_uses_positive_examples():
+    import numpy as np
+
+    from flan_ul2r.data.instruction_tasks import InstructionRenderer, InstructionTask
+    from flan_ul2r.data.vocabularies import get_vocabulary
+
+    path = FIX / "niv2_task001_sentiment.json"
+    positives = ff.read_niv2_exemplars(path)
+    assert positives == [
+        {
+            "definition": "Given a sentence, answer whether its sentiment is positive or negative.",
+            "input": "I loved this film.",
+            "answer": "positive",
+            "explanation": "Loved is positive.",
+        }
+    ]
+    task = InstructionTask(
+        "niv2_sentiment",
+        lambda split: ff.read_niv2(path),
+        ff.NIV2_TEMPLATES,
+        "niv2",
+        {"fs_noopt": 1.0},
+        num_shots=2,
+        exemplars=lambda split: positives,
+    )
+    renderer = InstructionRenderer(task, get_vocabulary("byte"))
+    layout = renderer.layout("train")
+    from flan_ul2r.data.flan_plan import plan
+
+    p = plan(layout, "train", np.arange(4), np.stack([np.zeros(4, np.int64), np.arange(4)], 1), None)
+    for r, instance in enumerate(ff.read_niv2(path)):
+        text = layout.pieces.text(p.inputs[r])
+        assert text.count("I loved this film.") == 1 and text.count(instance["input"]) == 1
+        assert text.index("I loved this film.") < text.index(instance["input"])  # exemplar first
+        assert (p.shots[r] >= 0).sum() == 1  # the pool has one positive example
+
+
+def test_bad_niv2_positive_examples_name_the_field(tmp_path):
+    bad = tmp_path / "task003.json"
+    bad.write_text('{"Definition": ["x"], "Positive Examples": [{"input": "a"}], "Instances": []}')
+    with pytest.raises(ff.FormatError, match=r"task003.json: Positive Examples\[0\]: field 'output' missing"):
+        ff.read_niv2_exemplars(bad)

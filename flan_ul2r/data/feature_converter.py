@@ -43,6 +43,7 @@ class Packer:
         if batch_size < 1 or length < 2:
             raise ValueError(f"Packer: batch_size={batch_size} must be >= 1 and length={length} >= 2")
         self.batch_size, self.length, self.bos_id, self.pack = batch_size, length, bos_id, pack
+        self._arange = np.arange(length, dtype=np.int32)
         self.reset()
 
     def reset(self) -> None:
@@ -56,24 +57,28 @@ class Packer:
         self._row, self._fill, self._segment, self.num_examples = 0, 0, 0, 0
 
     def add(self, inputs: np.ndarray, targets: np.ndarray) -> bool:
-        inputs, targets = trim_example(np.asarray(inputs), np.asarray(targets), self.length)
-        size = len(inputs) + len(targets)
+        inputs, targets = np.asarray(inputs), np.asarray(targets)
+        if len(inputs) + len(targets) > self.length:
+            inputs, targets = trim_example(inputs, targets, self.length)
+        n_in = len(inputs)
+        size = n_in + len(targets)
         if size == 0:
             return True
         if self.num_examples and (not self.pack or self._fill + size > self.length):
             if self._row + 1 >= self.batch_size:
                 return False
             self._row, self._fill, self._segment = self._row + 1, 0, 0
-        r, a, n_in = self._row, self._fill, len(inputs)
+        r, a = self._row, self._fill
         b = a + size
-        seq = np.concatenate([inputs, targets]).astype(np.int32)
-        self._tokens[r, a:b] = seq
+        tokens = self._tokens[r]
+        tokens[a:a + n_in] = inputs
+        tokens[a + n_in:b] = targets
         self._inputs[r, a] = self.bos_id
-        self._inputs[r, a + 1:b] = seq[:-1]
+        self._inputs[r, a + 1:b] = tokens[a:b - 1]
         self._weights[r, a + n_in:b] = 1.0
         self._segment += 1
         self._segments[r, a:b] = self._segment
-        self._positions[r, a:b] = np.arange(size, dtype=np.int32)
+        self._positions[r, a:b] = self._arange[:size]
         self._causal[r, a:a + min(n_in + 1, size)] = 1
         self._fill = b
         self.num_examples += 1

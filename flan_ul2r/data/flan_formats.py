@@ -1,11 +1,13 @@
 """Readers for the real formats instruction data comes in; each returns example dicts for templates.
 
 - `read_niv2`: a Natural Instructions v2 task JSON ("Definition", "Positive Examples", "Instances");
-  fields definition, input, answer.
+  fields definition, input, answer. `read_niv2_exemplars`: its "Positive Examples" (FLAN v2 takes NIV2
+  few-shot exemplars from there, 2 per prompt), same fields plus explanation.
 - `read_inputs_targets`: JSONL or Parquet with `inputs` / `targets` (how the Flan Collection is usually
   exported); fields inputs, answer.
 - `read_cot`: GSM8K-style JSONL, `question` and `answer` = "rationale #### N"; fields question,
-  rationale, answer.
+  rationale, answer. GSM8K's calculator annotations (`<<48/2=24>>`) are removed from the rationale by
+  default (`keep_calculator_annotations=True` keeps them): they are tool calls, not prose.
 - `read_options_qa`: JSONL with `question`, `options` (a list) and `answer` (one of the options).
 
 Errors name the file, line and field (`FormatError`).
@@ -13,6 +15,8 @@ Errors name the file, line and field (`FormatError`).
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +27,26 @@ class FormatError(ValueError):
     """Bad instruction data; the message names file, line/instance and field."""
 
 
-def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+def jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line, streamed; errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise FormatError(f"{path}:{lineno}: expected a JSON object")
-        rows.append((lineno, row))
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise FormatError(f"{path}:{lineno}: expected a JSON object")
+            yield lineno, row
+
+
+def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    rows = list(jsonl_rows(path))
     if not rows:
         raise FormatError(f"{path}: no examples")
     return rows
@@ -58,8 +67,7 @@ NIV2_TEMPLATES = (Template("{definition}\n\n{input}"), Template("Definition: {de
                   Template("{input}\n\nInstruction: {definition}"))
 
 
-def read_niv2(path: str | Path) -> list[dict[str, Any]]:
-    """One example per instance (its first output is the answer)."""
+def _niv2_task(path: str | Path, field: str) -> tuple[Path, dict[str, Any], str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -67,11 +75,29 @@ def read_niv2(path: str | Path) -> list[dict[str, Any]]:
         task = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise FormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    for field in ("Definition", "Instances"):
-        if field not in task:
-            raise FormatError(f"{path}: NIV2 task lacks {field!r}; present fields {sorted(task)}")
+    for need in ("Definition", field):
+        if need not in task:
+            raise FormatError(f"{path}: NIV2 task lacks {need!r}; present fields {sorted(task)}")
     definition = task["Definition"]
-    definition = " ".join(definition) if isinstance(definition, list) else str(definition)
+    return path, task, " ".join(definition) if isinstance(definition, list) else str(definition)
+
+
+def read_niv2_exemplars(path: str | Path) -> list[dict[str, Any]]:
+    """The task's "Positive Examples" as examples (definition, input, answer, explanation)."""
+    path, task, definition = _niv2_task(path, "Positive Examples")
+    out = []
+    for i, ex in enumerate(task["Positive Examples"]):
+        where = f"{path}: Positive Examples[{i}]"
+        out.append({"definition": definition, "input": _need(ex, "input", where),
+                    "answer": str(_need(ex, "output", where)), "explanation": str(ex.get("explanation", ""))})
+    if not out:
+        raise FormatError(f"{path}: 'Positive Examples' is empty")
+    return out
+
+
+def read_niv2(path: str | Path) -> list[dict[str, Any]]:
+    """One example per instance (its first output is the answer)."""
+    path, task, definition = _niv2_task(path, "Instances")
     out = []
     for i, inst in enumerate(task["Instances"]):
         where = f"{path}: Instances[{i}]"
@@ -100,7 +126,10 @@ def read_inputs_targets(path: str | Path) -> list[dict[str, Any]]:
             for n, r in _jsonl(path)]
 
 
-def read_cot(path: str | Path) -> list[dict[str, Any]]:
+CALCULATOR_ANNOTATION = re.compile(r"<<[^<>]*>>")  # GSM8K's "<<48/2=24>>"
+
+
+def read_cot(path: str | Path, *, keep_calculator_annotations: bool = False) -> list[dict[str, Any]]:
     """GSM8K layout: the answer field is the rationale, then "#### " and the final answer."""
     out = []
     for n, r in _jsonl(path):
@@ -109,6 +138,8 @@ def read_cot(path: str | Path) -> list[dict[str, Any]]:
         if "####" not in answer:
             raise FormatError(f"{where}: field 'answer' has no '#### <final answer>' marker")
         rationale, final = answer.rsplit("####", 1)
+        if not keep_calculator_annotations:
+            rationale = CALCULATOR_ANNOTATION.sub("", rationale)
         out.append({"question": question, "rationale": " ".join(rationale.split()), "answer": final.strip()})
     return out
 

@@ -25,6 +25,7 @@ Example = dict[str, tf.Tensor]
 SequenceLength = Mapping[str, int]
 
 _TASKS: dict[str, IndexedTask] = {}
+_INDEX_SHUFFLE_PAD = 498247692  # the seed padding tf.random.experimental.index_shuffle adds
 _MIXTURES: dict[str, tuple[tuple[str, float], ...]] = {}
 
 
@@ -36,6 +37,10 @@ class IndexedTask:
     fetch(index, split, sequence_length) -> dict of tensors: record `index` (int64 scalar tensor).
     preprocess(features, seed, sequence_length) -> example: `seed` is a shape-[2] int64 stateless seed.
     string_features: the scalar string fields the example carries (for inspection; dropped by loaders).
+    preprocess_batch (optional): the same function on a batch - features of `fetch(indices)` for an int64[b]
+      vector of indices, seeds int64[b, 2] - returning inputs/targets as int32 RaggedTensors [b, None] and
+      string features [b]; loaders then make examples a block at a time (`example_batch`). Row k must
+      equal `preprocess` of example k.
     """
 
     name: str
@@ -45,6 +50,7 @@ class IndexedTask:
     preprocess: Callable[[Example, tf.Tensor, SequenceLength], Example]
     splits: tuple[str, ...] = ("train",)
     string_features: tuple[str, ...] = ("denoiser",)
+    preprocess_batch: Callable[[Example, tf.Tensor, SequenceLength], Example] | None = None
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:
@@ -55,8 +61,14 @@ class IndexedTask:
         position = tf.cast(position, tf.int64)
         if not shuffle:
             return position % n
-        epoch_seed = tf.stack([tf.constant(seed, tf.int64), position // n])
-        return tf.random.experimental.index_shuffle(position % n, epoch_seed, tf.constant(n - 1, tf.int64))
+        # tf.random.experimental.index_shuffle's seed [2] (scalar positions), written out so that a vector
+        # of positions works too (its wrapper pads a [b, 2] seed on the wrong axis): the raw op's seed is
+        # the wrapper's constant followed by (seed, epoch).
+        shape = tf.shape(position)
+        epoch_seed = tf.stack([tf.fill(shape, tf.constant(seed, tf.int64)), position // n], axis=-1)
+        pad = tf.fill(tf.concat([shape, [1]], 0), tf.constant(_INDEX_SHUFFLE_PAD, tf.int64))
+        return tf.raw_ops.RandomIndexShuffle(index=position % n, seed=tf.concat([pad, epoch_seed], -1),
+                                             max_index=tf.constant(n - 1, tf.int64), rounds=4)
 
     def example(self, position: tf.Tensor, seed: int, split: str, sequence_length: SequenceLength,
                 shuffle: bool = True) -> Example:
@@ -65,6 +77,15 @@ class IndexedTask:
         index = self.record_index(position, seed, n, shuffle)
         ex_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(position, tf.int64)])
         return self.preprocess(self.fetch(index, split, sequence_length), ex_seed, sequence_length)
+
+    def example_batch(self, positions: tf.Tensor, seed: int, split: str, sequence_length: SequenceLength,
+                      shuffle: bool = True) -> Example:
+        """`example` for an int64[b] vector of positions at once (needs `preprocess_batch`)."""
+        n = self.num_records(split, sequence_length)
+        indices = self.record_index(positions, seed, n, shuffle)
+        seeds = tf.stack([tf.fill(tf.shape(positions), tf.constant(seed, tf.int64)),
+                          tf.cast(positions, tf.int64)], axis=1)
+        return self.preprocess_batch(self.fetch(indices, split, sequence_length), seeds, sequence_length)
 
     def get_dataset(self, sequence_length: SequenceLength, split: str = "train", shuffle: bool = True,
                     seed: int | None = 0, num_epochs: int | None = 1, shard_index: int = 0,

@@ -25,6 +25,9 @@ import tensorflow as tf
 from flan_ul2r.data.feature_converter import Packer
 from flan_ul2r.data.indexed import IndexedTask, get_mixture_or_task
 
+BLOCK = 64  # examples per tf.data -> Python transfer (one numpy conversion per block, not per example)
+TASK_BLOCK = 256  # examples a task with `preprocess_batch` makes per call
+
 
 def task_seed(seed: int, task_name: str) -> int:
     """A per-task seed (so tasks over the same corpus do not share epoch orders)."""
@@ -60,7 +63,8 @@ class TrainIterator:
         self._position = (draw, cursors)
         self._pending: dict[str, Any] | None = None
         self._next = (draw, cursors.copy())  # position of the next example the tf.data stream yields
-        self._it = self._dataset(draw, cursors).as_numpy_iterator()
+        self._blocks = self._dataset(draw, cursors).as_numpy_iterator()
+        self._block: list[dict[str, Any]] = []
 
     def _parse_state(self, state: Mapping[str, Any] | None) -> tuple[int, np.ndarray]:
         names = [t.name for t in self.tasks]
@@ -105,7 +109,22 @@ class TrainIterator:
                 return out
 
             positions = tf.data.Dataset.range(int(cursor) * shards + shard, 2**62, shards)
-            return positions.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            if task.preprocess_batch is None:
+                return positions.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            task.num_records(split, lengths)  # builds the task's tables now, outside the tf.data threads
+
+            @tf.autograph.experimental.do_not_convert  # plain TF ops: no autograph tracing cost
+            def make_block(block: tf.Tensor) -> dict[str, tf.Tensor]:
+                ex = task.example_batch(block, tseed, split, lengths)
+                size = tf.shape(block)[0]
+                out = {"inputs": ex["inputs"], "targets": ex["targets"],
+                       "task_index": tf.fill([size], tf.constant(index, tf.int32))}
+                out.update({f: tf.reshape(ex.get(f, tf.fill([size], "")), [-1]) for f in strings})
+                return out
+
+            blocks = positions.batch(TASK_BLOCK).map(make_block, num_parallel_calls=tf.data.AUTOTUNE,
+                                                deterministic=True)
+            return blocks.unbatch()
 
         # Draw k -> task; the per-task cursors are counted on the Python side (`_advance`).
         streams = [task_stream(i, t, c) for i, (t, c) in enumerate(zip(self.tasks, cursors))]
@@ -116,7 +135,7 @@ class TrainIterator:
             ds = tf.data.Dataset.choose_from_datasets(streams, choice)
         options = tf.data.Options()
         options.deterministic = True
-        return ds.prefetch(64).with_options(options)
+        return _in_blocks(ds, BLOCK).prefetch(4).with_options(options)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self
@@ -134,7 +153,9 @@ class TrainIterator:
 
     def _advance(self) -> tuple[tuple[int, np.ndarray], dict[str, Any]]:
         """Next example and its position (draw k, cursors before it); moves the position on."""
-        ex = next(self._it)
+        if not self._block:
+            self._block = _unblock(next(self._blocks))[::-1]
+        ex = self._block.pop()
         position = self._next
         cursors = position[1].copy()
         cursors[ex["task_index"]] += 1
@@ -147,6 +168,33 @@ class TrainIterator:
         while True:
             (k, cursors), ex = self._advance()
             yield {**ex, "draw": k, "cursors": cursors}
+
+
+def _in_blocks(ds: tf.data.Dataset, size: int) -> tf.data.Dataset:
+    """Groups `size` consecutive examples into one element (flat token values + row lengths), so the
+    Python side crosses the tf.data boundary once per block rather than once per example."""
+    def flatten(block: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = dict(block)
+        for key in ("inputs", "targets"):
+            rows = block[key]  # dense when every example in the block has the same static length
+            rows = rows if isinstance(rows, tf.RaggedTensor) else tf.RaggedTensor.from_tensor(rows)
+            out[key], out[key + "_lengths"] = rows.flat_values, rows.row_lengths()
+        return out
+
+    return ds.ragged_batch(size).map(flatten)
+
+
+def _unblock(block: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The examples of one `_in_blocks` element, in order."""
+    n = len(block["task_index"])
+    rows = {}
+    for key in ("inputs", "targets"):
+        ends = np.cumsum(block[key + "_lengths"]).tolist()
+        flat = block[key]
+        rows[key] = [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
+    scalars = [k for k in block if k not in ("inputs", "targets", "inputs_lengths", "targets_lengths")]
+    return [{"inputs": rows["inputs"][i], "targets": rows["targets"][i], **{k: block[k][i] for k in scalars}}
+            for i in range(n)]
 
 
 def make_train_iterator(name: str, task_feature_lengths: Mapping[str, int], batch_size: int, *, seed: int,
