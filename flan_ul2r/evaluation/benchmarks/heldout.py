@@ -19,7 +19,7 @@ from flan_ul2r.data.templates import render
 from flan_ul2r.evaluation.extract import normalize_number
 from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
 
-NUM_SHOTS = 3  # as the Flan training mixture renders few-shot examples (tasks/flan.py NUM_SHOTS)
+NUM_SHOTS = 3  # a few exemplars, as BBH's 3-shot prompts (Chung et al. 2022, section 2.3)
 STYLES = ("zs", "fs", "cot", "rank")
 STOP = ("\n\n",)  # FLAN v2 few-shot layout: "\n\n" between input and target, "\n\n\n" between exemplars
 
