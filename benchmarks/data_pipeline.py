@@ -19,7 +19,7 @@ import numpy as np
 
 from flan_ul2r.data.denoisers import UL2R
 from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.tasks.ul2r import ArrayCorpus, LazyCorpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.ul2r_tasks import LazyCorpus, array_corpus, register_lm_task, register_ul2r_mixture
 
 
 def _fallback() -> tuple[object, object, str]:
@@ -27,7 +27,7 @@ def _fallback() -> tuple[object, object, str]:
     docs = [np.frombuffer(f.read_bytes(), np.uint8).astype(np.int32) + 3 for f in files]
     vocab = SimpleNamespace(sentinel_ids=tuple(range(358, 258, -1)), eos_id=1, bos_id=0, pad_id=0,
                             mode_token_ids={"[NLU]": 359, "[NLG]": 360, "[S2S]": 361})
-    return ArrayCorpus(docs), vocab, f"fallback: bytes of {len(files)} stdlib .py files"
+    return array_corpus(docs), vocab, f"fallback: bytes of {len(files)} stdlib .py files"
 
 
 def corpus_and_vocab() -> tuple[object, object, str]:

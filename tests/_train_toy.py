@@ -9,7 +9,7 @@ import textwrap
 import unittest
 
 from flan_ul2r.data.vocabularies import ByteVocabulary
-from flan_ul2r.tasks.ul2r import ArrayCorpus, register_ul2r_mixture
+from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
 
 TOY_MIXTURE = "toy_ul2r"
 LENGTHS = {"inputs": 32, "targets": 32}
@@ -22,5 +22,5 @@ def register_toy_mixture() -> str:
     objects = [m for m in modules] + [f for m in modules for _, f in sorted(vars(m).items()) if callable(f)]
     text = " ".join(inspect.getdoc(o) or "" for o in objects)
     docs = [vocab.encode(text[i:i + 3000]) for i in range(0, min(len(text), 120_000), 3000)]
-    register_ul2r_mixture(TOY_MIXTURE, ArrayCorpus(docs), vocab)
+    register_ul2r_mixture(TOY_MIXTURE, array_corpus(docs), vocab)
     return TOY_MIXTURE

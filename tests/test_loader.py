@@ -11,18 +11,19 @@ from _denoise_toy import VOCAB, reconstruct, toy_documents
 
 from flan_ul2r.data.denoisers import UL2R
 from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.tasks.ul2r import ArrayCorpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
 
 LENGTHS = {"inputs": 128, "targets": 128}
 
 
 @pytest.fixture(scope="module")
 def names():
-    corpus = ArrayCorpus(toy_documents())
+    corpus = array_corpus(toy_documents())
     register_ul2r_mixture("loadertoy", corpus, VOCAB, UL2R)
-    # 13 documents of 40 tokens -> exactly 13 chunks of the lm task at length 256 (odd on purpose)
-    small = ArrayCorpus([np.full(40, 10 + i, np.int32) for i in range(13)])
-    register_lm_task("loadertoy_lm", small, VOCAB)
+    # 13 documents of 40 tokens, cut per document -> exactly 13 chunks of the lm task at length 256 (odd
+    # on purpose; none of the 13 is in the validation split)
+    small = array_corpus([np.full(40, 10 + i, np.int32) for i in range(13)])
+    register_lm_task("loadertoy_lm", small, VOCAB, concatenate=False)
     return "loadertoy", "loadertoy_lm"
 
 

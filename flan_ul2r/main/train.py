@@ -47,9 +47,9 @@ def optimizer_config(name: str = "adafactor", learning_rate: float = 1e-3, sched
 
 
 def _data_vocabulary(name: str) -> Any:
-    from flan_ul2r.data.indexed import get_mixture_or_task
+    from flan_ul2r.data.registry import task_vocabulary
 
-    return get_mixture_or_task(name)[0][0].vocabulary
+    return task_vocabulary(name)
 
 
 def resolve_model_config(spec: Mapping[str, Any], data_vocab: Any, initial: dict | None) -> ModelConfig:
@@ -213,7 +213,7 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
 
 
 def main(argv: Sequence[str]) -> int:
-    from flan_ul2r.gin_utils import parse_gin, split_gin_args
+    from flan_ul2r.gin_utils import import_task_modules, parse_gin, split_gin_args
 
     files, bindings, rest = split_gin_args(argv)
     if rest:
@@ -232,6 +232,11 @@ def main(argv: Sequence[str]) -> int:
         parse_gin(files, bindings)
     except (ValueError, KeyError, OSError) as e:
         print(f"flan-ul2r train: gin error: {e}", file=sys.stderr)
+        return 2
+    try:
+        import_task_modules()  # MIXTURE_OR_TASK_MODULE: the user's seqio registrations
+    except ValueError as e:
+        print(f"flan-ul2r train: {e}", file=sys.stderr)
         return 2
     flan_ul2r.tasks.register_after_gin()  # the gin-chosen corpus, vocabulary, denoisers, Flan rates
     try:

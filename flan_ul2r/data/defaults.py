@@ -1,0 +1,101 @@
+"""The project's default corpus and vocabulary: what the built-in registrations read.
+
+`configure(corpus=..., vocabulary=..., cache=...)` is called by the gin edge (`flan_ul2r.tasks.ul2r`,
+`ul2r_corpus`) after gin is parsed; library code reads `default_vocabulary()`, a `LazyVocabulary` that
+builds the configured vocabulary on first use and follows later `configure` calls, so tasks registered
+before gin parsing (at import) still get the vocabulary gin chooses.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import seqio
+import tensorflow as tf
+
+_CONFIG: dict[str, Any] = {"corpus": "default", "vocabulary": "byte", "cache": "auto"}
+
+
+def configure(corpus: str | None = None, vocabulary: str | None = None, cache: Any = None) -> None:
+    """Sets the default corpus spec / vocabulary spec / cache policy (None leaves a value as it is)."""
+    for key, value in (("corpus", corpus), ("vocabulary", vocabulary), ("cache", cache)):
+        if value is not None:
+            _CONFIG[key] = value
+
+
+def setting(key: str) -> Any:
+    return _CONFIG[key]
+
+
+class LazyVocabulary(seqio.Vocabulary):
+    """A seqio Vocabulary standing for `get_vocabulary(spec())`, built on first use and rebuilt when the
+    spec changes; every attribute (sentinel_ids, mode_token_ids, describe, ...) is the built one's."""
+
+    def __init__(self, spec=lambda: _CONFIG["vocabulary"]):
+        self._spec, self._built, self._lock = spec, {}, threading.Lock()
+
+    @property
+    def resolved(self) -> seqio.Vocabulary:
+        spec = self._spec()
+        with self._lock:
+            if spec not in self._built:
+                from flan_ul2r.data.vocabularies import get_vocabulary
+
+                self._built[spec] = get_vocabulary(spec)
+            return self._built[spec]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.resolved, name)
+
+    def __eq__(self, other: object) -> bool:
+        other = other.resolved if isinstance(other, LazyVocabulary) else other
+        return self.resolved == other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __str__(self) -> str:
+        return f"LazyVocabulary({self._spec()!r})"
+
+    # seqio.Vocabulary's interface, delegated.
+    bos_id = property(lambda self: self.resolved.bos_id)
+    eos_id = property(lambda self: self.resolved.eos_id)
+    pad_id = property(lambda self: self.resolved.pad_id)
+    unk_id = property(lambda self: self.resolved.unk_id)
+    extra_ids = property(lambda self: self.resolved.extra_ids)
+    vocab_size = property(lambda self: self.resolved.vocab_size)
+    _base_vocab_size = property(lambda self: self.resolved._base_vocab_size)
+
+    def encode(self, s: str) -> Any:
+        return self.resolved.encode(s)
+
+    def decode(self, ids: Any) -> str:
+        return self.resolved.decode(ids)
+
+    def encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+        return self.resolved.encode_tf(s)
+
+    def decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+        return self.resolved.decode_tf(ids)
+
+    def _encode(self, s: str) -> Any:
+        return self.resolved._encode(s)
+
+    def _decode(self, ids: Any) -> str:
+        return self.resolved._decode(ids)
+
+    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+        return self.resolved._encode_tf(s)
+
+    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+        return self.resolved._decode_tf(ids)
+
+
+_DEFAULT = LazyVocabulary()
+
+
+def default_vocabulary() -> LazyVocabulary:
+    """The configured default vocabulary (one object for the whole process)."""
+    return _DEFAULT
