@@ -8,8 +8,8 @@ import json
 import textwrap
 import unittest
 
-from flan_ul2r.data.vocabularies import ByteVocabulary
 from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
+from flan_ul2r.data.vocabularies import ByteVocabulary
 
 TOY_MIXTURE = "toy_ul2r"
 LENGTHS = {"inputs": 32, "targets": 32}

@@ -57,9 +57,9 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
     np.testing.assert_allclose(emb[base:], np.repeat(emb[:base].mean(0, keepdims=True), 103, 0), rtol=1e-6)
     assert m.vocab.mode_token_ids["[S2S]"] >= base
 
+    from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
     from flan_ul2r.data.vocabularies import get_vocabulary
     from flan_ul2r.main.train import train
-    from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
 
     hf_vocab = get_vocabulary(f"hf:{tmp_path / 'ckpt' / 'tokenizer'}")
     docs = [hf_vocab.encode(" ".join(TEXT[i:i + 9])) for i in range(0, 50, 3)]

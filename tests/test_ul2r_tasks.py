@@ -1,4 +1,4 @@
-"""Built-in UL2R tasks: records are the concatenated corpus, seqio view = preprocessor over the same chunks."""
+"""Built-in UL2R tasks: records = the concatenated corpus; seqio view = preprocessor over the same chunks."""
 from __future__ import annotations
 
 import numpy as np
