@@ -23,6 +23,7 @@ their tail; seqio's per-feature trimming is not applied: prefix and targets are 
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -116,7 +117,7 @@ class TrainIterator:
         per_task = []
         for i, (task, ds, c, p) in enumerate(zip(self.tasks, raw, cursors, prints)):
             ds = streams.normalized(ds, i, task.name, strings, fp)
-            per_task.append(streams.checked_resume(ds, int(p), task.name) if fp and c > 0 and p else ds)
+            per_task.append(streams.checked_resume(ds, int(p), i) if fp and c > 0 and p else ds)
         if len(per_task) == 1:
             ds = per_task[0]
         else:
@@ -158,8 +159,9 @@ class TrainIterator:
                              f"yields no examples at lengths {self.lengths} (tasks "
                              f"{[t.name for t in self.tasks]})") from None
         except tf.errors.InvalidArgumentError as e:
-            if "resume check failed" in e.message:
-                raise ValueError(e.message.split("[", 1)[-1].split("]", 1)[0]) from None
+            found = re.search(streams.RESUME_CHECK + r" <(\d+)>", e.message)
+            if found:
+                raise ValueError(streams.resume_error(self.tasks[int(found.group(1))].name)) from None
             raise
         position = self._next
         cursors, prints = position[1].copy(), position[2].copy()

@@ -88,8 +88,9 @@ def _documents(dataset: tf.data.Dataset, feature_key: str) -> tf.data.Dataset:
     if not isinstance(spec, Mapping) or feature_key not in spec:
         raise ValueError(f"ul2_denoise: examples have no feature {feature_key!r} (they have "
                          f"{sorted(spec) if isinstance(spec, Mapping) else spec}); tokenize first")
-    return dataset.map(lambda ex: tf.cast(tf.reshape(ex[feature_key], [-1]), tf.int32),
+    docs = dataset.map(lambda ex: tf.cast(tf.reshape(ex[feature_key], [-1]), tf.int32),
                        num_parallel_calls=tf.data.AUTOTUNE)
+    return docs.filter(lambda tokens: tf.size(tokens) > 0)  # as corpus builds do: no lone separators
 
 
 def ul2_denoise(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],

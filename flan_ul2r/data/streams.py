@@ -80,11 +80,19 @@ def normalized(ds: tf.data.Dataset, index: int, name: str, strings: Sequence[str
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def checked_resume(ds: tf.data.Dataset, stored: int, name: str) -> tf.data.Dataset:
-    """`ds` started one example early: verifies that example's fingerprint equals `stored`, drops it."""
-    message = (f"resume check failed for task {name!r}: the example before the checkpoint's position came "
-               "out different (the task is not deterministic given its seed: an unseeded random op or "
-               "shuffle, or its data changed), so the run cannot resume exactly")
+RESUME_CHECK = "resume check failed for task number"
+
+
+def resume_error(name: str) -> str:
+    return (f"resume check failed for task {name!r}: the example before the checkpoint's position came "
+            "out different (the task is not deterministic given its seed: an unseeded random op or "
+            "shuffle, or its data changed), so the run cannot resume exactly")
+
+
+def checked_resume(ds: tf.data.Dataset, stored: int, index: int) -> tf.data.Dataset:
+    """`ds` started one example early: verifies that example's fingerprint equals `stored`, drops it.
+    A mismatch raises InvalidArgumentError with `RESUME_CHECK` and the task's index."""
+    message = f"{RESUME_CHECK} <{index}>"
 
     def keep(i: tf.Tensor, ex: Mapping[str, tf.Tensor]) -> tf.Tensor:
         ok = tf.logical_or(i > 0, tf.equal(ex["fingerprint"], tf.constant(int(stored), tf.int64)))

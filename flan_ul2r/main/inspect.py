@@ -61,10 +61,10 @@ def main(argv: Sequence[str]) -> int:
     try:
         if gin_files or bindings:
             parse_gin(gin_files, bindings)
-            import_task_modules()  # MIXTURE_OR_TASK_MODULE
             from flan_ul2r.tasks import register_after_gin
 
             register_after_gin()  # the gin-chosen corpus / vocabulary / denoisers / Flan rates
+            import_task_modules()  # MIXTURE_OR_TASK_MODULE (after the built-ins it may mix with)
         import_task_modules(args.module, flag="--module")
     except ValueError as e:
         print(f"flan-ul2r inspect: {e}", file=sys.stderr)

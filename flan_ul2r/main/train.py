@@ -233,12 +233,12 @@ def main(argv: Sequence[str]) -> int:
     except (ValueError, KeyError, OSError) as e:
         print(f"flan-ul2r train: gin error: {e}", file=sys.stderr)
         return 2
+    flan_ul2r.tasks.register_after_gin()  # the gin-chosen corpus, vocabulary, denoisers, Flan rates
     try:
-        import_task_modules()  # MIXTURE_OR_TASK_MODULE: the user's seqio registrations
+        import_task_modules()  # MIXTURE_OR_TASK_MODULE: the user's seqio registrations (after the built-ins)
     except ValueError as e:
         print(f"flan-ul2r train: {e}", file=sys.stderr)
         return 2
-    flan_ul2r.tasks.register_after_gin()  # the gin-chosen corpus, vocabulary, denoisers, Flan rates
     try:
         summary = train()
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
