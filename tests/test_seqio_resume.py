@@ -1,4 +1,4 @@
-"""A run over a plain seqio task (seqio path: resume by counted skip), killed and resumed, is bit-identical."""
+"""A run over a plain seqio task (seqio path: counted-skip resume), killed and resumed, is bit-identical."""
 from __future__ import annotations
 
 import json
