@@ -97,6 +97,27 @@ class LazyCorpus:
         return ds.map(lambda a, n: {"targets": slice_(a, n)}, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+class CorpusSource(seqio.DataSource):
+    """seqio DataSource: the documents of a LazyCorpus split (seqio shards them by example per host)."""
+
+    def __init__(self, corpus: LazyCorpus, splits: Sequence[str]):
+        self.corpus = corpus
+        super().__init__(splits=splits, caching_permitted=False)
+
+    @property
+    def supports_arbitrary_sharding(self) -> bool:
+        return False
+
+    def list_shards(self, split: str) -> Sequence[str]:
+        return [split]
+
+    def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
+                    shard_info: seqio.ShardInfo | None = None, *, sequence_length: Any = None,
+                    use_cached: bool = False, num_epochs: int | None = 1) -> tf.data.Dataset:
+        ds = self.corpus.documents(split, shuffle, seed)
+        return ds.shard(shard_info.num_shards, shard_info.index) if shard_info else ds
+
+
 def make_task(name: str, corpus: LazyCorpus, vocabulary: Any, denoiser: Denoiser | None, *,
               concatenate: bool = True, separator: bool = True, eos_after_inputs: bool = False,
               splits: Sequence[str] = SPLITS) -> IndexedTask:
@@ -121,7 +142,7 @@ def make_task(name: str, corpus: LazyCorpus, vocabulary: Any, denoiser: Denoiser
     else:
         prep = functools.partial(ul2_denoise, denoisers=[denoiser], eos_after_inputs=eos_after_inputs,
                                  **options)
-    source = seqio.FunctionDataSource(corpus.documents, splits=list(splits))
+    source = CorpusSource(corpus, splits=list(splits))
     return IndexedTask(name, vocabulary, num_records, fetch, preprocess, splits=tuple(splits),
                        string_features=("denoiser",), source=source, preprocessors=[prep])
 
