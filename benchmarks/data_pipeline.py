@@ -35,13 +35,15 @@ from flan_ul2r.data.ul2r_tasks import LazyCorpus, register_lm_task, register_ul2
 from flan_ul2r.data.vocabularies import get_vocabulary
 
 
-def measure(name: str, lengths: dict[str, int], batch_size: int, seconds: float) -> float:
+def measure(name: str, lengths: dict[str, int], batch_size: int, seconds: float) -> tuple[float, float]:
+    """(packed tokens per wall second, CPU seconds of this process per million tokens). The CPU figure
+    counts every thread (tf.data's too), so it depends less on what else runs on a shared machine."""
     it = make_train_iterator(name, lengths, batch_size, seed=0)
     next(it)  # warm-up: tracing, corpus tables, shuffle buffers
-    tokens, start = 0, time.perf_counter()
+    tokens, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         tokens += int((next(it)["decoder_segment_ids"] > 0).sum())
-    return tokens / (time.perf_counter() - start)
+    return tokens / (time.perf_counter() - start), (time.process_time() - cpu) / tokens * 1e6
 
 
 def corpus_text_file() -> Path:
@@ -129,10 +131,12 @@ def ul2r_rows(args: argparse.Namespace) -> dict[str, Any]:
         rows = {"causal LM (lm, seekable)": f"bench_{label}_lm", "UL2R mixture (ul2r, seekable)":
                 f"bench_{label}_ul2r", "plain seqio task (seqio path)": plain,
                 "UL2R via seqio preprocessors (seqio path)": pre}
-        rates = {row: measure(name, lengths, args.batch_size, args.seconds) for row, name in rows.items()}
-        lm = rates["causal LM (lm, seekable)"]
-        for row, rate in rates.items():
-            print(f"  {row:<44} {rate:>12,.0f} tokens/s   {rate / lm:5.2f}x lm")
+        figures = {row: measure(name, lengths, args.batch_size, args.seconds) for row, name in rows.items()}
+        rates = {row: f[0] for row, f in figures.items()}
+        lm, lm_cpu = figures["causal LM (lm, seekable)"]
+        for row, (rate, cpu) in figures.items():
+            print(f"  {row:<44} {rate:>12,.0f} tokens/s {rate / lm:5.2f}x lm   CPU {cpu:6.2f} s per M tokens "
+                  f"({lm_cpu / cpu:4.2f}x lm's CPU efficiency)")
         skip = skip_seconds(f"{pre}_x_32_15", lengths, args.skip)
         print(f"  resume on the seqio path: skipping {args.skip:,} examples of {pre}_x_32_15 takes "
               f"{skip:.2f} s ({skip / args.skip * 1e6:,.0f} s per million examples per task per host); "

@@ -23,7 +23,7 @@ from flan_ul2r.data.denoisers import UL2R, Denoiser
 from flan_ul2r.data.indexed import TotalLengthTask, register_indexed_mixture, register_indexed_task
 from flan_ul2r.data.preprocessors import causal_lm_chunks, ul2_denoise
 from flan_ul2r.data.sources import SourceSpec, parse_source_spec, resolve_files
-from flan_ul2r.data.stream_source import DocumentSource, tokenize_documents
+from flan_ul2r.data.stream_source import STREAM_EXAMPLE_SHUFFLE_BUFFER, DocumentSource, tokenize_documents
 from flan_ul2r.data.ul2r_tasks import LazyCorpus, register_lm_task, register_ul2r_mixture
 
 # "auto": a source of up to 1 GiB of files is tokenized into the local cache (a few minutes at the
@@ -85,7 +85,8 @@ def stream_task(name: str, corpus: StreamCorpus, vocabulary: Any, denoiser: Deno
         chunks = functools.partial(ul2_denoise, denoisers=[denoiser], **options)
     feature = lambda: seqio.Feature(vocabulary, add_eos=False)
     return TotalLengthTask(name, source=corpus.source(), preprocessors=[tokenize_documents, chunks],
-                           output_features={"inputs": feature(), "targets": feature()})
+                           output_features={"inputs": feature(), "targets": feature()},
+                           shuffle_buffer_size=STREAM_EXAMPLE_SHUFFLE_BUFFER)
 
 
 def register_corpus_mixture(name: str, corpus: LazyCorpus | StreamCorpus, vocabulary: Any,

@@ -32,6 +32,13 @@ from flan_ul2r.data.sources import SourceSpec, parse_source_spec, read_documents
 VALIDATION_MODULUS = 100  # 1 document in 100 is held out: the same ~1% as corpus_cache's split
 READ_PARALLELISM = 4  # files read at once per host
 TOKENIZE_BATCH = 64  # texts per encode_tf call
+# Shuffling streamed data: documents are shuffled as text (cheap to hold, nothing tokenized yet) in a
+# buffer of DOCUMENT_SHUFFLE_BUFFER, after the seeded file order; the streamed tasks then keep only a
+# small example buffer (STREAM_EXAMPLE_SHUFFLE_BUFFER), so the first batch needs only a few hundred
+# documents tokenized (seqio's default 1,000-example buffer of 2048-token examples would need ~8M tokens
+# per task before the first one).
+DOCUMENT_SHUFFLE_BUFFER = 4096
+STREAM_EXAMPLE_SHUFFLE_BUFFER = 128
 
 
 def in_split(provenance: str, split: str) -> bool:
@@ -82,6 +89,8 @@ class DocumentSource(seqio.DataSource):
         ds = tf.data.Dataset.from_tensor_slices(files).interleave(
             one_file, cycle_length=min(READ_PARALLELISM, len(files)), block_length=16,
             num_parallel_calls=min(READ_PARALLELISM, len(files)), deterministic=True)
+        if shuffle:
+            ds = ds.shuffle(DOCUMENT_SHUFFLE_BUFFER, seed=None if seed is None else int(seed) % 2**63)
         return ds.map(lambda text: {"text": text})
 
 
