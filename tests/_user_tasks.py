@@ -68,6 +68,7 @@ seqio.TaskRegistry.add(
     output_features={"inputs": seqio.Feature(VOCAB), "targets": seqio.Feature(VOCAB)})
 
 seqio.MixtureRegistry.add("my_mix", [("my_prefix_lm", 1.0), ("ul2r_s", 1.0)])
+seqio.MixtureRegistry.add("my_mix_ul2r", [("my_prefix_lm", 1.0), ("ul2r", 1.0)])  # a sub-mixture
 
 # UL2R on my own corpus: one task per denoiser, seqio's own tokenize, then the denoiser preprocessor.
 for d in UL2R:

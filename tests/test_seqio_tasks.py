@@ -38,6 +38,14 @@ def batches(it, n):
     return [next(it) for _ in range(n)]
 
 
+def test_a_submixture_contributes_its_tasks_at_its_rates(user_module):
+    from flan_ul2r.data.denoisers import UL2R
+    from flan_ul2r.data.registry import leaf_tasks
+
+    rates = {t.name: r for t, r in leaf_tasks("my_mix_ul2r")}
+    assert rates == pytest.approx({"my_prefix_lm": 0.5, **{f"ul2r_{d.name}": 0.5 * d.weight for d in UL2R}})
+
+
 def test_plain_task_examples_are_the_files_lines(user_module):
     pairs = {tuple(line.split("\t")) for line in qa_lines()}
     it = make_train_iterator("my_prefix_lm", LENGTHS, 2, seed=0, with_strings=True)
