@@ -24,3 +24,17 @@ def register_toy_mixture() -> str:
     docs = [vocab.encode(text[i:i + 3000]) for i in range(0, min(len(text), 120_000), 3000)]
     register_ul2r_mixture(TOY_MIXTURE, array_corpus(docs), vocab)
     return TOY_MIXTURE
+
+
+def train_tiny(model_dir, name: str, steps: int, **kw):
+    """`train()` of a tiny model (d_model 32) on 8 fake devices (FSDP), AdamW with cosine decay, a
+    checkpoint every 3 steps: the setting of the killed-and-resumed tests."""
+    from flan_ul2r.main.train import train
+
+    return train(model_dir=str(model_dir), mixture_or_task_name=name, task_feature_lengths=LENGTHS,
+                 train_steps=steps, batch_size=8, model={"preset": "tiny", "vocab_size": None, "d_model": 32,
+                                                         "d_ff": 64, "head_dim": 8},
+                 mesh={"data": 1, "fsdp": -1, "tensor": 1, "rules": "fsdp"},
+                 optimizer=dict(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2,
+                                final_learning_rate=1e-5, weight_decay=0.0, clip_norm=1.0),
+                 checkpoint_period=3, progress=True, **kw)

@@ -5,13 +5,11 @@ import json
 import sys
 
 import pytest
+from _train_toy import train_tiny
 from _user_tasks import write_user_module
 
 from flan_ul2r.gin_utils import import_task_modules
-from flan_ul2r.main.train import train
 from flan_ul2r.training.checkpoints import TrainCheckpoints
-
-LENGTHS = {"inputs": 32, "targets": 32}
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +26,7 @@ def user_tasks(tmp_path_factory):
 
 
 def _run(model_dir, steps, **kw):
-    return train(model_dir=str(model_dir), mixture_or_task_name="my_mix", task_feature_lengths=LENGTHS,
-                 train_steps=steps, batch_size=8, model={"preset": "tiny", "vocab_size": None, "d_model": 32,
-                                                         "d_ff": 64, "head_dim": 8},
-                 mesh={"data": 1, "fsdp": -1, "tensor": 1, "rules": "fsdp"},
-                 optimizer=dict(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2,
-                                final_learning_rate=1e-5, weight_decay=0.0, clip_norm=1.0),
-                 checkpoint_period=3, progress=True, **kw)
+    return train_tiny(model_dir, "my_mix", steps, **kw)
 
 
 def _losses(model_dir):

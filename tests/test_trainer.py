@@ -15,7 +15,7 @@ from flan_ul2r.main.train import train
 from flan_ul2r.models.config import preset
 from flan_ul2r.training import optim, partitioning
 from flan_ul2r.training.trainer import Trainer
-from tests._train_toy import LENGTHS, register_toy_mixture
+from tests._train_toy import LENGTHS, register_toy_mixture, train_tiny
 
 CFG = preset("tiny", vocab_size=362, d_model=32, num_heads=4, num_kv_heads=2, head_dim=8, d_ff=64)
 
@@ -75,14 +75,7 @@ def test_microbatching_gives_the_same_step(batches):
 
 
 def _run(model_dir, steps, **kw):
-    register_toy_mixture()
-    return train(model_dir=str(model_dir), mixture_or_task_name="toy_ul2r", task_feature_lengths=LENGTHS,
-                 train_steps=steps, batch_size=8, model={"preset": "tiny", "vocab_size": None, "d_model": 32,
-                                                         "d_ff": 64, "head_dim": 8},
-                 mesh={"data": 1, "fsdp": -1, "tensor": 1, "rules": "fsdp"},
-                 optimizer=dict(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2,
-                                final_learning_rate=1e-5, weight_decay=0.0, clip_norm=1.0),
-                 checkpoint_period=3, progress=True, **kw)
+    return train_tiny(model_dir, register_toy_mixture(), steps, **kw)
 
 
 def _jsonl(model_dir):

@@ -11,7 +11,6 @@ import threading
 from typing import Any
 
 import seqio
-import tensorflow as tf
 
 _CONFIG: dict[str, Any] = {"corpus": "default", "vocabulary": "byte", "cache": "auto"}
 
@@ -25,6 +24,15 @@ def configure(corpus: str | None = None, vocabulary: str | None = None, cache: A
 
 def setting(key: str) -> Any:
     return _CONFIG[key]
+
+
+def _delegate(method: str) -> Any:
+    """A method that calls the resolved vocabulary's `method`."""
+    def call(self: LazyVocabulary, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.resolved, method)(*args, **kwargs)
+
+    call.__name__ = method
+    return call
 
 
 class LazyVocabulary(seqio.Vocabulary):
@@ -68,29 +76,14 @@ class LazyVocabulary(seqio.Vocabulary):
     vocab_size = property(lambda self: self.resolved.vocab_size)
     _base_vocab_size = property(lambda self: self.resolved._base_vocab_size)
 
-    def encode(self, s: str) -> Any:
-        return self.resolved.encode(s)
-
-    def decode(self, ids: Any) -> str:
-        return self.resolved.decode(ids)
-
-    def encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-        return self.resolved.encode_tf(s)
-
-    def decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
-        return self.resolved.decode_tf(ids)
-
-    def _encode(self, s: str) -> Any:
-        return self.resolved._encode(s)
-
-    def _decode(self, ids: Any) -> str:
-        return self.resolved._decode(ids)
-
-    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-        return self.resolved._encode_tf(s)
-
-    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
-        return self.resolved._decode_tf(ids)
+    encode = _delegate("encode")
+    decode = _delegate("decode")
+    encode_tf = _delegate("encode_tf")
+    decode_tf = _delegate("decode_tf")
+    _encode = _delegate("_encode")
+    _decode = _delegate("_decode")
+    _encode_tf = _delegate("_encode_tf")
+    _decode_tf = _delegate("_decode_tf")
 
 
 _DEFAULT = LazyVocabulary()
