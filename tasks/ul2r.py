@@ -64,7 +64,7 @@ _default_vocabulary = default_vocabulary  # the name tasks/flan.py imports
 def register_defaults() -> None:
     """The project's default registrations (see module docstring); cheap, nothing is built yet."""
     spec, vocabulary, cache = ul2r_corpus()
-    defaults.configure(corpus=spec, vocabulary=vocabulary, cache=cache)
+    defaults.configure(vocabulary)
     vocab, options = defaults.default_vocabulary(), ul2r_options()
     corpus = corpus_for(spec, vocab, cache)
     register_corpus_mixture("ul2r", corpus, vocab, ul2r_denoisers(), **options)

@@ -26,7 +26,7 @@ def user_tasks(tmp_path_factory):
 
 
 def _run(model_dir, steps, **kw):
-    return train_tiny(model_dir, "my_mix", steps, **kw)
+    return train_tiny(model_dir, "my_prefix_lm", steps, **kw)
 
 
 def _losses(model_dir):
@@ -34,7 +34,7 @@ def _losses(model_dir):
     return {r["step"]: r["loss"] for r in rows}
 
 
-def test_killed_and_resumed_run_on_a_plain_seqio_mixture_is_bit_identical(user_tasks, tmp_path):
+def test_killed_and_resumed_run_on_a_plain_seqio_task_is_bit_identical(user_tasks, tmp_path):
     whole, part = tmp_path / "whole", tmp_path / "part"
     _run(whole, 6)
     _run(part, 6, stop_after_steps=4)  # "killed" after step 4; the last checkpoint is step 3 (period 3)

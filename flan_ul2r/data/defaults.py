@@ -1,9 +1,9 @@
-"""The project's default corpus and vocabulary: what the built-in registrations read.
+"""The project's default vocabulary: what the built-in registrations (UL2R, Flan) tokenize with.
 
-`configure(corpus=..., vocabulary=..., cache=...)` is called by the gin edge (`flan_ul2r.tasks.ul2r`,
-`ul2r_corpus`) after gin is parsed; library code reads `default_vocabulary()`, a `LazyVocabulary` that
-builds the configured vocabulary on first use and follows later `configure` calls, so tasks registered
-before gin parsing (at import) still get the vocabulary gin chooses.
+`configure(vocabulary=...)` is called by the gin edge (`flan_ul2r.tasks.ul2r`, `ul2r_corpus.vocabulary`)
+after gin is parsed; library code reads `default_vocabulary()`, a `LazyVocabulary` that builds the
+configured vocabulary on first use and follows later `configure` calls, so tasks registered before gin
+parsing (at import) still get the vocabulary gin chooses.
 """
 from __future__ import annotations
 
@@ -12,18 +12,12 @@ from typing import Any
 
 import seqio
 
-_CONFIG: dict[str, Any] = {"corpus": "default", "vocabulary": "byte", "cache": "auto"}
+_CONFIG: dict[str, Any] = {"vocabulary": "byte"}
 
 
-def configure(corpus: str | None = None, vocabulary: str | None = None, cache: Any = None) -> None:
-    """Sets the default corpus spec / vocabulary spec / cache policy (None leaves a value as it is)."""
-    for key, value in (("corpus", corpus), ("vocabulary", vocabulary), ("cache", cache)):
-        if value is not None:
-            _CONFIG[key] = value
-
-
-def setting(key: str) -> Any:
-    return _CONFIG[key]
+def configure(vocabulary: str) -> None:
+    """Sets the default vocabulary spec (`vocabularies.get_vocabulary` syntax)."""
+    _CONFIG["vocabulary"] = vocabulary
 
 
 def _delegate(method: str) -> Any:
