@@ -117,7 +117,8 @@ def split_stream(documents: tf.data.Dataset, raw_lengths: Sequence[int], *, sepa
 
     `documents` yields `(tokens int32[None], branch int32[])`: which of the `raw_lengths` (one per
     denoiser) the document feeds. Each branch concatenates its own documents (separator after each) and
-    emits chunks of its raw length; `concatenate=False` cuts every document on its own. Yields
+    emits chunks of its raw length; `concatenate=False` cuts every document on its own (no separator,
+    as `ChunkTable`). Yields
     `(tokens int32[None], branch int32[])` per chunk; at the end of a finite stream each branch's
     leftover is emitted as a short tail (an infinite stream never ends, so never has a tail).
     """
@@ -128,7 +129,7 @@ def split_stream(documents: tf.data.Dataset, raw_lengths: Sequence[int], *, sepa
     def step(leftovers, element):
         tokens, branch = element
         is_flush = tf.equal(branch, -1)
-        if separator_id is not None:
+        if separator_id is not None and concatenate:
             tokens = tf.concat([tokens, [tf.constant(separator_id, tf.int32)]], 0)
         rows, lengths, branches, new_left = [], [], [], []
         for j, raw in enumerate(raws):

@@ -100,7 +100,7 @@ def ul2_denoise(dataset: tf.data.Dataset, sequence_length: Mapping[str, int],
     """seqio preprocessor: tokenized documents -> UL2 denoising examples (module docstring).
 
     concatenate: T5's concatenate-then-split (False: each document cut on its own, `chunking.py` says
-    what that does to span lengths); separator: EOS after every document (False: T5's bare
+    what that does to span lengths); separator: EOS after every concatenated document (False: T5's bare
     concatenation); eos_after_inputs: end the inputs with EOS too (`denoisers.py`; default off).
     """
     denoisers = tuple(denoisers)
