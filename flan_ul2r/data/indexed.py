@@ -30,6 +30,7 @@ import tensorflow as tf
 Example = dict[str, tf.Tensor]
 SequenceLength = Mapping[str, int]
 SEEKABLE_METHODS = ("num_records", "fetch", "preprocess")
+_INDEX_SHUFFLE_PAD = 498247692  # the seed padding tf.random.experimental.index_shuffle adds
 
 
 class TotalLengthTask(seqio.Task):
@@ -65,15 +66,23 @@ class IndexedTask(TotalLengthTask):
     """A seqio.Task with random access (module docstring). Callables take Python split/sequence_length
     and TF index/seed tensors; `string_features` are the scalar string fields its examples carry (for
     inspection; packed batches drop them). `source` + `preprocessors`: the ordinary seqio pipeline that
-    `get_dataset` runs (None: `get_dataset` yields the seekable order)."""
+    `get_dataset` runs (None: `get_dataset` yields the seekable order).
+
+    preprocess_batch (optional): the same function on a batch - features of `fetch(indices)` for an
+    int64[b] vector of indices, seeds int64[b, 2] - returning inputs/targets as int32 RaggedTensors
+    [b, None] and string features [b]; loaders then make examples a block at a time
+    (`seekable_example_batch`). Row k must equal `preprocess` of example k.
+    """
 
     def __init__(self, name: str, vocabulary: Any, num_records: Callable[[str, SequenceLength], int],
                  fetch: Callable[[tf.Tensor, str, SequenceLength], Example],
                  preprocess: Callable[[Example, tf.Tensor, SequenceLength], Example],
                  splits: Sequence[str] = ("train",), string_features: Sequence[str] = ("denoiser",), *,
+                 preprocess_batch: Callable[[Example, tf.Tensor, SequenceLength], Example] | None = None,
                  source: seqio.DataSource | None = None, preprocessors: Sequence[Callable] | None = None):
         self.vocabulary, self.string_features = vocabulary, tuple(string_features)
         self.num_records, self.fetch, self.preprocess = num_records, fetch, preprocess
+        self.preprocess_batch = preprocess_batch
         self._has_pipeline = source is not None
         if source is None:
             def _no_source(split: str, shuffle_files: bool) -> tf.data.Dataset:
@@ -92,6 +101,10 @@ class IndexedTask(TotalLengthTask):
                 shuffle: bool = True) -> Example:
         return seekable_example(self, position, seed, split, sequence_length, shuffle)
 
+    def example_batch(self, positions: tf.Tensor, seed: int, split: str, sequence_length: SequenceLength,
+                      shuffle: bool = True) -> Example:
+        return seekable_example_batch(self, positions, seed, split, sequence_length, shuffle)
+
     def _untrimmed(self, sequence_length: SequenceLength, split: str, use_cached: bool, shuffle: bool,
                    shuffle_buffer_size: int | None, seed: int | None, shard_info: seqio.ShardInfo | None,
                    num_epochs: int | None, try_in_mem_cache: bool) -> tf.data.Dataset:
@@ -108,12 +121,20 @@ def is_seekable(task: Any) -> bool:
 
 
 def record_index(position: tf.Tensor, seed: int, n: int, shuffle: bool = True) -> tf.Tensor:
-    """Record at epoch `position` (int64): stateless per-epoch permutation of [0, n)."""
+    """Record at epoch `position` (int64 scalar or vector): stateless per-epoch permutation of [0, n).
+
+    tf.random.experimental.index_shuffle's op, written out so that a vector of positions works too (its
+    wrapper pads a [b, 2] seed on the wrong axis): the raw op's seed is the wrapper's constant followed
+    by (seed, epoch), so scalar positions give exactly the wrapper's result.
+    """
     position = tf.cast(position, tf.int64)
     if not shuffle:
         return position % n
-    epoch_seed = tf.stack([tf.constant(seed, tf.int64), position // n])
-    return tf.random.experimental.index_shuffle(position % n, epoch_seed, tf.constant(n - 1, tf.int64))
+    shape = tf.shape(position)
+    epoch_seed = tf.stack([tf.fill(shape, tf.constant(seed, tf.int64)), position // n], axis=-1)
+    pad = tf.fill(tf.concat([shape, [1]], 0), tf.constant(_INDEX_SHUFFLE_PAD, tf.int64))
+    return tf.raw_ops.RandomIndexShuffle(index=position % n, seed=tf.concat([pad, epoch_seed], -1),
+                                         max_index=tf.constant(n - 1, tf.int64), rounds=4)
 
 
 def seekable_example(task: Any, position: tf.Tensor, seed: int, split: str, sequence_length: SequenceLength,
@@ -125,6 +146,16 @@ def seekable_example(task: Any, position: tf.Tensor, seed: int, split: str, sequ
     index = record_index(position, seed, n, shuffle)
     ex_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(position, tf.int64)])
     return task.preprocess(task.fetch(index, split, sequence_length), ex_seed, sequence_length)
+
+
+def seekable_example_batch(task: Any, positions: tf.Tensor, seed: int, split: str,
+                           sequence_length: SequenceLength, shuffle: bool = True) -> Example:
+    """`seekable_example` for an int64[b] vector of positions at once (needs `task.preprocess_batch`)."""
+    n = task.num_records(split, sequence_length)
+    indices = record_index(positions, seed, n, shuffle)
+    seeds = tf.stack([tf.fill(tf.shape(positions), tf.constant(seed, tf.int64)),
+                      tf.cast(positions, tf.int64)], axis=1)
+    return task.preprocess_batch(task.fetch(indices, split, sequence_length), seeds, sequence_length)
 
 
 def seekable_dataset(task: Any, sequence_length: SequenceLength, split: str = "train", shuffle: bool = True,

@@ -36,6 +36,7 @@ from flan_ul2r.data.indexed import is_seekable
 from flan_ul2r.data.registry import check_tasks, leaf_tasks
 
 task_seed = streams.task_seed  # the per-task seed (kept here for callers)
+BLOCK = 64  # examples per tf.data -> Python transfer (one numpy conversion per block, not per example)
 
 
 class TrainIterator:
@@ -64,7 +65,8 @@ class TrainIterator:
         self._position = (draw, cursors, prints)
         self._pending: dict[str, Any] | None = None
         self._next = (draw, cursors.copy(), prints.copy())  # position of the next example of the stream
-        self._it = self._dataset(draw, cursors, prints).as_numpy_iterator()
+        self._blocks = self._dataset(draw, cursors, prints).as_numpy_iterator()
+        self._block: list[dict[str, Any]] = []
 
     # --- state ------------------------------------------------------------------------------------------
     def _parse_state(self, state: Mapping[str, Any] | None) -> tuple[int, np.ndarray, np.ndarray]:
@@ -133,7 +135,7 @@ class TrainIterator:
             ds = tf.data.Dataset.choose_from_datasets(per_task, choice)
         options = tf.data.Options()
         options.deterministic = True
-        return ds.prefetch(64).with_options(options)
+        return _in_blocks(ds, BLOCK).prefetch(4).with_options(options)
 
     # --- iteration --------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
@@ -153,7 +155,9 @@ class TrainIterator:
     def _advance(self) -> tuple[tuple[int, np.ndarray, np.ndarray], dict[str, Any]]:
         """Next example and its position (draw k, cursors and fingerprints before it); moves on."""
         try:
-            ex = next(self._it)
+            if not self._block:
+                self._block = _unblock(next(self._blocks))[::-1]
+            ex = self._block.pop()
         except StopIteration:
             raise ValueError(f"{self.name!r}: the example stream ended; a task's split {self.split!r} "
                              f"yields no examples at lengths {self.lengths} (tasks "
@@ -177,6 +181,31 @@ class TrainIterator:
         while True:
             (k, cursors, _), ex = self._advance()
             yield {**ex, "draw": k, "cursors": cursors}
+
+
+def _in_blocks(ds: tf.data.Dataset, size: int) -> tf.data.Dataset:
+    """Groups `size` consecutive examples into one element (flat token values + row lengths), so the
+    Python side crosses the tf.data boundary once per block rather than once per example."""
+    def flatten(block: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = dict(block)
+        for key in ("inputs", "targets"):
+            rows = block[key]  # dense when every example in the block has the same static length
+            rows = rows if isinstance(rows, tf.RaggedTensor) else tf.RaggedTensor.from_tensor(rows)
+            out[key], out[key + "_lengths"] = rows.flat_values, rows.row_lengths()
+        return out
+
+    return ds.ragged_batch(size).map(flatten)
+
+
+def _unblock(block: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The examples of one `_in_blocks` element, in order."""
+    rows = {}
+    for key in ("inputs", "targets"):
+        ends = np.cumsum(block[key + "_lengths"]).tolist()
+        rows[key] = [block[key][a:b] for a, b in zip([0] + ends[:-1], ends)]
+    scalars = [k for k in block if k not in ("inputs", "targets", "inputs_lengths", "targets_lengths")]
+    return [{"inputs": rows["inputs"][i], "targets": rows["targets"][i], **{k: block[k][i] for k in scalars}}
+            for i in range(len(block["task_index"]))]
 
 
 def make_train_iterator(name: str, task_feature_lengths: Mapping[str, int], batch_size: int, *, seed: int,

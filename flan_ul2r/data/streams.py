@@ -5,7 +5,8 @@ Both start at a host-local `cursor` (examples this host already took from the ta
 a `fingerprint` of the example (int64, farmhash of its tokens) for the resume check.
 
 - `seekable_stream`: task positions `cursor * num_shards + shard, ... ` through `indexed.seekable_example`
-  with the task's seed: O(1) to start at any cursor.
+  with the task's seed: O(1) to start at any cursor. A task with `preprocess_batch` makes `TASK_BLOCK`
+  examples per call (`indexed.seekable_example_batch`), the same examples.
 - `seqio_stream`: `task.get_dataset(sequence_length, split, shuffle=True, seed=task seed,
   shard_info=ShardInfo(shard, num_shards), num_epochs=None, trim_output_features=False)` (seqio's own
   pipeline: any DataSource, any preprocessors), then `.skip(cursor)`. Deterministic given the seed, so
@@ -24,7 +25,9 @@ from typing import Any
 import seqio
 import tensorflow as tf
 
-from flan_ul2r.data.indexed import seekable_example
+from flan_ul2r.data.indexed import seekable_example, seekable_example_batch
+
+TASK_BLOCK = 256  # examples a task with `preprocess_batch` makes per call
 
 
 def task_seed(seed: int, task_name: str) -> int:
@@ -61,8 +64,20 @@ def seekable_stream(task: Any, cursor: int, *, seed: int, split: str, lengths: M
                     shard: int, num_shards: int) -> tf.data.Dataset:
     tseed = task_seed(seed, task.name)
     positions = tf.data.Dataset.range(int(cursor) * num_shards + shard, 2**62, num_shards)
-    return positions.map(lambda p: seekable_example(task, p, tseed, split, lengths),
-                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if getattr(task, "preprocess_batch", None) is None:
+        return positions.map(lambda p: seekable_example(task, p, tseed, split, lengths),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    task.num_records(split, lengths)  # builds the task's tables now, outside the tf.data threads
+
+    @tf.autograph.experimental.do_not_convert  # plain TF ops: no autograph tracing cost
+    def block(ps: tf.Tensor) -> dict[str, tf.Tensor]:
+        ex = seekable_example_batch(task, ps, tseed, split, lengths)
+        size = tf.shape(ps)[0]
+        return {k: (v if isinstance(v, tf.RaggedTensor) or v.shape.rank else tf.fill([size], v))
+                for k, v in ex.items()}
+
+    blocks = positions.batch(TASK_BLOCK).map(block, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return blocks.unbatch()
 
 
 def seqio_stream(task: seqio.Task, cursor: int, *, seed: int, split: str, lengths: Mapping[str, int],
