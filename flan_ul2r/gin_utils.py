@@ -1,13 +1,18 @@
-"""gin at the edge: `--gin_file` / `--gin.X=` parsing and search paths (t5x's gin_utils).
+"""gin at the edge: `--gin_file` / `--gin.X=` parsing and search paths (t5x's gin_utils), user modules.
 
-Every entry point (flan_ul2r/main/*.py) calls `parse_gin`; this module imports no entry point.
+Every entry point (flan_ul2r/main/*.py) calls `parse_gin`, then `import_task_modules()` (the modules
+named by the `MIXTURE_OR_TASK_MODULE` macro, t5x's name, which register the user's seqio tasks); this
+module imports no entry point. The working directory is on the import path for both, as with `python -m`.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 GIN_DIR = Path(__file__).resolve().parent.parent / "gin"
 
@@ -27,6 +32,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
     """
     import gin
 
+    _cwd_importable()
     for path in gin_search_paths():
         gin.add_config_file_search_path(path)
     for f in gin_files:
@@ -76,3 +82,48 @@ def split_gin_args(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]
         else:
             rest.append(a)
     return files, bindings, rest
+
+
+def _cwd_importable() -> None:
+    """Puts the working directory on sys.path (the console script's sys.path[0] is its bin directory)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def gin_macro(name: str) -> Any:
+    """The value of gin macro `name` after parsing, or None when it is not bound."""
+    import gin
+
+    try:
+        return gin.query_parameter(f"%{name}")
+    except ValueError:
+        return None
+
+
+def import_task_modules(modules: str | Sequence[str] | None = None,
+                        flag: str = "MIXTURE_OR_TASK_MODULE") -> list[str]:
+    """Imports the user's task modules (default: the `MIXTURE_OR_TASK_MODULE` gin macro: a module name,
+    a list of them, or None), so that their seqio registrations exist. Returns the names imported.
+
+    An unknown module is a ValueError naming it; a module whose own imports fail keeps its error. Gin
+    is unlocked while importing, so a module may define configurables (bind them in a gin file that
+    `import`s the module, as t5x does).
+    """
+    import gin
+
+    if modules is None:
+        modules = gin_macro(flag)
+    names = [modules] if isinstance(modules, str) else list(modules or [])
+    _cwd_importable()
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{flag}={modules!r}: expected a module name or a list of them")
+        try:
+            with gin.unlock_config():
+                importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and (name == e.name or name.startswith(e.name + ".")):
+                raise ValueError(f"{flag}={name!r}: no module named {e.name!r} (searched the working "
+                                 f"directory {os.getcwd()} and sys.path)") from None
+            raise
+    return names

@@ -8,8 +8,8 @@ import json
 import textwrap
 import unittest
 
+from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
 from flan_ul2r.data.vocabularies import ByteVocabulary
-from flan_ul2r.tasks.ul2r import ArrayCorpus, register_ul2r_mixture
 
 TOY_MIXTURE = "toy_ul2r"
 LENGTHS = {"inputs": 32, "targets": 32}
@@ -22,5 +22,21 @@ def register_toy_mixture() -> str:
     objects = [m for m in modules] + [f for m in modules for _, f in sorted(vars(m).items()) if callable(f)]
     text = " ".join(inspect.getdoc(o) or "" for o in objects)
     docs = [vocab.encode(text[i:i + 3000]) for i in range(0, min(len(text), 120_000), 3000)]
-    register_ul2r_mixture(TOY_MIXTURE, ArrayCorpus(docs), vocab)
+    register_ul2r_mixture(TOY_MIXTURE, array_corpus(docs), vocab)
     return TOY_MIXTURE
+
+
+def train_tiny(model_dir, name: str, steps: int, **kw):
+    """A tiny model (d_model 32) trained on 8 fake devices (FSDP), AdamW with cosine decay, a checkpoint
+    every 3 steps: the setting of the killed-and-resumed tests. `kw`: more RunConfig fields."""
+    from flan_ul2r.models.config import preset
+    from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
+    from flan_ul2r.training.run import run
+
+    shape = preset("tiny", vocab_size=362, d_model=32, d_ff=64, head_dim=8)
+    return run(RunConfig(
+        model_dir=str(model_dir), mixture_or_task_name=name, task_feature_lengths=LENGTHS, train_steps=steps,
+        batch_size=8, model=ModelSpec(shape=shape), mesh=MeshConfig(data=1, fsdp=-1, rules="fsdp"),
+        optimizer=OptimizerConfig(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2,
+                                  final_learning_rate=1e-5),
+        checkpoint=CheckpointConfig(period=3), progress=True, **kw), operative_config="# test run\n")

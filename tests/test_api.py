@@ -56,14 +56,14 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
     np.testing.assert_allclose(emb[base:], np.repeat(emb[:base].mean(0, keepdims=True), 103, 0), rtol=1e-6)
     assert m.vocab.mode_token_ids["[S2S]"] >= base
 
+    from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
     from flan_ul2r.data.vocabularies import get_vocabulary
-    from flan_ul2r.tasks.ul2r import ArrayCorpus, register_ul2r_mixture
     from flan_ul2r.training.config import CheckpointConfig, OptimizerConfig, RunConfig
     from flan_ul2r.training.run import run
 
     hf_vocab = get_vocabulary(f"hf:{tmp_path / 'ckpt' / 'tokenizer'}")
     docs = [hf_vocab.encode(" ".join(TEXT[i:i + 9])) for i in range(0, 50, 3)]
-    register_ul2r_mixture("api_toy", ArrayCorpus(docs), hf_vocab)
+    register_ul2r_mixture("api_toy", array_corpus(docs), hf_vocab)
     common = dict(mixture_or_task_name="api_toy", task_feature_lengths={"inputs": 16, "targets": 16},
                   batch_size=8, initial_checkpoint_path=str(tmp_path / "ckpt"),
                   checkpoint=CheckpointConfig(period=2), progress=False)

@@ -9,12 +9,12 @@ from _denoise_toy import VOCAB, reconstruct, toy_documents
 import flan_ul2r.data.vocabularies as vocabularies
 from flan_ul2r.cli import main
 from flan_ul2r.data.denoisers import UL2R
-from flan_ul2r.tasks.ul2r import ArrayCorpus, register_ul2r_mixture
+from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
 
 
 @pytest.fixture(scope="module", autouse=True)
 def toy():
-    register_ul2r_mixture("inspecttoy", ArrayCorpus(toy_documents(30, seed=8)), VOCAB, UL2R)
+    register_ul2r_mixture("inspecttoy", array_corpus(toy_documents(30, seed=8)), VOCAB, UL2R)
 
 
 def run(capsys, *args):
@@ -77,10 +77,10 @@ def test_byte_vocabulary_text_round_trip(capsys):
     vocab = vocabularies.get_vocabulary("byte")
     docs = [json.__doc__, pytest.__doc__ or "", main.__doc__ or "", __doc__] * 3
     ids = [vocab.encode(d) for d in docs]
-    register_ul2r_mixture("inspectbytes", ArrayCorpus(ids), vocab, UL2R)
+    register_ul2r_mixture("inspectbytes", array_corpus(ids), vocab, UL2R)
     rows = run(capsys, "--task", "inspectbytes", "--num", "10", "--sequence_length", "128")
     sentinels, eos = set(vocab.sentinel_ids), vocab.eos_id
-    text = "".join(docs)
+    text = "".join(d + "</s>" for d in docs)  # documents are concatenated, EOS after each
     for r in rows:
         inputs, targets = r["inputs"][1:], r["targets"][:-1]
         assert r["targets"][-1] == eos and r["inputs"][0] == vocab.mode_token_ids[

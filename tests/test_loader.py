@@ -11,18 +11,19 @@ from _denoise_toy import VOCAB, reconstruct, toy_documents
 
 from flan_ul2r.data.denoisers import UL2R
 from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.tasks.ul2r import ArrayCorpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
 
 LENGTHS = {"inputs": 128, "targets": 128}
 
 
 @pytest.fixture(scope="module")
 def names():
-    corpus = ArrayCorpus(toy_documents())
+    corpus = array_corpus(toy_documents())
     register_ul2r_mixture("loadertoy", corpus, VOCAB, UL2R)
-    # 13 documents of 40 tokens -> exactly 13 chunks of the lm task at length 256 (odd on purpose)
-    small = ArrayCorpus([np.full(40, 10 + i, np.int32) for i in range(13)])
-    register_lm_task("loadertoy_lm", small, VOCAB)
+    # 13 documents of 40 tokens, cut per document -> exactly 13 chunks of the lm task at length 256 (odd
+    # on purpose; none of the 13 is in the validation split)
+    small = array_corpus([np.full(40, 10 + i, np.int32) for i in range(13)])
+    register_lm_task("loadertoy_lm", small, VOCAB, concatenate=False)
     return "loadertoy", "loadertoy_lm"
 
 
@@ -114,3 +115,42 @@ def test_each_example_is_the_tasks_indexed_example(names):
         assert ex["targets"].tolist() == want["targets"].numpy().tolist()
         assert ex["inputs"].tolist() == want["inputs"].numpy().tolist()
         seen[name] += 1
+
+
+def test_block_tasks_give_the_per_example_tasks_examples():
+    """A task with `preprocess_batch` (examples made a block at a time) yields exactly the examples of
+    the same task without it (one `preprocess` per example), in the same order, sharded and resumed."""
+    import tensorflow as tf
+
+    from flan_ul2r.data.indexed import IndexedTask, register_indexed_task
+
+    def fetch(index, split, seqlen):
+        return {"index": tf.cast(index, tf.int32)}
+
+    def preprocess(features, seed, seqlen):  # targets: (index % 5 + 1) copies of index + 3, then a seeded id
+        i = features["index"]
+        extra = tf.cast(tf.math.floormod(seed[1], 7), tf.int32) + 3
+        body = tf.fill([i % 5 + 1], i + 3)
+        return {"inputs": tf.zeros([0], tf.int32), "targets": tf.concat([body, [extra]], 0)}
+
+    def preprocess_batch(features, seeds, seqlen):  # the same, vectorized
+        i = features["index"]
+        body = tf.RaggedTensor.from_row_lengths(tf.repeat(i + 3, i % 5 + 1), tf.cast(i % 5 + 1, tf.int64))
+        extra = tf.cast(tf.math.floormod(seeds[:, 1], 7), tf.int32)[:, None] + 3
+        empty = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int32), tf.zeros_like(i, tf.int64))
+        extra = tf.RaggedTensor.from_tensor(extra, row_splits_dtype=tf.int64)
+        return {"inputs": empty, "targets": tf.concat([body, extra], axis=1)}
+
+    n = lambda split, seqlen: 97
+    kw = dict(seed=4, shard_index=1, num_shards=2, pack=False)
+    register_indexed_task(IndexedTask("blocktoy", VOCAB, n, fetch, preprocess))
+    one = [ex["targets"].tolist()
+           for ex in islice(make_train_iterator("blocktoy", LENGTHS, 1, **kw).examples(), 300)]
+    register_indexed_task(IndexedTask("blocktoy", VOCAB, n, fetch, preprocess,
+                                      preprocess_batch=preprocess_batch))
+    block = make_train_iterator("blocktoy", LENGTHS, 1, **kw)
+    assert [ex["targets"].tolist() for ex in islice(block.examples(), 300)] == one
+    first = make_train_iterator("blocktoy", LENGTHS, 2, **kw)
+    next(first)
+    resumed = make_train_iterator("blocktoy", LENGTHS, 2, state=first.state(), **kw)
+    assert [ex["targets"].tolist() for ex in islice(resumed.examples(), 5)] == one[2:7]

@@ -16,7 +16,7 @@ from flan_ul2r.training import optim, partitioning
 from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
 from flan_ul2r.training.run import run
 from flan_ul2r.training.trainer import Trainer
-from tests._train_toy import LENGTHS, register_toy_mixture
+from tests._train_toy import LENGTHS, register_toy_mixture, train_tiny
 
 CFG = preset("tiny", vocab_size=362, d_model=32, num_heads=4, num_kv_heads=2, head_dim=8, d_ff=64)
 
@@ -76,14 +76,7 @@ def test_microbatching_gives_the_same_step(batches):
 
 
 def _run(model_dir, steps, **kw):
-    register_toy_mixture()
-    return run(RunConfig(
-        model_dir=str(model_dir), mixture_or_task_name="toy_ul2r", task_feature_lengths=LENGTHS,
-        train_steps=steps, batch_size=8, model=ModelSpec(shape=CFG),
-        mesh=MeshConfig(data=1, fsdp=-1, rules="fsdp"),
-        optimizer=OptimizerConfig(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2,
-                                  final_learning_rate=1e-5),
-        checkpoint=CheckpointConfig(period=3), progress=True, **kw), operative_config="# test run\n")
+    return train_tiny(model_dir, register_toy_mixture(), steps, **kw)
 
 
 def _jsonl(model_dir):

@@ -1,15 +1,16 @@
-"""UL2R task registration: records cover the corpus, seqio view = indexed view, mixture rates."""
+"""Built-in UL2R tasks: records = the concatenated corpus; seqio view = preprocessor over the same chunks."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import seqio
 import tensorflow as tf
-from _denoise_toy import VOCAB, reconstruct, toy_documents
+from _denoise_toy import EOS, VOCAB, reconstruct, toy_documents
 
+from flan_ul2r.data.corpus_cache import validation_mask
 from flan_ul2r.data.denoisers import UL2, UL2R, raw_length
 from flan_ul2r.data.indexed import get_indexed_task
-from flan_ul2r.tasks.ul2r import ArrayCorpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
 
 LENGTHS = {"inputs": 256, "targets": 256}
 
@@ -19,37 +20,61 @@ def docs():
     d = toy_documents(40, seed=5)
     d[3:3] = [np.zeros(0, np.int32)]
     d.append(np.zeros(0, np.int32))
-    register_ul2r_mixture("tasktoy", ArrayCorpus(d), VOCAB, UL2R)
-    register_ul2r_mixture("tasktoy2", ArrayCorpus(d), VOCAB, UL2)
-    register_lm_task("tasktoy_lm", ArrayCorpus(d), VOCAB)
+    register_ul2r_mixture("tasktoy", array_corpus(d), VOCAB, UL2R)
+    register_ul2r_mixture("tasktoy_doc", array_corpus(d), VOCAB, UL2R, concatenate=False)
+    register_ul2r_mixture("tasktoy2", array_corpus(d), VOCAB, UL2)
+    register_lm_task("tasktoy_lm", array_corpus(d), VOCAB)
     return d
 
 
-def test_long_documents_are_chunked_not_dropped(docs):
-    for name, d in [("tasktoy_x_3_50", UL2R[3]), ("tasktoy_s", UL2R[0])]:
-        task = get_indexed_task(name)
-        n = task.num_records("train", LENGTHS)
-        raw = raw_length(d, 512)
-        records = [task.fetch(tf.constant(i, tf.int64), "train", LENGTHS)["tokens"].numpy() for i in range(n)]
-        assert max(len(r) for r in records) == raw
-        nonempty = [x for x in docs if len(x)]
-        assert len(nonempty) < len(docs), "the toy corpus has empty documents, which are skipped"
-        assert np.array_equal(np.concatenate(records), np.concatenate(nonempty))
-        assert n == sum(-(-len(x) // raw) for x in nonempty)
+def train_documents(docs):
+    nonempty = [x for x in docs if len(x)]
+    held = validation_mask(len(nonempty))
+    assert held.any() and not held.all(), "the toy corpus has validation documents"
+    return [x for x, h in zip(nonempty, held) if not h]
 
 
-def test_seqio_view_yields_the_indexed_examples(docs):
-    task = get_indexed_task("tasktoy_r_3_15")
-    ds = seqio.get_mixture_or_task("tasktoy_r_3_15").get_dataset(LENGTHS, split="train", shuffle=True, seed=4)
-    got = list(ds.take(5).as_numpy_iterator())
-    for i, ex in enumerate(got):
-        want = task.example(tf.constant(i, tf.int64), 4, "train", LENGTHS)
-        assert ex["inputs"].tolist() == want["inputs"].numpy().tolist()
-        assert ex["targets"].tolist() == want["targets"].numpy().tolist()
-        index = task.record_index(tf.constant(i, tf.int64), 4, task.num_records("train", LENGTHS))
-        record = task.fetch(index, "train", LENGTHS)["tokens"].numpy().tolist()
-        assert reconstruct(ex["inputs"], ex["targets"]) == record
-    other = list(seqio.get_mixture_or_task("tasktoy_r_3_15").get_dataset(LENGTHS, seed=5).take(5))
+def records(name, split="train"):
+    task = get_indexed_task(name)
+    n = task.num_records(split, LENGTHS)
+    return [task.fetch(tf.constant(i, tf.int64), split, LENGTHS)["tokens"].numpy() for i in range(n)]
+
+
+@pytest.mark.parametrize("denoiser", [UL2R[3], UL2R[0]], ids=lambda d: d.name)
+def test_records_are_the_eos_separated_concatenation_cut_to_raw_length(docs, denoiser):
+    got = records(f"tasktoy_{denoiser.name}")
+    raw = raw_length(denoiser, 512)
+    train = train_documents(docs)
+    stream = np.concatenate([np.append(x, EOS) for x in train])  # independent: T5's concat, EOS-separated
+    assert np.array_equal(np.concatenate(got), stream)
+    assert all(len(r) == raw for r in got[:-1]) and 0 < len(got[-1]) <= raw
+    assert len(got) == -(-len(stream) // raw)
+
+
+def test_per_document_option_cuts_each_document(docs):
+    got = records("tasktoy_doc_x_3_50")
+    raw = raw_length(UL2R[3], 512)
+    expected = [x[i:i + raw] for x in train_documents(docs) for i in range(0, len(x), raw)]
+    assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+def test_validation_split_holds_the_held_out_documents(docs):
+    nonempty = [x for x in docs if len(x)]
+    held = [x for x, h in zip(nonempty, validation_mask(len(nonempty))) if h]
+    got = records("tasktoy_lm", "validation")
+    assert np.array_equal(np.concatenate(got), np.concatenate([np.append(x, EOS) for x in held]))
+
+
+def test_seqio_view_denoises_the_same_chunks_in_order(docs):
+    name = "tasktoy_r_3_15"
+    ds = seqio.get_mixture_or_task(name).get_dataset(LENGTHS, split="train", shuffle=False, seed=4)
+    got = list(ds.take(6).as_numpy_iterator())
+    for ex, record in zip(got, records(name)):
+        assert len(ex["inputs"]) + len(ex["targets"]) <= 512
+        assert reconstruct(ex["inputs"], ex["targets"]) == record.tolist()
+    again = list(seqio.get_mixture_or_task(name).get_dataset(LENGTHS, shuffle=False, seed=4).take(6))
+    other = list(seqio.get_mixture_or_task(name).get_dataset(LENGTHS, shuffle=False, seed=5).take(6))
+    assert all(a["targets"].tolist() == b["targets"].numpy().tolist() for a, b in zip(got, again))
     assert any(a["targets"].tolist() != b["targets"].numpy().tolist() for a, b in zip(got, other))
 
 
@@ -64,13 +89,13 @@ def test_lm_task_is_chunk_plus_eos(docs):
     task = get_indexed_task("tasktoy_lm")
     ex = task.example(tf.constant(0, tf.int64), 0, "train", LENGTHS)
     assert ex["inputs"].numpy().size == 0 and ex["targets"].numpy()[-1] == VOCAB.eos_id
-    assert ex["targets"].numpy().size <= 512
+    assert ex["targets"].numpy().size == 512  # a full chunk of 511 + EOS
 
 
 def test_bad_mode_token_is_named(docs):
     from flan_ul2r.data.denoisers import Denoiser
 
-    register_ul2r_mixture("tasktoy_bad", ArrayCorpus(docs), VOCAB, [Denoiser("q", "span", 0.15, 3, "[XX]")])
+    register_ul2r_mixture("tasktoy_bad", array_corpus(docs), VOCAB, [Denoiser("q", "span", 0.15, 3, "[XX]")])
     with pytest.raises(ValueError, match=r"mode_token='\[XX\]'"):
         get_indexed_task("tasktoy_bad_q").example(tf.constant(0, tf.int64), 0, "train", LENGTHS)
 
@@ -83,6 +108,18 @@ def test_default_registrations():
         "ul2r_s": 0.5, "ul2r_r_3_15": 0.25, "ul2r_x_32_15": 0.125, "ul2r_x_3_50": 0.125}
     assert len(seqio.get_mixture_or_task("ul2").tasks) == 7
     assert get_indexed_task("lm").name == "lm"
+    assert all(set(t.splits) == {"train", "validation"} for t in mix.tasks)
+
+
+def test_importing_library_modules_registers_nothing():
+    import subprocess
+    import sys
+
+    code = ("import seqio, flan_ul2r.data.ul2r_tasks, flan_ul2r.data.corpus_tasks, flan_ul2r.data.loader, "
+            "flan_ul2r.data.preprocessors, flan_ul2r.data.stream_source, flan_ul2r.data.registry; "
+            "print(len(seqio.TaskRegistry.names()) + len(seqio.MixtureRegistry.names()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "0", out.stderr[-2000:]
 
 
 def test_gin_rebinds_the_default_ul2r_denoisers():

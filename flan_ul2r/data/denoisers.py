@@ -15,6 +15,13 @@ a mixture is a tuple of them. `denoise` turns a raw token chunk into a decoder-o
 
 Decoder-only layout (U-PaLM 2.2): inputs = [mode] + corrupted, targets = sentinel/span pairs (or the
 suffix) + EOS; inputs and targets are later concatenated into one sequence before packing.
+`eos_after_inputs=True` also ends the inputs with EOS, as T5's span corruption does (its inputs feature
+has add_eos) and as our Flan stage does (Flan section 2.2). Default off for UL2R: the S-denoiser's prefix
+and suffix are one continuous text, and an EOS between them would teach the decoder-only model that a
+document ends wherever a prefix ends.
+
+Span count: `Denoiser.span_rounding` "unbiased" (default) or "t5"; see `noise.py`. With "unbiased" the
+number of spans varies by one between examples, so `raw_length` sizes chunks for the larger count.
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from flan_ul2r.data.noise import random_prefix_pivot, random_spans_noise_mask
+from flan_ul2r.data.noise import ROUNDINGS, random_prefix_pivot, random_spans_noise_mask
 
 KINDS = ("span", "prefix")
 
@@ -37,7 +44,8 @@ class Denoiser:
     name: identifier (used in task names, e.g. `ul2r_r_3_15`); kind: "span" or "prefix";
     mean_span: mu (span kind; ignored for prefix); noise_density: r, the corrupted share (prefix kind:
     the mean suffix share d in (0, 0.5], T5 `prefix_lm`); mode_token: e.g. "[NLU]", or "" for none;
-    weight: mixture rate (any non-negative scale; normalized by the mixture).
+    weight: mixture rate (any non-negative scale; normalized by the mixture);
+    span_rounding: "unbiased" (mean span length = mu, UL2 section 3.1.2) or "t5" (T5's round(noise / mu)).
     """
 
     name: str
@@ -46,6 +54,7 @@ class Denoiser:
     mean_span: float = 3.0
     mode_token: str = ""
     weight: float = 1.0
+    span_rounding: str = "unbiased"
 
     def __post_init__(self) -> None:
         where = f"Denoiser(name={self.name!r})"
@@ -64,6 +73,8 @@ class Denoiser:
             raise ValueError(f"{where}: mean_span (mu)={mu!r} must be > 0")
         if not isinstance(self.weight, (int, float)) or not self.weight >= 0 or math.isinf(self.weight):
             raise ValueError(f"{where}: weight={self.weight!r} must be >= 0")
+        if self.span_rounding not in ROUNDINGS:
+            raise ValueError(f"{where}: span_rounding={self.span_rounding!r} must be one of {ROUNDINGS}")
 
 
 # UL2R as used for U-PaLM (Tay et al. 2022, "Transcending Scaling Laws with 0.1% Extra Compute", 2.3):
@@ -95,37 +106,40 @@ PRESETS: dict[str, tuple[Denoiser, ...]] = {"UL2R": UL2R, "UL2": UL2}
 
 
 def num_spans(length: int, denoiser: Denoiser) -> int:
-    """Number of noise spans for a raw chunk of `length` tokens (float32 + half-to-even, as TF computes)."""
+    """Largest number of noise spans `denoise` makes from `length` raw tokens (float32 + half-to-even, as
+    TF computes; with "unbiased" rounding the count is floor or ceil of noise / mu, this is the ceil)."""
     length = max(int(length), 2)
     noise = int(np.round(np.float32(length) * np.float32(denoiser.noise_density)))
     noise = min(max(noise, 1), length - 1)
-    spans = max(int(np.round(np.float32(noise) / np.float32(denoiser.mean_span))), 1)
-    return min(spans, noise, length - noise)
+    ratio = np.float32(noise) / np.float32(denoiser.mean_span)
+    spans = int(np.ceil(ratio)) if denoiser.span_rounding == "unbiased" else int(np.round(ratio))
+    return min(max(spans, 1), noise, length - noise)
 
 
-def example_length(length: int, denoiser: Denoiser) -> int:
-    """len(inputs) + len(targets) that `denoise` produces from `length` raw tokens (any seed).
+def example_length(length: int, denoiser: Denoiser, eos_after_inputs: bool = False) -> int:
+    """Largest len(inputs) + len(targets) that `denoise` produces from `length` raw tokens (any seed).
 
     span: [mode] + non-noise + one sentinel per span, then one sentinel per span + noise + EOS
-          = mode + length + 2 * spans + 1;  prefix: mode + length + 1 (EOS).
+          = mode + length + 2 * spans + 1;  prefix: mode + length + 1 (EOS); +1 with eos_after_inputs.
     """
     mode = 1 if denoiser.mode_token else 0
+    extra = mode + 1 + int(eos_after_inputs)
     if denoiser.kind == "prefix":
-        return mode + length + 1
-    return mode + length + 2 * num_spans(length, denoiser) + 1
+        return length + extra
+    return length + 2 * num_spans(length, denoiser) + extra
 
 
-def raw_length(denoiser: Denoiser, total_length: int) -> int:
+def raw_length(denoiser: Denoiser, total_length: int, eos_after_inputs: bool = False) -> int:
     """Largest raw chunk length whose denoised example fits `total_length` (inputs + targets) untrimmed.
 
     T5's `random_spans_helper` arithmetic, adapted to the decoder-only layout where prefix and targets
-    are concatenated (U-PaLM 2.2): computed exactly (the span count is deterministic given the length),
+    are concatenated (U-PaLM 2.2): computed exactly (for the largest span count the rounding can give),
     so no example ever needs trimming. Raises ValueError if not even 2 raw tokens fit.
     """
     best = 0
     # example_length grows by >= 1 per raw token, so the answer is within total_length of the top.
     for length in range(total_length, 1, -1):
-        if example_length(length, denoiser) <= total_length:
+        if example_length(length, denoiser, eos_after_inputs) <= total_length:
             best = length
             break
     if best < 2:
@@ -134,7 +148,7 @@ def raw_length(denoiser: Denoiser, total_length: int) -> int:
 
 
 def denoise(tokens: tf.Tensor, seed: tf.Tensor, denoiser: Denoiser, sentinel_ids: Sequence[int],
-            mode_id: int | None, eos_id: int) -> dict[str, tf.Tensor]:
+            mode_id: int | None, eos_id: int, eos_after_inputs: bool = False) -> dict[str, tf.Tensor]:
     """TF ops: raw int32[L] tokens -> {"inputs", "targets", "denoiser"} (see module docstring).
 
     `seed` is a shape-[2] stateless seed; the same (tokens, seed) always gives the same example.
@@ -146,23 +160,32 @@ def denoise(tokens: tf.Tensor, seed: tf.Tensor, denoiser: Denoiser, sentinel_ids
         pivot = random_prefix_pivot(length, denoiser.noise_density, seed)
         inputs, targets = tokens[:pivot], tokens[pivot:]
     else:
-        if not sentinel_ids:
-            raise ValueError(f"denoiser {denoiser.name!r}: the vocabulary has no sentinel ids")
-        mask = random_spans_noise_mask(length, denoiser.noise_density, denoiser.mean_span, seed)
-        prev = tf.pad(mask[:-1], [[1, 0]])
-        first = tf.logical_and(mask, tf.logical_not(prev))
-        span_index = tf.cumsum(tf.cast(first, tf.int32)) - 1
-        table = tf.constant(list(sentinel_ids), tf.int32)
-        sentinel = tf.gather(table, tf.math.floormod(span_index, len(sentinel_ids)))  # -1 only off-span
-        inputs = tf.boolean_mask(tf.where(first, sentinel, tokens),
-                                 tf.logical_or(tf.logical_not(mask), first))
-        pairs = tf.reshape(tf.stack([sentinel, tokens], axis=1), [-1])
-        keep = tf.reshape(tf.stack([first, mask], axis=1), [-1])
-        targets = tf.boolean_mask(pairs, keep)
+        inputs, targets = _span_corrupt(tokens, seed, denoiser, sentinel_ids)
     if denoiser.mode_token and mode_id is not None:
         inputs = tf.concat([tf.constant([mode_id], tf.int32), inputs], axis=0)
-    targets = tf.concat([targets, tf.constant([eos_id], tf.int32)], axis=0)
+    eos = tf.constant([eos_id], tf.int32)
+    if eos_after_inputs:
+        inputs = tf.concat([inputs, eos], axis=0)
+    targets = tf.concat([targets, eos], axis=0)
     return {"inputs": inputs, "targets": targets, "denoiser": tf.constant(denoiser.name)}
+
+
+def _span_corrupt(tokens: tf.Tensor, seed: tf.Tensor, denoiser: Denoiser,
+                  sentinel_ids: Sequence[int]) -> tuple[tf.Tensor, tf.Tensor]:
+    """(corrupted inputs, sentinel/span targets) without mode token or EOS."""
+    if not sentinel_ids:
+        raise ValueError(f"denoiser {denoiser.name!r}: the vocabulary has no sentinel ids")
+    mask = random_spans_noise_mask(tf.size(tokens), denoiser.noise_density, denoiser.mean_span, seed,
+                                   denoiser.span_rounding)
+    prev = tf.pad(mask[:-1], [[1, 0]])
+    first = tf.logical_and(mask, tf.logical_not(prev))
+    span_index = tf.cumsum(tf.cast(first, tf.int32)) - 1
+    table = tf.constant(list(sentinel_ids), tf.int32)
+    sentinel = tf.gather(table, tf.math.floormod(span_index, len(sentinel_ids)))  # -1 only off-span
+    inputs = tf.boolean_mask(tf.where(first, sentinel, tokens), tf.logical_or(tf.logical_not(mask), first))
+    pairs = tf.reshape(tf.stack([sentinel, tokens], axis=1), [-1])
+    keep = tf.reshape(tf.stack([first, mask], axis=1), [-1])
+    return inputs, tf.boolean_mask(pairs, keep)
 
 
 def causal_lm(tokens: tf.Tensor, eos_id: int) -> dict[str, tf.Tensor]:

@@ -1,37 +1,42 @@
-"""The training loader: a deterministic, seekable stream of packed prefix-LM batches.
+"""The training loader: a deterministic, resumable stream of packed prefix-LM batches from any seqio task.
 
-Draw k (k = 0, 1, 2, ...) picks a task of the mixture with a stateless categorical draw on seed
-`[seed, k]` (rates = mixture rates). Each task has a cursor (examples it has given to this shard); the
-draw reads task position `cursor * num_shards + shard_index` (so shards never share records) through the
-task's stateless epoch permutation, and its example is `IndexedTask.example(position, task_seed)` =
-`preprocess(fetch(perm(position)), [task_seed, position])`. So an example is a pure function of
-(seed, task, cursor), each task is its own parallel tf.data stream, and the loader's whole position is
-`{"draw": k, "cursors": {task: int}}`: resuming needs no replay (seqio issue #243 left this open).
+`MIXTURE_OR_TASK_NAME` names a seqio Task or Mixture (`registry.leaf_tasks`: seqio's registry is the
+only one). Draw k (k = 0, 1, 2, ...) picks a task of the mixture with a stateless categorical draw on
+seed `[seed, k]` (rates = seqio's mixing rates); each task has a cursor (examples it has given to this
+shard), and the drawn task's next example comes from its own tf.data stream (`streams.py`):
+- seekable path, when every task is seekable (`indexed.is_seekable`, e.g. the built-in UL2R and Flan
+  tasks): example = the task's record at position `cursor * num_shards + shard_index` of its stateless
+  epoch permutation. Restarting at any cursor is O(1) (seqio issue #243 left this open).
+- seqio path, otherwise (any seqio.Task: any DataSource, any preprocessors): the task's own
+  `get_dataset(seed=task seed, shard_info=this host, num_epochs=None)`, skipped to the cursor on resume.
+  Exact as long as the task is deterministic given its seed (checked on resume); the skip re-reads and
+  re-preprocesses `cursor` examples per task (seconds per resume grow with the position; measured by
+  `benchmarks/data_pipeline.py`); the checkpoint holds only a few integers either way.
+The loader's whole position is `{"mode", "draw", "cursors": {task: int}}` (+ `"fingerprints"` on the
+seqio path): JSON, saved with each checkpoint (`training/checkpoints.py`).
 
 Multi-host: shard s of n takes draws k = s, s + n, s + 2n, ...; every host packs its own batch.
 Packing is greedy in draw order (`feature_converter.Packer`); an example that does not fit the batch
 starts the next one, and `state()` points at it, so batches after a restore are identical.
-The per-example TF work runs in a tf.data parallel map; packing is numpy.
+Examples longer than the row are trimmed with the project's one policy (targets keep their head, inputs
+their tail; seqio's per-feature trimming is not applied: prefix and targets are concatenated first).
 """
 from __future__ import annotations
 
-import zlib
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from flan_ul2r.data import streams
 from flan_ul2r.data.feature_converter import Packer
-from flan_ul2r.data.indexed import IndexedTask, get_mixture_or_task
+from flan_ul2r.data.indexed import is_seekable
+from flan_ul2r.data.registry import check_tasks, leaf_tasks
 
+task_seed = streams.task_seed  # the per-task seed (kept here for callers)
 BLOCK = 64  # examples per tf.data -> Python transfer (one numpy conversion per block, not per example)
-TASK_BLOCK = 256  # examples a task with `preprocess_batch` makes per call
-
-
-def task_seed(seed: int, task_name: str) -> int:
-    """A per-task seed (so tasks over the same corpus do not share epoch orders)."""
-    return (int(seed) * 1_000_003 + zlib.crc32(task_name.encode())) % (2**62)
 
 
 class TrainIterator:
@@ -43,100 +48,96 @@ class TrainIterator:
                  with_strings: bool = False):
         if not 0 <= shard_index < num_shards:
             raise ValueError(f"shard_index={shard_index} must be in [0, num_shards={num_shards})")
-        missing = {"inputs", "targets"} - set(task_feature_lengths)
-        if missing:
-            raise ValueError(f"task_feature_lengths={dict(task_feature_lengths)} lacks {sorted(missing)}")
-        self.entries = get_mixture_or_task(name)
-        self.tasks: list[IndexedTask] = [t for t, _ in self.entries]
-        for t in self.tasks:
-            t.check_split(split)
+        if "targets" not in task_feature_lengths:
+            raise ValueError(f"task_feature_lengths={dict(task_feature_lengths)} lacks 'targets'")
+        self.entries = leaf_tasks(name)
+        self.tasks = [t for t, _ in self.entries]
+        vocabulary = check_tasks(name, self.tasks, split)
+        self.mode = "seekable" if all(is_seekable(t) for t in self.tasks) else "seqio"
         self.name, self.seed, self.split, self.with_strings = name, int(seed), split, with_strings
-        self.string_features = tuple(dict.fromkeys(f for t in self.tasks for f in t.string_features))
         self.shard_index, self.num_shards = shard_index, num_shards
-        self.lengths = {"inputs": int(task_feature_lengths["inputs"]),
+        self.lengths = {"inputs": int(task_feature_lengths.get("inputs", 0) or 0),
                         "targets": int(task_feature_lengths["targets"])}
         if bos_id is None:
-            vocab = vocab if vocab is not None else self.tasks[0].vocabulary
-            bos_id = int(getattr(vocab, "bos_id", 0) or 0)
+            bos_id = int(getattr(vocab if vocab is not None else vocabulary, "bos_id", 0) or 0)
         self.packer = Packer(batch_size, self.lengths["inputs"] + self.lengths["targets"], bos_id, pack)
-        draw, cursors = self._parse_state(state)
-        self._position = (draw, cursors)
+        draw, cursors, prints = self._parse_state(state)
+        self._position = (draw, cursors, prints)
         self._pending: dict[str, Any] | None = None
-        self._next = (draw, cursors.copy())  # position of the next example the tf.data stream yields
-        self._blocks = self._dataset(draw, cursors).as_numpy_iterator()
+        self._next = (draw, cursors.copy(), prints.copy())  # position of the next example of the stream
+        self._blocks = self._dataset(draw, cursors, prints).as_numpy_iterator()
         self._block: list[dict[str, Any]] = []
 
-    def _parse_state(self, state: Mapping[str, Any] | None) -> tuple[int, np.ndarray]:
+    # --- state ------------------------------------------------------------------------------------------
+    def _parse_state(self, state: Mapping[str, Any] | None) -> tuple[int, np.ndarray, np.ndarray]:
         names = [t.name for t in self.tasks]
+        prints = np.zeros(len(names), np.int64)
         if state is None:
-            return self.shard_index, np.zeros(len(names), np.int64)
+            return self.shard_index, np.zeros(len(names), np.int64), prints
         try:
             draw, cursors = int(state["draw"]), dict(state["cursors"])
-        except (KeyError, TypeError, ValueError) as e:
+            mode, stored = state.get("mode", "seekable"), dict(state.get("fingerprints", {}))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ValueError(f"loader state {state!r}: expected "
-                             "{'draw': int, 'cursors': {task: int}}") from e
+                             "{'draw': int, 'cursors': {task: int}, 'mode': str}") from e
         if set(cursors) != set(names) or draw % self.num_shards != self.shard_index:
             raise ValueError(f"loader state {dict(state)!r} does not belong to {self.name!r} shard "
                              f"{self.shard_index}/{self.num_shards} (tasks {names})")
-        return draw, np.array([int(cursors[n]) for n in names], np.int64)
+        if mode != self.mode:
+            raise ValueError(f"loader state of {self.name!r} was saved by the {mode!r} path, but its tasks "
+                             f"now use the {self.mode!r} path (a task gained or lost random access)")
+        for i, n in enumerate(names):
+            prints[i] = int(stored.get(n, 0))
+        return draw, np.array([int(cursors[n]) for n in names], np.int64), prints
 
     def state(self) -> dict[str, Any]:
-        """Position of the first example not yet in a returned batch: {"draw", "cursors"} (JSON-able)."""
-        draw, cursors = self._position
-        return {"draw": int(draw), "cursors": {t.name: int(c) for t, c in zip(self.tasks, cursors)}}
+        """Position of the first example not yet in a returned batch (JSON-able; module docstring)."""
+        draw, cursors, prints = self._position
+        out: dict[str, Any] = {"mode": self.mode, "draw": int(draw),
+                               "cursors": {t.name: int(c) for t, c in zip(self.tasks, cursors)}}
+        if self.mode == "seqio":
+            out["fingerprints"] = {t.name: int(p) for t, p, c in zip(self.tasks, prints, cursors) if c > 0}
+        return out
 
-    def _dataset(self, draw: int, cursors: np.ndarray) -> tf.data.Dataset:
-        rates = np.array([r for _, r in self.entries], np.float64)
-        cum = tf.constant(np.cumsum(rates / rates.sum())[:-1], tf.float32)
-        seed, num_tasks, shards, shard = self.seed, len(self.tasks), self.num_shards, self.shard_index
-        lengths, split = self.lengths, self.split
+    # --- the tf.data pipeline ---------------------------------------------------------------------------
+    def _task_dataset(self, index: int, task: Any, cursor: int, stored: int) -> tf.data.Dataset:
+        common = dict(seed=self.seed, split=self.split, lengths=self.lengths, shard=self.shard_index,
+                      num_shards=self.num_shards)
+        if self.mode == "seekable":
+            return streams.seekable_stream(task, cursor, **common)
+        check = cursor > 0 and stored != 0
+        return streams.seqio_stream(task, cursor - 1 if check else cursor, **common)
 
-        def choose(k: tf.Tensor) -> tf.Tensor:
-            u = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), k]))
-            return tf.reduce_sum(tf.cast(u >= cum, tf.int64))
-
-        strings = self.string_features if self.with_strings else ()
-
-        def task_stream(index: int, task: IndexedTask, cursor: int) -> tf.data.Dataset:
-            """Task positions cursor * shards + shard, ...: IndexedTask.example with the task's seed."""
-            tseed = task_seed(seed, task.name)
-
-            def make(position: tf.Tensor) -> dict[str, tf.Tensor]:
-                ex = task.example(position, tseed, split, lengths)
-                out = {"inputs": tf.cast(ex["inputs"], tf.int32), "targets": tf.cast(ex["targets"], tf.int32),
-                       "task_index": tf.constant(index, tf.int32)}
-                out.update({f: tf.reshape(tf.cast(ex.get(f, ""), tf.string), []) for f in strings})
-                return out
-
-            positions = tf.data.Dataset.range(int(cursor) * shards + shard, 2**62, shards)
-            if task.preprocess_batch is None:
-                return positions.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            task.num_records(split, lengths)  # builds the task's tables now, outside the tf.data threads
-
-            @tf.autograph.experimental.do_not_convert  # plain TF ops: no autograph tracing cost
-            def make_block(block: tf.Tensor) -> dict[str, tf.Tensor]:
-                ex = task.example_batch(block, tseed, split, lengths)
-                size = tf.shape(block)[0]
-                out = {"inputs": ex["inputs"], "targets": ex["targets"],
-                       "task_index": tf.fill([size], tf.constant(index, tf.int32))}
-                out.update({f: tf.reshape(ex.get(f, tf.fill([size], "")), [-1]) for f in strings})
-                return out
-
-            blocks = positions.batch(TASK_BLOCK).map(make_block, num_parallel_calls=tf.data.AUTOTUNE,
-                                                deterministic=True)
-            return blocks.unbatch()
-
-        # Draw k -> task; the per-task cursors are counted on the Python side (`_advance`).
-        streams = [task_stream(i, t, c) for i, (t, c) in enumerate(zip(self.tasks, cursors))]
-        if num_tasks == 1:
-            ds = streams[0]
+    def _dataset(self, draw: int, cursors: np.ndarray, prints: np.ndarray) -> tf.data.Dataset:
+        raw = [self._task_dataset(i, t, int(c), int(p))
+               for i, (t, c, p) in enumerate(zip(self.tasks, cursors, prints))]
+        strings: list[str] = []
+        if self.with_strings:
+            found = [f for ds in raw for f in streams.scalar_strings(ds.element_spec)]
+            strings = list(dict.fromkeys(["task", *found]))
+        fp = self.mode == "seqio"
+        per_task = []
+        for i, (task, ds, c, p) in enumerate(zip(self.tasks, raw, cursors, prints)):
+            ds = streams.normalized(ds, i, task.name, strings, fp)
+            per_task.append(streams.checked_resume(ds, int(p), i) if fp and c > 0 and p else ds)
+        if len(per_task) == 1:
+            ds = per_task[0]
         else:
-            choice = tf.data.Dataset.range(draw, 2**62, shards).map(choose)
-            ds = tf.data.Dataset.choose_from_datasets(streams, choice)
+            rates = np.array([r for _, r in self.entries], np.float64)
+            cum = tf.constant(np.cumsum(rates / rates.sum())[:-1], tf.float32)
+            seed = self.seed
+
+            def choose(k: tf.Tensor) -> tf.Tensor:
+                u = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), k]))
+                return tf.reduce_sum(tf.cast(u >= cum, tf.int64))
+
+            choice = tf.data.Dataset.range(draw, 2**62, self.num_shards).map(choose)
+            ds = tf.data.Dataset.choose_from_datasets(per_task, choice)
         options = tf.data.Options()
         options.deterministic = True
         return _in_blocks(ds, BLOCK).prefetch(4).with_options(options)
 
+    # --- iteration --------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self
 
@@ -151,22 +152,34 @@ class TrainIterator:
                 self._position = position
                 return self.packer.emit()
 
-    def _advance(self) -> tuple[tuple[int, np.ndarray], dict[str, Any]]:
-        """Next example and its position (draw k, cursors before it); moves the position on."""
-        if not self._block:
-            self._block = _unblock(next(self._blocks))[::-1]
-        ex = self._block.pop()
+    def _advance(self) -> tuple[tuple[int, np.ndarray, np.ndarray], dict[str, Any]]:
+        """Next example and its position (draw k, cursors and fingerprints before it); moves on."""
+        try:
+            if not self._block:
+                self._block = _unblock(next(self._blocks))[::-1]
+            ex = self._block.pop()
+        except StopIteration:
+            raise ValueError(f"{self.name!r}: the example stream ended; a task's split {self.split!r} "
+                             f"yields no examples at lengths {self.lengths} (tasks "
+                             f"{[t.name for t in self.tasks]})") from None
+        except tf.errors.InvalidArgumentError as e:
+            found = re.search(streams.RESUME_CHECK + r" <(\d+)>", e.message)
+            if found:
+                raise ValueError(streams.resume_error(self.tasks[int(found.group(1))].name)) from None
+            raise
         position = self._next
-        cursors = position[1].copy()
+        cursors, prints = position[1].copy(), position[2].copy()
         cursors[ex["task_index"]] += 1
-        self._next = (position[0] + self.num_shards, cursors)
+        if "fingerprint" in ex:
+            prints[ex["task_index"]] = ex["fingerprint"]
+        self._next = (position[0] + self.num_shards, cursors, prints)
         return position, ex
 
     def examples(self) -> Iterator[dict[str, Any]]:
         """The unpacked example stream in draw order (with string features if `with_strings`), each
         with its `draw` and `cursors` (the position before it)."""
         while True:
-            (k, cursors), ex = self._advance()
+            (k, cursors, _), ex = self._advance()
             yield {**ex, "draw": k, "cursors": cursors}
 
 
@@ -186,28 +199,25 @@ def _in_blocks(ds: tf.data.Dataset, size: int) -> tf.data.Dataset:
 
 def _unblock(block: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """The examples of one `_in_blocks` element, in order."""
-    n = len(block["task_index"])
     rows = {}
     for key in ("inputs", "targets"):
         ends = np.cumsum(block[key + "_lengths"]).tolist()
-        flat = block[key]
-        rows[key] = [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
+        rows[key] = [block[key][a:b] for a, b in zip([0] + ends[:-1], ends)]
     scalars = [k for k in block if k not in ("inputs", "targets", "inputs_lengths", "targets_lengths")]
     return [{"inputs": rows["inputs"][i], "targets": rows["targets"][i], **{k: block[k][i] for k in scalars}}
-            for i in range(n)]
+            for i in range(len(block["task_index"]))]
 
 
 def make_train_iterator(name: str, task_feature_lengths: Mapping[str, int], batch_size: int, *, seed: int,
                         shard_index: int = 0, num_shards: int = 1, state: Mapping[str, Any] | None = None,
                         pack: bool = True, bos_id: int | None = None, split: str = "train",
                         vocab: Any = None, with_strings: bool = False) -> TrainIterator:
-    """Seekable iterator of packed numpy batches for task or mixture `name` (see module docstring).
+    """Resumable iterator of packed numpy batches for seqio task or mixture `name` (module docstring).
 
     Batches are [batch_size, inputs + targets] with the docs/ARCHITECTURE.md section-1 features;
     `state=it.state()` from an earlier iterator continues with exactly the batches it would have given.
-    Examples longer than the row are trimmed (targets keep their head, inputs their tail);
-    UL2R examples never need it by construction (denoisers.raw_length). `with_strings` keeps the
-    tasks' scalar string features in `.examples()` (for inspection; packed batches never carry them).
+    `with_strings` keeps the tasks' scalar string features (and `task`) in `.examples()` (inspection;
+    packed batches never carry them).
     """
     return TrainIterator(name, task_feature_lengths, batch_size, seed=seed, shard_index=shard_index,
                          num_shards=num_shards, state=state, pack=pack, bos_id=bos_id, split=split,

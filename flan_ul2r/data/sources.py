@@ -114,8 +114,10 @@ def resolve_files(spec: SourceSpec) -> list[str]:
     return files
 
 
-def read_documents(spec: str | SourceSpec, stats: SourceStats | None = None) -> Iterator[Document]:
-    """Yields the non-empty documents of `spec` in a deterministic order; counts into `stats`."""
+def read_documents(spec: str | SourceSpec, stats: SourceStats | None = None,
+                   allow_empty: bool = False) -> Iterator[Document]:
+    """Yields the non-empty documents of `spec` in a deterministic order; counts into `stats`.
+    A source without any document raises EmptySourceError unless `allow_empty` (one file of many)."""
     spec = parse_source_spec(spec)
     stats = stats if stats is not None else SourceStats()
     reader = {"text": _read_text, "jsonl": _read_jsonl, "tfrecord": _read_tfrecord, "tfds": _read_tfds,
@@ -126,7 +128,7 @@ def read_documents(spec: str | SourceSpec, stats: SourceStats | None = None) -> 
             continue
         stats.documents += 1
         yield doc
-    if stats.documents == 0:
+    if stats.documents == 0 and not allow_empty:
         raise EmptySourceError(f"source {spec}: no documents at all ({stats.empty_documents} empty skipped, "
                                f"files: {stats.files[:5]}{'...' if len(stats.files) > 5 else ''})")
 

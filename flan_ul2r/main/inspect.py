@@ -1,10 +1,13 @@
-"""`flan-ul2r inspect`: print examples of a registered task or mixture as JSON lines, or a vocabulary.
+"""`flan-ul2r inspect`: print examples of a seqio task or mixture as JSON lines, or a vocabulary.
 
   flan-ul2r inspect --task ul2r [--split train] [--num 5] [--seed 0] [--sequence_length 512]
   flan-ul2r inspect --task ul2r --packed --batch_size 2 --sequence_length 512
+  flan-ul2r inspect --module my_tasks --task my_task      # a module that registers seqio tasks
   flan-ul2r inspect --vocab byte
 
-Examples come from the same seekable draw stream the trainer reads (`data.loader`), so `--seed` gives
+Any seqio Task or Mixture works: the built-in ones, or the user's, registered by `--module NAME` or by
+`--gin.MIXTURE_OR_TASK_MODULE=NAME` (with gin files, as `train` takes them).
+Examples come from the same draw stream the trainer reads (`data.loader`), so `--seed` gives
 exactly the training examples. `--sequence_length` is the model length (inputs + targets, split in
 halves as U-PaLM's 1024/1024, section 2.2). Each row carries `inputs`, `targets` (token ids),
 `inputs_text`, `targets_text`, `draw` and every scalar string feature of the example (`denoiser`,
@@ -19,13 +22,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flan_ul2r.gin_utils import parse_gin, split_gin_args
+from flan_ul2r.gin_utils import import_task_modules, parse_gin, split_gin_args
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flan-ul2r inspect", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", help="registered task or mixture name")
+    p.add_argument("--task", help="seqio task or mixture name")
+    p.add_argument("--module", action="append", default=[],
+                   help="module that registers tasks (repeatable; as --gin.MIXTURE_OR_TASK_MODULE=...)")
     p.add_argument("--vocab", help="vocabulary spec: byte | sentencepiece:PATH | hf:PATH")
     p.add_argument("--split", default="train")
     p.add_argument("--num", type=int, default=5, help="examples (or batches with --packed) to print")
@@ -53,11 +58,17 @@ def main(argv: Sequence[str]) -> int:
     import flan_ul2r.tasks
 
     flan_ul2r.tasks.import_all()  # registers gin configurables before gin parses (then locks)
-    if gin_files or bindings:
-        parse_gin(gin_files, bindings)
-        from flan_ul2r.tasks import register_after_gin
+    try:
+        if gin_files or bindings:
+            parse_gin(gin_files, bindings)
+            from flan_ul2r.tasks import register_after_gin
 
-        register_after_gin()  # the gin-chosen corpus / vocabulary / denoisers / Flan rates
+            register_after_gin()  # the gin-chosen corpus / vocabulary / denoisers / Flan rates
+            import_task_modules()  # MIXTURE_OR_TASK_MODULE (after the built-ins it may mix with)
+        import_task_modules(args.module, flag="--module")
+    except ValueError as e:
+        print(f"flan-ul2r inspect: {e}", file=sys.stderr)
+        return 2
     if args.vocab:
         from flan_ul2r.data.vocabularies import get_vocabulary
 
@@ -72,18 +83,17 @@ def main(argv: Sequence[str]) -> int:
             print(f"flan-ul2r inspect: {flag}={value} must be >= {low}", file=sys.stderr)
             return 2
 
-    from flan_ul2r.data import indexed, loader
+    from flan_ul2r.data import loader, registry
 
     half = args.sequence_length // 2
     lengths = {"inputs": half, "targets": args.sequence_length - half}
     try:
-        entries = indexed.get_mixture_or_task(args.task)
+        vocab = registry.task_vocabulary(args.task, args.split)
         it = loader.make_train_iterator(args.task, lengths, args.batch_size, seed=args.seed,
                                         split=args.split, with_strings=not args.packed)
     except ValueError as e:
         print(f"flan-ul2r inspect: {e}", file=sys.stderr)
         return 2
-    vocab = entries[0][0].vocabulary
     if args.packed:
         for b, batch in enumerate(itertools.islice(it, args.num)):
             for r in range(args.batch_size):

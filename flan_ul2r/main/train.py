@@ -50,7 +50,7 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
 
 
 def main(argv: Sequence[str]) -> int:
-    from flan_ul2r.gin_utils import parse_gin, split_gin_args
+    from flan_ul2r.gin_utils import import_task_modules, parse_gin, split_gin_args
 
     files, bindings, rest = split_gin_args(argv)
     if rest:
@@ -73,6 +73,11 @@ def main(argv: Sequence[str]) -> int:
         print(f"flan-ul2r train: gin error: {e}", file=sys.stderr)
         return 2
     flan_ul2r.tasks.register_after_gin()  # the gin-chosen corpus, vocabulary, denoisers, Flan rates
+    try:
+        import_task_modules()  # MIXTURE_OR_TASK_MODULE: the user's seqio registrations (after the built-ins)
+    except ValueError as e:
+        print(f"flan-ul2r train: {e}", file=sys.stderr)
+        return 2
     try:
         summary = train()
     except (ValueError, FileNotFoundError, FloatingPointError) as e:

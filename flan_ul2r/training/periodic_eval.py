@@ -65,9 +65,9 @@ class PeriodicEval:
                                    shard_index=jax.process_index(), num_shards=hosts, split="validation")
 
     def _has_validation(self) -> bool:
-        from flan_ul2r.data.indexed import get_mixture_or_task
+        from flan_ul2r.data.registry import leaf_tasks
 
-        lacking = [t.name for t, _ in get_mixture_or_task(self.cfg.mixture_or_task_name)
+        lacking = [t.name for t, _ in leaf_tasks(self.cfg.mixture_or_task_name)
                    if "validation" not in t.splits]
         if lacking:
             print(f"eval: {self.cfg.mixture_or_task_name!r} has no validation split (tasks {lacking[:5]} "
@@ -95,10 +95,10 @@ class PeriodicEval:
         from flan_ul2r.evaluation.runner import EvalSettings
         from flan_ul2r.evaluation.seqio_tasks import eval_task
 
-        prefix_lm = int(self.cfg.task_feature_lengths.get("inputs", 0)) > 0
-        from flan_ul2r.data.indexed import get_mixture_or_task
+        from flan_ul2r.data.registry import task_vocabulary
 
-        vocab = get_mixture_or_task(self.cfg.mixture_or_task_name)[0][0].vocabulary
+        prefix_lm = int(self.cfg.task_feature_lengths.get("inputs", 0)) > 0
+        vocab = task_vocabulary(self.cfg.mixture_or_task_name)
         model = self.model_factory(self.trainer, params, vocab, prefix_lm, self.cfg.sequence_length)
         check_model(model, f"train.eval_suite={self.cfg.eval_suite}")
         out_dir = None

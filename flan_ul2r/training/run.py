@@ -54,10 +54,10 @@ def run(cfg: RunConfig, operative_config: str | None = None) -> dict[str, Any]:
 
 
 def task_vocabulary(name: str) -> Any:
-    """The vocabulary of the task (or of a mixture's first task)."""
-    from flan_ul2r.data.indexed import get_mixture_or_task
+    """The vocabulary every task of the task or mixture shares (checked: data/registry.py)."""
+    from flan_ul2r.data.registry import task_vocabulary as shared_vocabulary
 
-    return get_mixture_or_task(name)[0][0].vocabulary
+    return shared_vocabulary(name)
 
 
 def check_vocabularies(vocab: Any, model_dir: Path, initial_checkpoint_path: str | None) -> None:

@@ -1,0 +1,88 @@
+"""What `MIXTURE_OR_TASK_NAME` names, asked of seqio's registry (the only one), and checked for training.
+
+`leaf_tasks(name)` resolves a seqio Task or Mixture (sub-mixtures included, seqio's `Mixture.get_rate`) to
+`[(task, normalized rate)]`. `check_tasks` refuses, with the task and feature named, what the decoder-only
+loader cannot train on: a task without a `targets` output feature, a split a task lacks, and
+vocabularies that differ between tasks of a mixture or between a task's `inputs` and `targets` (one
+decoder reads both). A task may have `inputs` + `targets` (prefix LM) or `targets` alone (causal LM).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import seqio
+
+_LISTED = 40  # names shown in an "unknown task" error
+
+
+def registered_names() -> list[str]:
+    return sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))
+
+
+def leaf_tasks(name: str) -> list[tuple[seqio.Task, float]]:
+    """[(task, rate / total rate)] of task or mixture `name`; tasks with rate 0 are left out."""
+    if not isinstance(name, str) or name not in registered_names():
+        names = registered_names()
+        shown = ", ".join(names[:_LISTED]) + (f", ... ({len(names)} in all)" if len(names) > _LISTED else "")
+        raise ValueError(f"unknown task or mixture {name!r} (MIXTURE_OR_TASK_NAME); seqio has: [{shown}]. "
+                         "Register it in a module and import it: --gin.MIXTURE_OR_TASK_MODULE=my_tasks")
+    provider = seqio.get_mixture_or_task(name)
+    if isinstance(provider, seqio.Task):
+        return [(provider, 1.0)]
+    rates = [(t, float(provider.get_rate(t))) for t in provider.tasks]
+    for task, rate in rates:
+        if not rate >= 0:
+            raise ValueError(f"mixture {name!r}: rate of task {task.name!r} is {rate!r}; must be >= 0")
+    total = sum(r for _, r in rates)
+    if not total > 0:
+        raise ValueError(f"mixture {name!r}: rates sum to {total}")
+    return [(t, r / total) for t, r in rates if r > 0]
+
+
+def same_vocabulary(a: Any, b: Any) -> bool:
+    """Equal vocabularies: the same object, equal `describe()` (our vocabularies), or seqio's `==`."""
+    if a is b:
+        return True
+    da, db = getattr(a, "describe", None), getattr(b, "describe", None)
+    if callable(da) and callable(db):
+        return da() == db()
+    return bool(a == b)
+
+
+def check_tasks(name: str, tasks: list[seqio.Task], split: str) -> Any:
+    """Checks what the loader needs (module docstring); returns the common vocabulary."""
+    first_vocab, first_task = None, None
+    for task in tasks:
+        features = task.output_features
+        if "targets" not in features:
+            raise ValueError(f"task {task.name!r} (in {name!r}): output features {sorted(features)} lack "
+                             "'targets'; a decoder-only task needs `targets` (and optionally `inputs`)")
+        if split not in task.splits:
+            raise ValueError(f"task {task.name!r} (in {name!r}): split={split!r} not in {list(task.splits)}")
+        for key in ("inputs", "targets"):
+            if key not in features:
+                continue
+            vocab = features[key].vocabulary
+            if first_vocab is None:
+                first_vocab, first_task = vocab, f"{task.name}:{key}"
+            elif not same_vocabulary(vocab, first_vocab):
+                raise ValueError(f"mixture {name!r}: the vocabulary of feature {key!r} of task {task.name!r} "
+                                 f"differs from that of {first_task} ({_describe(vocab)} vs "
+                                 f"{_describe(first_vocab)}); one model reads every task")
+    return first_vocab
+
+
+def _describe(vocab: Any) -> str:
+    kind = getattr(vocab, "describe", None)
+    text = f"{type(vocab).__name__}"
+    if callable(kind):
+        d = kind()
+        text += f"(kind={d.get('kind')}, vocab_size={d.get('vocab_size')})"
+    else:
+        text += f"(vocab_size={getattr(vocab, 'vocab_size', '?')})"
+    return text
+
+
+def task_vocabulary(name: str, split: str = "train") -> Any:
+    """The vocabulary every task of `name` shares (checked)."""
+    return check_tasks(name, [t for t, _ in leaf_tasks(name)], split)
