@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 
 import gin
 from flan_ul2r.data import flan_mixing, instruction_tasks
+from flan_ul2r.data.defaults import default_vocabulary
 from flan_ul2r.data.flan_collection import register_flan_collection
 from flan_ul2r.data.instruction_suite import SUITE, SUITE_SIZES, generate
-from flan_ul2r.tasks.ul2r import _default_vocabulary
 
 
 @gin.configurable
@@ -52,7 +52,7 @@ def flan_mixture(
 
 def register_suite() -> None:
     config = flan_mixture()
-    instruction_tasks.set_default_vocabulary(_default_vocabulary())
+    instruction_tasks.set_default_vocabulary(default_vocabulary())
     instruction_tasks.drop_members("collection")
     with instruction_tasks.mixtures_deferred():
         for task in SUITE:
@@ -70,7 +70,7 @@ def register_suite() -> None:
                 origin="suite",
             )
         if config["collection"]:
-            register_flan_collection(config["collection"], _default_vocabulary(), config["caps"])
+            register_flan_collection(config["collection"], default_vocabulary(), config["caps"])
     instruction_tasks.register_flan_mixtures(config["rates"], config["caps"], config["styles"])
 
 

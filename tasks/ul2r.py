@@ -54,13 +54,6 @@ def ul2r_options(concatenate: bool = True, separator: bool = True, eos_after_inp
     return {"concatenate": concatenate, "separator": separator, "eos_after_inputs": eos_after_inputs}
 
 
-def default_vocabulary() -> Any:
-    return defaults.default_vocabulary()
-
-
-_default_vocabulary = default_vocabulary  # the name tasks/flan.py imports
-
-
 def register_defaults() -> None:
     """The project's default registrations (see module docstring); cheap, nothing is built yet."""
     spec, vocabulary, cache = ul2r_corpus()

@@ -13,7 +13,7 @@ import pytest
 from flan_ul2r.data.loader import make_train_iterator
 from flan_ul2r.models.config import preset
 from flan_ul2r.training import optim, partitioning
-from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
+from flan_ul2r.training.config import CheckpointConfig, ModelSpec, OptimizerConfig, RunConfig
 from flan_ul2r.training.run import run
 from flan_ul2r.training.trainer import Trainer
 from tests._train_toy import LENGTHS, register_toy_mixture, train_tiny

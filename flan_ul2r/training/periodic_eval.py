@@ -91,11 +91,10 @@ class PeriodicEval:
                 "eval/accuracy": totals["correct"] / n, "eval/num_target_tokens": totals["num_tokens"]}
 
     def suite_scores(self, step: int, params: Any) -> dict[str, float]:
+        from flan_ul2r.data.registry import task_vocabulary
         from flan_ul2r.evaluation.evaluate import check_model, evaluate
         from flan_ul2r.evaluation.runner import EvalSettings
         from flan_ul2r.evaluation.seqio_tasks import eval_task
-
-        from flan_ul2r.data.registry import task_vocabulary
 
         prefix_lm = int(self.cfg.task_feature_lengths.get("inputs", 0)) > 0
         vocab = task_vocabulary(self.cfg.mixture_or_task_name)
