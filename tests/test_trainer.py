@@ -102,8 +102,8 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path):
         assert a[step]["loss"] == b[step]["loss"], step  # bit-identical on CPU
     assert (whole / "tb").is_dir() and any((whole / "tb").iterdir())
     assert (whole / "config.gin").is_file() and (whole / "loss.png").is_file()
-    with pytest.raises(ValueError, match="TRAIN_STEPS=8 <= the current step 8"):
-        _run(whole, 8)
+    again = _run(whole, 8)  # a finished run re-run: nothing to do, no error
+    assert again["already_done"] and again["final_step"] == 8
 
 
 def test_nan_loss_stops_without_checkpointing_it(tmp_path):

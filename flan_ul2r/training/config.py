@@ -109,7 +109,9 @@ class CheckpointConfig:
 class RunConfig:
     """Everything `training.run.run` needs. `train_steps` counts from the start of the run, as in t5x;
     `stop_after_steps` ends the process early (tests: a killed run); `chunked_loss` computes the output
-    projection + loss chunk by chunk (None = on CPU only, training/trainer.py)."""
+    projection + loss chunk by chunk (None = on CPU only, training/trainer.py); `prefetch_depth` batches
+    wait on the devices ahead of the step (training/prefetch.py; 2 = double buffering); `progress` shows
+    the progress bar (metrics files are written either way)."""
 
     model_dir: str
     mixture_or_task_name: str
@@ -128,11 +130,14 @@ class RunConfig:
     progress: bool = True
     chunked_loss: bool | None = None
     stop_after_steps: int | None = None
+    prefetch_depth: int = 2
 
     def __post_init__(self) -> None:
         missing = {"targets"} - set(self.task_feature_lengths)
         if missing:
             raise ValueError(f"TASK_FEATURE_LENGTHS={dict(self.task_feature_lengths)} lacks 'targets'")
+        if self.prefetch_depth < 1:
+            raise ValueError(f"prefetch_depth={self.prefetch_depth}: must be >= 1")
         if self.batch_size % jax.process_count():
             raise ValueError(f"batch_size={self.batch_size} is not divisible by the {jax.process_count()} "
                              "hosts")
