@@ -194,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def fake_gcs() -> Iterator[_Store]:
     """Starts the server, points TensorStore / google-cloud-storage / epath at it, cleans up after."""
-    from etils.epath import backend
+    from etils.epath import backend, gpath
 
     store = _Store()
     store.objects.clear()
@@ -210,6 +210,7 @@ def fake_gcs() -> Iterator[_Store]:
     for proto in ("gs", "gcs"):
         fsspec.register_implementation(proto, FakeGcsFileSystem, clobber=True)
     backend.fsspec_backend._get_filesystem.cache_clear()
+    gpath._is_tf_installed.cache_clear()  # it caches EPATH_USE_TF
     try:
         yield store
     finally:
@@ -221,4 +222,5 @@ def fake_gcs() -> Iterator[_Store]:
             else:
                 os.environ[k] = v
         backend.fsspec_backend._get_filesystem.cache_clear()
+        gpath._is_tf_installed.cache_clear()
         store.objects.clear()

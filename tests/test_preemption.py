@@ -72,6 +72,8 @@ def test_sigterm_saves_the_step_reached_and_resume_is_bit_identical(tmp_path):
     reached = _rows(preempted)[-1]["step"]
     assert 3 <= reached < STEPS
     assert _steps(preempted) == [reached]  # the period (100) never came: this is the preemption save
+    # train.progress=False hides the bar only: metrics, TensorBoard and the plot are written
+    assert (preempted / "loss.png").is_file() and any((preempted / "tb").iterdir())
     assert f"stopped by SIGTERM after saving step {reached}; exit status {PREEMPTED_EXIT_CODE}" in err
 
     out = _train(preempted, _env(cache))  # the same command resumes
