@@ -14,6 +14,7 @@ TensorFlow; `EPATH_USE_TF=false` switches it to fsspec/gcsfs). Local caches (the
 from __future__ import annotations
 
 import contextlib
+import glob as stdlib_glob
 import json
 import os
 import shutil
@@ -82,19 +83,30 @@ def has_magic(pattern: str) -> bool:
 
 
 def glob(pattern: PathLike) -> list[str]:
-    """Sorted matches of a pattern such as `gs://b/data/*.jsonl` or `~/data/**/*.txt`."""
+    """Sorted matches of a pattern such as `gs://b/data/*.jsonl` or `~/data/**/*.txt` (`**` recurses on
+    local paths only: on object stores it would list every object below)."""
     text = os.fspath(path(pattern))
     if not has_magic(text):
         return [text] if path(text).exists() else []
+    if not is_remote(text):
+        return sorted(stdlib_glob.glob(text, recursive=True))
     parts = text.split("/")
     first = next(i for i, part in enumerate(parts) if has_magic(part))
     base = "/".join(parts[:first]) or ("/" if text.startswith("/") else ".")
-    if is_remote(text) and first <= 2:  # "gs:", "", "bucket" must stay together
+    if first <= 2:  # "gs:", "", "bucket" must stay together
         raise ValueError(f"{text}: a remote pattern needs a literal bucket name")
     base_path = path(base)
     if not base_path.exists():
         return []
     return sorted(os.fspath(m) for m in base_path.glob("/".join(parts[first:])))
+
+
+def files_under(root: PathLike) -> list[str]:
+    """`root` itself if it is a file, else every file below it, sorted."""
+    top = path(root)
+    if top.is_file():
+        return [os.fspath(top)]
+    return sorted(os.fspath(path(folder) / name) for folder, _, names in top.walk() for name in names)
 
 
 def size_and_mtime_ns(p: PathLike) -> tuple[int, int]:

@@ -8,14 +8,14 @@
   rationale, answer.
 - `read_options_qa`: JSONL with `question`, `options` (a list) and `answer` (one of the options).
 
-Errors name the file, line and field (`FormatError`).
+Errors name the file, line and field (`FormatError`). Paths may be local or remote (flan_ul2r/fs.py).
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from flan_ul2r import fs
 from flan_ul2r.data.templates import Template
 
 
@@ -23,12 +23,21 @@ class FormatError(ValueError):
     """Bad instruction data; the message names file, line/instance and field."""
 
 
-def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
-    path = Path(path)
-    if not path.is_file():
+def _read(path: fs.PathLike) -> str:
+    if not fs.path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    raw = fs.read_bytes(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise FormatError(f"{path}:{line}: invalid UTF-8 at byte offset {e.start} of the file "
+                          f"(byte {raw[e.start:e.start + 1]!r}, {e.reason})") from None
+
+
+def _jsonl(path: fs.PathLike) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(_read(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -58,13 +67,10 @@ NIV2_TEMPLATES = (Template("{definition}\n\n{input}"), Template("Definition: {de
                   Template("{input}\n\nInstruction: {definition}"))
 
 
-def read_niv2(path: str | Path) -> list[dict[str, Any]]:
+def read_niv2(path: fs.PathLike) -> list[dict[str, Any]]:
     """One example per instance (its first output is the answer)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
     try:
-        task = json.loads(path.read_text(encoding="utf-8"))
+        task = json.loads(_read(path))
     except json.JSONDecodeError as e:
         raise FormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     for field in ("Definition", "Instances"):
@@ -85,12 +91,11 @@ def read_niv2(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def read_inputs_targets(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if path.suffix == ".parquet":
+def read_inputs_targets(path: fs.PathLike) -> list[dict[str, Any]]:
+    if fs.path(path).suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        table = pq.read_table(fs.path(path).open("rb") if fs.is_remote(path) else path)
         for field in ("inputs", "targets"):
             if field not in table.column_names:
                 raise FormatError(f"{path}: column {field!r} missing; columns {table.column_names}")
@@ -100,7 +105,7 @@ def read_inputs_targets(path: str | Path) -> list[dict[str, Any]]:
             for n, r in _jsonl(path)]
 
 
-def read_cot(path: str | Path) -> list[dict[str, Any]]:
+def read_cot(path: fs.PathLike) -> list[dict[str, Any]]:
     """GSM8K layout: the answer field is the rationale, then "#### " and the final answer."""
     out = []
     for n, r in _jsonl(path):
@@ -113,7 +118,7 @@ def read_cot(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def read_options_qa(path: str | Path) -> list[dict[str, Any]]:
+def read_options_qa(path: fs.PathLike) -> list[dict[str, Any]]:
     out = []
     for n, r in _jsonl(path):
         where = f"{path}:{n}"
