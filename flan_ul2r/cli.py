@@ -35,7 +35,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         hide_accelerators_from_tensorflow()
     module = importlib.import_module(VERBS[verb][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except Exception as e:  # a data error raised inside TF's tracing arrives wrapped: show the original
+        from flan_ul2r.errors import user_error
+
+        shown = user_error(e)
+        if shown is None:
+            raise
+        print(f"flan-ul2r {verb}: {shown}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +38,11 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
     try:
         gin.parse_config_files_and_bindings(list(gin_files), [_quote_bare(b) for b in bindings],
                                             finalize_config=finalize)
+    except SyntaxError as e:  # gin's parser: name the file and line without a traceback
+        where = f"{e.filename}:{e.lineno}" if e.filename else f"--gin binding, line {e.lineno}"
+        raise ValueError(f"{where}: gin syntax error: {e.msg} (at {(e.text or '').strip()!r})") from None
+    except tokenize.TokenError as e:  # an unclosed bracket or string in a --gin.NAME=VALUE binding
+        raise ValueError(f"gin syntax error: {e.args[0]} in the bindings {list(bindings)}") from None
     finally:
         logging.getLogger().removeFilter(quiet)
 

@@ -56,7 +56,11 @@ def main(argv: Sequence[str]) -> int:
 
     flan_ul2r.tasks.import_all()  # registers gin configurables before gin parses (then locks)
     if gin_files or bindings:
-        parse_gin(gin_files, bindings)
+        try:
+            parse_gin(gin_files, bindings)
+        except ValueError as e:
+            print(f"flan-ul2r inspect: gin error: {e}", file=sys.stderr)
+            return 2
         from flan_ul2r.tasks import register_after_gin
 
         register_after_gin()  # the gin-chosen corpus / vocabulary / denoisers / Flan rates

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gin
+from flan_ul2r.errors import user_error
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
 from flan_ul2r.training.preemption import PREEMPTED_EXIT_CODE
@@ -105,8 +106,11 @@ def main(argv: Sequence[str]) -> int:
     flan_ul2r.tasks.register_after_gin()  # the gin-chosen corpus, vocabulary, denoisers, Flan rates
     try:
         summary = train()
-    except (ValueError, OSError, FloatingPointError) as e:  # OSError: files, CheckpointSaveError
-        print(f"flan-ul2r train: {e}", file=sys.stderr)
+    except Exception as e:  # bad data, files, CheckpointSaveError, NaN: the message, not a traceback
+        shown = user_error(e)
+        if shown is None:
+            raise
+        print(f"flan-ul2r train: {shown}", file=sys.stderr)
         return 1
     print(json.dumps({"final_step": summary["final_step"], **summary["metrics"]}))
     if summary["preempted"]:

@@ -14,6 +14,7 @@ re-runs a finished job sees success; a preempted run returns `preempted` (the si
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -32,9 +33,9 @@ def run(cfg: RunConfig, operative_config: str | None = None) -> dict[str, Any]:
     """Trains `cfg` and returns {"final_step", "metrics" (the last logged), "model_config",
     "already_done" (nothing to train: the checkpoint is at TRAIN_STEPS or beyond), "preempted" (the
     signal that stopped the run after a checkpoint, or None)}."""
+    vocab = task_vocabulary(cfg.mixture_or_task_name)  # an unknown task fails before MODEL_DIR is made
     model_dir = fs.path(cfg.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    vocab = task_vocabulary(cfg.mixture_or_task_name)
     check_vocabularies(vocab, model_dir, cfg.initial_checkpoint_path)
     model_cfg = resolve_model(cfg, vocab)
     mesh, rules = cfg.mesh.build()
@@ -60,9 +61,16 @@ def run(cfg: RunConfig, operative_config: str | None = None) -> dict[str, Any]:
 
 
 def task_vocabulary(name: str) -> Any:
-    """The vocabulary of the task (or of a mixture's first task)."""
-    from flan_ul2r.data.indexed import get_mixture_or_task
+    """The vocabulary of the task (or of a mixture's first task); an unknown name is an error that
+    suggests the closest registered names."""
+    from flan_ul2r.data.indexed import get_mixture_or_task, registered_names
 
+    names = registered_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"MIXTURE_OR_TASK_NAME={name!r} is not a registered task or mixture{hint} (tasks "
+                         "register when their module is imported: `import` it in a gin file)")
     return get_mixture_or_task(name)[0][0].vocabulary
 
 
@@ -107,13 +115,18 @@ def restore_or_init(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCh
     latest = ckpts.latest_step()
     if latest is not None:
         state, data_state = ckpts.restore(latest, trainer.abstract_state)
-        print(f"resuming from {ckpts.directory / str(latest)}", file=sys.stderr)
+        print(resume_note(ckpts, latest), file=sys.stderr)
         return state, data_state
     if cfg.initial_checkpoint_path:
         params, _ = checkpoints.restore_params(cfg.initial_checkpoint_path, trainer.abstract_state.params)
         print(f"initialised from {cfg.initial_checkpoint_path}", file=sys.stderr)
         return trainer.state_from_params(params), None
     return trainer.init_state(cfg.seed), None
+
+
+def resume_note(ckpts: checkpoints.TrainCheckpoints, step: int) -> str:
+    """What a resumed run prints (an interrupted save is not a step: orbax ignores it)."""
+    return f"resuming from {ckpts.directory / str(step)}"
 
 
 def write_run_files(cfg: RunConfig, model_cfg: ModelConfig, vocab: Any, operative_config: str | None) -> None:
