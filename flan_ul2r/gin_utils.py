@@ -27,11 +27,16 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
     quoted for the user: `--gin.MODEL_DIR=/tmp/run` works as well as t5x's `--gin.MODEL_DIR=\\"/tmp/run\\"`.
     """
     import gin
+    from flan_ul2r import fs
 
+    gin.config.register_file_reader(_open_remote, _is_remote_file)  # gin files on gs://... (idempotent)
     for path in gin_search_paths():
         gin.add_config_file_search_path(path)
     for f in gin_files:
-        if not any(Path(p, f).is_file() for p in gin_search_paths()) and not Path(f).is_file():
+        if fs.is_remote(f):
+            if not fs.path(f).is_file():
+                raise SystemExit(f"--gin_file={f}: no such file")
+        elif not any(Path(p, f).is_file() for p in gin_search_paths()) and not Path(f).is_file():
             raise SystemExit(f"--gin_file={f}: no such file (searched {', '.join(gin_search_paths())})")
     quiet = _QuietSearchMisses()
     logging.getLogger().addFilter(quiet)
@@ -45,6 +50,18 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
         raise ValueError(f"gin syntax error: {e.args[0]} in the bindings {list(bindings)}") from None
     finally:
         logging.getLogger().removeFilter(quiet)
+
+
+def _open_remote(path: str):
+    from flan_ul2r import fs
+
+    return fs.path(path).open("r")
+
+
+def _is_remote_file(path: str) -> bool:
+    from flan_ul2r import fs
+
+    return fs.is_remote(path) and fs.path(path).is_file()
 
 
 class _QuietSearchMisses(logging.Filter):

@@ -70,3 +70,23 @@ def test_hf_export_and_import_through_gcs(tmp_path):
         assert any(name.startswith("flan-test-bucket/imported/params/") for name in store.names())
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(back)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_gin_files_on_gcs():
+    import gin
+    from flan_ul2r.gin_utils import parse_gin
+
+    @gin.configurable("remote_gin_probe")
+    def probe(steps=1):
+        return steps
+
+    with fake_gcs():
+        fs.write_text(f"{B}/gin/run.gin", "remote_gin_probe.steps = 7\n")
+        gin.clear_config()
+        try:
+            parse_gin([f"{B}/gin/run.gin"], [], finalize=False)
+            assert probe() == 7
+        finally:
+            gin.clear_config()
+        with pytest.raises(SystemExit, match="no such file"):
+            parse_gin([f"{B}/gin/missing.gin"], [], finalize=False)

@@ -1,11 +1,12 @@
 """TensorBoard event files on any filesystem `flan_ul2r.fs` speaks (gs://, s3://, local).
 
-tensorboardX (pure Python, no TF op per scalar) writes the events, but its own `gs://` writer needs
-google-cloud-storage's blob API with generation checks that go stale after the first flush (the crash in
-issue 13), and its `s3://` writer needs boto3. Here every remote scheme is routed through `epath` instead,
-the layer the rest of the run uses: on gs:// that is `tf.io.gfile`, whose flush uploads the file so far,
-so TensorBoard pointed at `gs://bucket/run/tb` sees the run while it trains (every `flush_secs`).
-Local directories keep tensorboardX's plain files.
+tensorboardX (pure Python, no TF op per scalar as `tf.summary` would run in the training process) writes
+the events. Its own `gs://` writer is a separate route through google-cloud-storage's blob API (users saw
+it crash when that client was missing) and its `s3://` writer needs boto3. Here every remote scheme goes
+through `epath` instead, the layer the rest of the run uses (same credentials, same test filesystem): on
+gs:// that is `tf.io.gfile`, whose flush uploads the file so far, so TensorBoard pointed at
+`gs://bucket/run/tb` sees the run while it trains (every `flush_secs`). Local directories keep
+tensorboardX's plain files.
 """
 from __future__ import annotations
 
