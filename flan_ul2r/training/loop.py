@@ -66,13 +66,13 @@ class _Logger:
     """Reads a step's metrics (a device_get), checks the loss, adds throughput, writes the row."""
 
     def __init__(self, cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpoints,
-                 writer: MetricsWriter):
+                 writer: MetricsWriter, start_step: int):
         self.cfg, self.ckpts, self.writer = cfg, ckpts, writer
         self.flops_per_token = compute.train_flops_per_token(trainer.cfg, cfg.sequence_length)
         self.peak = compute.device_peak_tflops() or compute.measure_matmul_peak()
         self.last: dict[str, float] = {}
         self._clock = time.perf_counter()
-        self._clock_step = 0
+        self._clock_step = start_step  # the first interval: start-up, compilation and the first step
 
     def log(self, pending: _Pending) -> dict[str, float]:
         values = {k: float(v) for k, v in jax.device_get(pending.metrics).items()}
@@ -117,7 +117,7 @@ def train_loop(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpo
     host0 = jax.process_index() == 0
     writer = MetricsWriter(cfg.model_dir, cfg.train_steps, start, write_files=host0,
                            show_bar=host0 and cfg.progress)
-    logger = _Logger(cfg, trainer, ckpts, writer)
+    logger = _Logger(cfg, trainer, ckpts, writer, start)
     batches = DevicePrefetcher(make_data(cfg, data_state), to_device, depth=cfg.prefetch_depth)
     try:
         with PreemptionWatcher() as preemption:

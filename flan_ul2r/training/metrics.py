@@ -26,7 +26,8 @@ class MetricsWriter:
 
     `write_files=False` (hosts other than 0) writes nothing; `show_bar=False` hides only the bar. Rows are
     appended to metrics.jsonl every `flush_seconds` (0: every row; object stores rewrite the object on
-    each append, so remote runs flush every 30 s), at each checkpoint (`flush()`) and at the end."""
+    each append, so remote runs flush every 30 s), at each checkpoint (`flush()`) and at the end;
+    TensorBoard events every 30 s, at each checkpoint and at the end."""
 
     def __init__(self, model_dir: fs.PathLike, total_steps: int, start_step: int, *, write_files: bool = True,
                  show_bar: bool = True, flush_seconds: float | None = None):
@@ -59,21 +60,24 @@ class MetricsWriter:
             if math.isfinite(float(v)):
                 self._tb.add_scalar(f"train/{k}", float(v), int(step))
         if time.monotonic() - self._last_flush >= self.flush_seconds:
-            self.flush()
+            self._append_rows()
 
     def advance(self, n: int = 1) -> None:
         self._bar.update(n)
 
-    def flush(self) -> None:
-        """Appends the pending rows to metrics.jsonl and flushes TensorBoard."""
+    def _append_rows(self) -> None:
         self._last_flush = time.monotonic()
-        if not self.write_files:
-            return
         if self._pending:
             with (self.model_dir / "metrics.jsonl").open("a") as f:
                 f.write("".join(self._pending))
             self._pending.clear()
-        self._tb.flush()
+
+    def flush(self) -> None:
+        """Appends the pending rows to metrics.jsonl and flushes TensorBoard (which otherwise flushes
+        itself every 30 s)."""
+        if self.write_files:
+            self._append_rows()
+            self._tb.flush()
 
     def close(self) -> None:
         self._bar.close()
