@@ -125,7 +125,8 @@ def plot_losses(metrics_path: fs.PathLike, png_path: fs.PathLike) -> None:
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, [r["loss"] for r in rows], label="loss")
-    for i, step in enumerate(resume_steps(raw)):
+    resumes = resume_steps(raw)
+    for i, step in enumerate(resumes):
         ax.axvline(step, color="gray", linestyle="--", linewidth=0.8, label="resumed" if i == 0 else None)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (per target token)")
@@ -133,7 +134,8 @@ def plot_losses(metrics_path: fs.PathLike, png_path: fs.PathLike) -> None:
         lr_ax = ax.twinx()
         lr_ax.plot(steps, [r.get("learning_rate", math.nan) for r in rows], color="tab:orange", alpha=0.6)
         lr_ax.set_ylabel("learning rate")
-    ax.legend(loc="upper right")
+    if resumes:
+        ax.legend(loc="upper right")
     ax.set_title(fs.path(png_path).parent.name)
     fig.tight_layout()
     buffer = io.BytesIO()
