@@ -26,9 +26,11 @@ def test_replayed_steps_read_once_latest_wins_and_resumes_are_marked(tmp_path, m
     assert [r["loss"] for r in latest] == [9.0, 8.0, 7.0, 6.5, 5.5, 4.5, 3.5]
 
     drawn = {}
-    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, x, y, **kw: drawn.setdefault("x", list(x)))
+    plot, axvline = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.axvline
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda self, x, y, **kw: drawn.setdefault("x", list(x)) and plot(self, x, y, **kw))
     monkeypatch.setattr(matplotlib.axes.Axes, "axvline",
-                        lambda self, x, **kw: drawn.setdefault("v", []).append(x))
+                        lambda self, x, **kw: drawn.setdefault("v", []).append(x) or axvline(self, x, **kw))
     plot_losses(tmp_path / "metrics.jsonl", tmp_path / "again.png")
     assert drawn["x"] == [1, 2, 3, 4, 5, 6, 7]  # one point per step, never back in time
     assert drawn["v"] == [3]
