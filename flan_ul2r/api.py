@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from pathlib import Path
+import os
 from typing import Any
 
 import jax
@@ -75,9 +75,12 @@ class LoadedModel:
         return new
 
 
-def load_model(path: str | Path, dtype: str = "float32") -> LoadedModel:
-    """An HF safetensors directory (config.json + *.safetensors) or a flan-ul2r checkpoint directory."""
-    path = Path(path)
+def load_model(path: str | os.PathLike, dtype: str = "float32") -> LoadedModel:
+    """An HF safetensors directory (config.json + *.safetensors) or a flan-ul2r checkpoint directory,
+    local or remote (gs://...)."""
+    from flan_ul2r import fs
+
+    path = fs.absolute(path)
     if (path / "config.json").is_file():
         from flan_ul2r.convert.hf_import import attach_vocabulary, load_hf_params
 

@@ -1,7 +1,9 @@
 """`flan-ul2r <verb> ...`: one entry point, one module per verb.
 
 Each verb lives in its own module under flan_ul2r/main/ and exposes `main(argv: list[str]) -> int`;
-this file only dispatches. gin parsing lives in flan_ul2r/gin_utils.py, which imports no verb.
+this file only dispatches, after hiding the accelerators from TensorFlow (flan_ul2r/tf_devices.py: every
+verb passes here before any tf.data work). `flan-ul2r <verb> --help` prints the verb's usage.
+gin parsing lives in flan_ul2r/gin_utils.py, which imports no verb.
 """
 from __future__ import annotations
 
@@ -30,8 +32,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"flan-ul2r: unknown verb {verb!r}; known: {', '.join(VERBS)}", file=sys.stderr)
         return 2
+    if not any(a in ("-h", "--help") for a in rest):
+        from flan_ul2r.tf_devices import hide_accelerators_from_tensorflow
+
+        hide_accelerators_from_tensorflow()
     module = importlib.import_module(VERBS[verb][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except Exception as e:  # a data error raised inside TF's tracing arrives wrapped: show the original
+        from flan_ul2r.errors import user_error
+
+        shown = user_error(e)
+        if shown is None:
+            raise
+        print(f"flan-ul2r {verb}: {shown}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,20 +32,42 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
     quoted for the user: `--gin.MODEL_DIR=/tmp/run` works as well as t5x's `--gin.MODEL_DIR=\\"/tmp/run\\"`.
     """
     import gin
+    from flan_ul2r import fs
 
     _cwd_importable()
+    gin.config.register_file_reader(_open_remote, _is_remote_file)  # gin files on gs://... (idempotent)
     for path in gin_search_paths():
         gin.add_config_file_search_path(path)
     for f in gin_files:
-        if not any(Path(p, f).is_file() for p in gin_search_paths()) and not Path(f).is_file():
+        if fs.is_remote(f):
+            if not fs.path(f).is_file():
+                raise SystemExit(f"--gin_file={f}: no such file")
+        elif not any(Path(p, f).is_file() for p in gin_search_paths()) and not Path(f).is_file():
             raise SystemExit(f"--gin_file={f}: no such file (searched {', '.join(gin_search_paths())})")
     quiet = _QuietSearchMisses()
     logging.getLogger().addFilter(quiet)
     try:
         gin.parse_config_files_and_bindings(list(gin_files), [_quote_bare(b) for b in bindings],
                                             finalize_config=finalize)
+    except SyntaxError as e:  # gin's parser: name the file and line without a traceback
+        where = f"{e.filename}:{e.lineno}" if e.filename else f"--gin binding, line {e.lineno}"
+        raise ValueError(f"{where}: gin syntax error: {e.msg} (at {(e.text or '').strip()!r})") from None
+    except tokenize.TokenError as e:  # an unclosed bracket or string in a --gin.NAME=VALUE binding
+        raise ValueError(f"gin syntax error: {e.args[0]} in the bindings {list(bindings)}") from None
     finally:
         logging.getLogger().removeFilter(quiet)
+
+
+def _open_remote(path: str):
+    from flan_ul2r import fs
+
+    return fs.path(path).open("r")
+
+
+def _is_remote_file(path: str) -> bool:
+    from flan_ul2r import fs
+
+    return fs.is_remote(path) and fs.path(path).is_file()
 
 
 class _QuietSearchMisses(logging.Filter):

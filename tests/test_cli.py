@@ -18,6 +18,42 @@ def test_help_lists_every_verb(capsys):
         assert verb in out
 
 
+@pytest.mark.parametrize("verb", list(cli.VERBS))
+def test_every_verb_has_help_with_usage_and_an_example(verb, capsys):
+    try:
+        code = cli.main([verb, "--help"])
+    except SystemExit as e:  # argparse exits after printing help
+        code = e.code
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("usage: flan-ul2r " + verb)
+    assert "example" in out and f"flan-ul2r {verb} " in out.split("example", 1)[1]
+
+
+def test_train_help_names_the_required_macros(capsys):
+    assert cli.main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    for macro in ("MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "TRAIN_STEPS", "MODEL_DIR"):
+        assert macro in out
+
+
+def test_verbs_run_with_accelerators_hidden_from_tensorflow(monkeypatch):
+    """The dispatcher hides GPUs and TPUs from TF before the verb's module is even imported."""
+    import importlib
+    import types
+
+    import tensorflow as tf
+
+    calls = []
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda devices, kind: calls.append((devices, kind)))
+    fake = types.SimpleNamespace(main=lambda argv: calls.append(("verb ran", argv)) or 0)
+    real_import = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name: fake if name == cli.VERBS["inspect"][0] else real_import(name))
+    assert cli.main(["inspect", "--vocab", "byte"]) == 0
+    assert calls == [([], "GPU"), ([], "TPU"), ("verb ran", ["--vocab", "byte"])]
+
+
 @pytest.mark.parametrize(
     "binding, expected",
     [

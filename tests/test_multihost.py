@@ -73,3 +73,50 @@ def test_two_processes_match_one_process_fed_both_shards(tmp_path):
         batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         state, m = trainer.train_step(state, partitioning.global_batch(batch, mesh))
         np.testing.assert_allclose(rows[step]["loss"], float(m["loss"]), rtol=1e-5)
+
+
+PREEMPTED_WORKER = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    sys.path.insert(0, {root!r})
+    from tests._train_child import SlowData
+    from tests._train_toy import LENGTHS, register_toy_mixture
+    from flan_ul2r.models.config import ModelConfig
+    from flan_ul2r.training import loop
+    from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
+    from flan_ul2r.training.run import run
+    make = loop.make_data
+    loop.make_data = lambda cfg, state: SlowData(make(cfg, state), 0.3)  # so the signal lands mid-run
+    summary = run(RunConfig(model_dir=sys.argv[3], mixture_or_task_name=register_toy_mixture(),
+                            task_feature_lengths=LENGTHS, train_steps=60, batch_size=8, model={model!r},
+                            mesh={mesh!r}, optimizer={opt!r}, checkpoint=CheckpointConfig(period=1000)))
+    print("STOPPED", jax.process_index(), summary["final_step"], summary["preempted"], flush=True)
+""")
+
+
+def test_sigterm_to_one_host_stops_both_at_the_same_saved_step(tmp_path):
+    """JAX's preemption sync point: only host 1 gets SIGTERM; both hosts save the same step and stop."""
+    import signal
+    import time
+
+    script = PREEMPTED_WORKER.format(root=str(ROOT), model=MODEL, opt=OPT, mesh=MESH)
+    addr, run_dir = f"127.0.0.1:{_free_port()}", tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen([sys.executable, "-c", script, addr, str(i), str(run_dir)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    metrics, deadline = run_dir / "metrics.jsonl", time.monotonic() + 600
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs) and not (
+            metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    stopped = [line.split() for out in outs for line in out.splitlines() if line.startswith("STOPPED")]
+    assert len(stopped) == 2, outs[1][-3000:]
+    steps = {int(s[2]) for s in stopped}
+    assert len(steps) == 1 and 3 <= steps.pop() < 60, stopped
+    step = int(stopped[0][2])
+    assert all(" ".join(s[3:]) == "preemption notice (JAX sync point)" for s in stopped)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == [str(step)]

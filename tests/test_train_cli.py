@@ -45,12 +45,12 @@ def test_smoke_run_learns_and_writes_everything(smoke_run):
     assert info["prefix_lm"] is True and info["sequence_length"] == 256
 
 
-def test_train_steps_not_beyond_the_checkpoint_is_a_clear_error(smoke_run):
+def test_a_finished_run_re_run_exits_0_with_a_message(smoke_run):
     model_dir, _ = smoke_run
     out = _train(*SMOKE,
                  f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=30")
-    assert out.returncode == 1
-    assert "TRAIN_STEPS=30 <= the current step 30" in out.stderr
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "is at step 30 >= TRAIN_STEPS=30: the run is finished, nothing to do" in out.stderr
 
 
 def test_gin_typo_names_file_and_line(tmp_path):

@@ -1,21 +1,35 @@
 """Logit check: the same random batch through HF transformers and through our model."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import tempfile
 
 import numpy as np
 
+from flan_ul2r import fs
 
-def compare_logits(hf_dir: str | Path, cfg, params, batch: int = 2, length: int = 16, seed: int = 0
+
+def _load_hf(hf_dir: fs.PathLike):
+    """transformers reads local directories only: a remote one is copied to a temporary directory."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if not fs.is_remote(hf_dir):
+        return AutoModelForCausalLM.from_pretrained(os.fspath(hf_dir), dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as local:
+        fs.copy_tree(hf_dir, local)
+        return AutoModelForCausalLM.from_pretrained(local, dtype=torch.float32)
+
+
+def compare_logits(hf_dir: fs.PathLike, cfg, params, batch: int = 2, length: int = 16, seed: int = 0
                    ) -> dict[str, float]:
     """max |delta logit| and mean KL(HF || ours) over the HF vocabulary, in float32."""
     import jax.numpy as jnp
     import torch
-    from transformers import AutoModelForCausalLM
 
     from flan_ul2r.models.decoder import Decoder
 
-    hf_model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
+    hf_model = _load_hf(hf_dir)
     hf_model.eval()
     vocab = hf_model.config.vocab_size
     tokens = np.random.default_rng(seed).integers(0, vocab, size=(batch, length))

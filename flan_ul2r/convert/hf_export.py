@@ -3,17 +3,18 @@
 HF transformers has no prefix-LM attention for these architectures: the exported model attends causally
 everywhere. A UL2R-trained model still works that way (mode tokens and infilling prompts are causal
 prompts), but inputs no longer see ahead; `export_hf` says so when the run trained with a prefix.
+Checkpoints and output directories may be local or remote (flan_ul2r/fs.py).
 """
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 
+from flan_ul2r import fs
 from flan_ul2r.convert import hf_families as fam
 from flan_ul2r.convert.safetensors_io import write_sharded
 from flan_ul2r.models.config import ModelConfig
@@ -37,15 +38,15 @@ def hf_tensors(cfg: ModelConfig, params: dict[str, Any]):
             yield t.hf_name, fam.to_hf(t, value, cfg)
 
 
-def _trained_with_prefix(checkpoint: Path) -> bool:
+def _trained_with_prefix(checkpoint: epath.Path) -> bool:
     gin = checkpoint.parent.parent / "config.gin"
     if not gin.is_file():
         return False
-    text = gin.read_text()
+    text = fs.read_text(gin)
     return "MIXTURE_OR_TASK_NAME = 'lm'" not in text
 
 
-def _tokenizer_dir(checkpoint: Path) -> Path | None:
+def _tokenizer_dir(checkpoint: epath.Path) -> epath.Path | None:
     for folder in (checkpoint / "tokenizer", checkpoint.parent.parent / "tokenizer"):
         if folder.is_dir():
             return folder
@@ -63,14 +64,15 @@ def appended_token_names(vocab: dict[str, Any]) -> dict[int, str]:
     return {i: names[i] for i in sorted(appended)}
 
 
-def add_appended_tokens(tokenizer_json: Path, vocab: dict[str, Any]) -> bool:
+def add_appended_tokens(tokenizer_json: fs.PathLike, vocab: dict[str, Any]) -> bool:
     """Adds the appended sentinel/mode ids to tokenizer.json as special added tokens, so the exported
     tokenizer encodes `<extra_id_0>` / `[NLU]` to the ids the model was trained with. False if no file."""
+    tokenizer_json = fs.path(tokenizer_json)
     if not tokenizer_json.is_file():
         return False
     from tokenizers import Tokenizer
 
-    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    data = fs.read_json(tokenizer_json)
     have = {t["content"] for t in data.get("added_tokens", [])}
     for i, name in appended_token_names(vocab).items():
         if name not in have:
@@ -83,13 +85,13 @@ def add_appended_tokens(tokenizer_json: Path, vocab: dict[str, Any]) -> bool:
     if wrong:
         raise ValueError(f"{tokenizer_json}: appended tokens would get other ids than in vocab.json: "
                          f"{dict(list(wrong.items())[:5])}")
-    tokenizer_json.write_text(text, encoding="utf-8")
+    fs.write_text(tokenizer_json, text)
     return True
 
 
-def export_hf(checkpoint: str | Path, out: str | Path, max_shard_bytes: int = 2 << 30) -> list[str]:
+def export_hf(checkpoint: fs.PathLike, out: fs.PathLike, max_shard_bytes: int = 2 << 30) -> list[str]:
     """Writes config.json, safetensors shards, tokenizer files; returns notes for the user."""
-    checkpoint, out = Path(checkpoint).absolute(), Path(out)
+    checkpoint, out = fs.absolute(checkpoint), fs.path(out)
     params, cfg_dict = restore_params(checkpoint)
     if cfg_dict is None:
         raise FileNotFoundError(f"{checkpoint}: no model_config.json next to the checkpoint")
@@ -108,14 +110,14 @@ def export_hf(checkpoint: str | Path, out: str | Path, max_shard_bytes: int = 2 
     hf = fam.hf_config_from(cfg, hf_base)
     # what the shards hold ("dtype" for transformers >= 5, "torch_dtype" before)
     hf["dtype"] = hf["torch_dtype"] = str(np.asarray(params["embedding"]).dtype)
-    (out / "config.json").write_text(json.dumps(hf, indent=1))
+    fs.write_json(out / "config.json", hf)
     tok = _tokenizer_dir(checkpoint)
     if tok is not None:
         for f in tok.iterdir():
-            shutil.copy(f, out / f.name)
+            fs.copy_file(f, out / f.name)
     vocab = read_json_beside(checkpoint, "vocab")
     if vocab is not None:
-        (out / "flan_ul2r_vocab.json").write_text(json.dumps(vocab, indent=1))
+        fs.write_json(out / "flan_ul2r_vocab.json", vocab)
         if vocab.get("appended_ids"):
             written = add_appended_tokens(out / "tokenizer.json", vocab)
             notes.append(f"{len(vocab['appended_ids'])} sentinel/mode-token ids were appended to the "

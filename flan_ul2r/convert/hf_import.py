@@ -4,17 +4,16 @@ The directory's tokenizer becomes the run's vocabulary (`hf:DIR` in flan_ul2r.da
 sentinels and mode tokens reuse reserved tokens when the vocabulary has them; otherwise they are appended
 and the embedding (and an untied output layer) grows, each new row the mean of the existing rows - a
 neutral start that keeps the new tokens' logits near the average (documented choice, as in HF's
-`resize_token_embeddings(mean_resizing=True)`).
+`resize_token_embeddings(mean_resizing=True)`). Directories may be local or remote (flan_ul2r/fs.py).
 """
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
+from flan_ul2r import fs
 from flan_ul2r.convert import hf_families as fam
 from flan_ul2r.convert.safetensors_io import SafetensorsReader
 from flan_ul2r.models.config import ModelConfig
@@ -23,21 +22,25 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "generation_config.json")
 
 
-def read_hf_config(hf_dir: Path) -> dict[str, Any]:
-    path = hf_dir / "config.json"
+def read_hf_config(hf_dir: fs.PathLike) -> dict[str, Any]:
+    path = fs.path(hf_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{hf_dir}: no config.json")
-    return json.loads(path.read_text())
+    return fs.read_json(path)
 
 
-def load_hf_params(hf_dir: str | Path, dtype: str = "float32") -> tuple[ModelConfig, dict[str, Any], dict]:
+def load_hf_params(hf_dir: fs.PathLike, dtype: str = "float32") -> tuple[ModelConfig, dict[str, Any], dict]:
     """(config, params tree, hf config) read tensor by tensor; stacked layers are filled in place."""
-    hf_dir = Path(hf_dir)
+    hf_dir = fs.path(hf_dir)
     hf = read_hf_config(hf_dir)
     if dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype={dtype!r}: float32 or bfloat16")
     cfg = fam.config_from_hf(hf, dtype)
-    reader = SafetensorsReader(hf_dir)
+    with SafetensorsReader(hf_dir) as reader:
+        return cfg, _read_params(cfg, reader, dtype), hf
+
+
+def _read_params(cfg: ModelConfig, reader: SafetensorsReader, dtype: str) -> dict[str, Any]:
     np_dtype = np.dtype("float32") if dtype == "float32" else _bf16()
     params: dict[str, Any] = {}
     for t in fam.tensors(cfg):
@@ -55,7 +58,7 @@ def load_hf_params(hf_dir: str | Path, dtype: str = "float32") -> tuple[ModelCon
         for key in t.path[:-1]:
             node = node.setdefault(key, {})
         node[t.path[-1]] = value
-    return cfg, params, hf
+    return params
 
 
 def _bf16():
@@ -79,8 +82,8 @@ def grow_vocabulary(cfg: ModelConfig, params: dict[str, Any], vocab_size: int) -
     return cfg.replace(vocab_size=vocab_size)
 
 
-def attach_vocabulary(hf_dir: Path, cfg: ModelConfig, params: dict[str, Any], sentinel_policy: str = "auto"
-                      ) -> tuple[ModelConfig, Any]:
+def attach_vocabulary(hf_dir: fs.PathLike, cfg: ModelConfig, params: dict[str, Any],
+                      sentinel_policy: str = "auto") -> tuple[ModelConfig, Any]:
     """(config grown for appended sentinel/mode ids, vocabulary) - or (cfg, None) without a tokenizer.
 
     tokenizer.json -> `hf:DIR` vocabulary, else tokenizer.model -> `sentencepiece:` vocabulary.
@@ -89,6 +92,7 @@ def attach_vocabulary(hf_dir: Path, cfg: ModelConfig, params: dict[str, Any], se
     """
     from flan_ul2r.data.vocabularies import get_vocabulary
 
+    hf_dir = fs.path(hf_dir)
     if (hf_dir / "tokenizer.json").is_file():
         vocab = get_vocabulary(f"hf:{hf_dir}?sentinel_policy={sentinel_policy}")
     elif (hf_dir / "tokenizer.model").is_file():  # SentencePiece-only directories (older Llama/Gemma)
@@ -104,12 +108,12 @@ def attach_vocabulary(hf_dir: Path, cfg: ModelConfig, params: dict[str, Any], se
     return grow_vocabulary(cfg, params, int(vocab.vocab_size)), vocab
 
 
-def import_hf(hf_dir: str | Path, out: str | Path, dtype: str = "float32", sentinel_policy: str = "auto",
+def import_hf(hf_dir: fs.PathLike, out: fs.PathLike, dtype: str = "float32", sentinel_policy: str = "auto",
               ) -> tuple[ModelConfig, dict[str, Any]]:
     """Converts and writes the params checkpoint; returns (config, vocabulary description)."""
     from flan_ul2r.training.checkpoints import save_params
 
-    hf_dir, out = Path(hf_dir), Path(out)
+    hf_dir, out = fs.path(hf_dir), fs.absolute(out)
     cfg, params, hf = load_hf_params(hf_dir, dtype)
     tokenizer_files = [f for f in TOKENIZER_FILES if (hf_dir / f).is_file()]
     vocab_desc = None
@@ -123,7 +127,11 @@ def import_hf(hf_dir: str | Path, out: str | Path, dtype: str = "float32", senti
     if vocab_desc is not None:
         extra["vocab"] = vocab_desc
     save_params(out, params, cfg.to_dict(), extra)
-    (out / "tokenizer").mkdir(exist_ok=True)
-    for f in tokenizer_files:
-        shutil.copy(hf_dir / f, out / "tokenizer" / f)
+    _copy_tokenizer(hf_dir, out / "tokenizer", tokenizer_files)
     return cfg, vocab_desc or {}
+
+
+def _copy_tokenizer(hf_dir: epath.Path, folder: epath.Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        fs.copy_file(hf_dir / name, folder / name)

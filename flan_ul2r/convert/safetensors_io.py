@@ -1,18 +1,21 @@
 """Reading and writing HF safetensors checkpoints (single file or sharded with an index), tensor by tensor.
 
 Never pickle: only `*.safetensors` files are read. Tensors are read one at a time (memory-mapped), so
-converting holds about one copy of the weights.
+converting holds about one copy of the weights. Directories may be remote (gs://...): each shard is
+copied to a local temporary file while it is read (safetensors maps local files only), and written
+shards are uploaded.
 """
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import Iterable
-from pathlib import Path
 
 import jax
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save, save_file
+
+from flan_ul2r import fs
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -21,11 +24,13 @@ SINGLE = "model.safetensors"
 class SafetensorsReader:
     """name -> numpy array over a directory's safetensors files, with errors naming file and tensor."""
 
-    def __init__(self, directory: str | Path):
-        self.dir = Path(directory)
+    def __init__(self, directory: fs.PathLike):
+        self.dir = fs.path(directory)
+        self._local = contextlib.ExitStack()  # temporary local copies of remote shards
+        self._open: dict[str, object] = {}
         index = self.dir / INDEX
         if index.is_file():
-            weight_map = json.loads(index.read_text()).get("weight_map")
+            weight_map = fs.read_json(index).get("weight_map")
             if not isinstance(weight_map, dict):
                 raise ValueError(f"{index}: no 'weight_map'")
             self.files = {name: self.dir / f for name, f in weight_map.items()}
@@ -33,14 +38,30 @@ class SafetensorsReader:
             if missing:
                 raise FileNotFoundError(f"{index} names shards that are missing: {missing}")
         elif (self.dir / SINGLE).is_file():
-            with safe_open(self.dir / SINGLE, framework="flax") as f:
-                self.files = {name: self.dir / SINGLE for name in f.keys()}
+            self.files = {name: self.dir / SINGLE for name in self._shard(self.dir / SINGLE).keys()}
         else:
             pickles = [p.name for p in self.dir.glob("*.bin")] + [p.name for p in self.dir.glob("*.pt*")]
             hint = f" (found {pickles}: pickle checkpoints are not loaded; re-save with safetensors)" \
                 if pickles else ""
             raise FileNotFoundError(f"{self.dir}: neither {SINGLE} nor {INDEX}{hint}")
-        self._open: dict[Path, object] = {}
+
+    def _shard(self, path: fs.PathLike) -> object:
+        key = str(path)
+        if key not in self._open:
+            local = self._local.enter_context(fs.local_copy(path))
+            self._open[key] = safe_open(local, framework="flax")
+        return self._open[key]
+
+    def close(self) -> None:
+        """Drops the open shards and their temporary local copies."""
+        self._open.clear()
+        self._local.close()
+
+    def __enter__(self) -> SafetensorsReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def names(self) -> list[str]:
         return sorted(self.files)
@@ -49,21 +70,27 @@ class SafetensorsReader:
         if name not in self.files:
             raise KeyError(f"{self.dir}: tensor {name!r} missing from the checkpoint")
         path = self.files[name]
-        if path not in self._open:
-            self._open[path] = safe_open(path, framework="flax")
+        shard = self._shard(path)
         # framework="flax" reads bfloat16 (numpy cannot); pin to host memory so no accelerator round trip
         with jax.default_device(jax.devices("cpu")[0]):
-            x = np.asarray(self._open[path].get_tensor(name))
+            x = np.asarray(shard.get_tensor(name))
         if shape is not None and tuple(x.shape) != tuple(shape):
             raise ValueError(f"{path.name}: tensor {name!r} has shape {tuple(x.shape)}, config.json implies "
                              f"{tuple(shape)}")
         return x.astype(dtype) if dtype is not None else x
 
 
-def write_sharded(directory: str | Path, tensors: Iterable[tuple[str, np.ndarray]],
+def _save(tensors: dict[str, np.ndarray], path: fs.PathLike, metadata: dict[str, str]) -> None:
+    if fs.is_remote(path):
+        fs.path(path).write_bytes(save(tensors, metadata=metadata))
+    else:
+        save_file(tensors, str(path), metadata=metadata)
+
+
+def write_sharded(directory: fs.PathLike, tensors: Iterable[tuple[str, np.ndarray]],
                   max_shard_bytes: int = 2 << 30) -> list[str]:
     """Writes `model-0000k-of-0000n.safetensors` shards + the index (or one file if it fits)."""
-    directory = Path(directory)
+    directory = fs.path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     shards: list[dict[str, np.ndarray]] = [{}]
     size = 0
@@ -75,15 +102,14 @@ def write_sharded(directory: str | Path, tensors: Iterable[tuple[str, np.ndarray
         size += x.nbytes
     meta = {"format": "pt"}
     if len(shards) == 1:
-        save_file(shards[0], str(directory / SINGLE), metadata=meta)
+        _save(shards[0], directory / SINGLE, meta)
         return [SINGLE]
     names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     weight_map = {}
     total = 0
     for fname, shard in zip(names, shards):
-        save_file(shard, str(directory / fname), metadata=meta)
+        _save(shard, directory / fname, meta)
         weight_map.update({k: fname for k in shard})
         total += sum(x.nbytes for x in shard.values())
-    (directory / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
-                                              indent=1))
+    fs.write_json(directory / INDEX, {"metadata": {"total_size": total}, "weight_map": weight_map})
     return names

@@ -10,16 +10,16 @@
   default (`keep_calculator_annotations=True` keeps them): they are tool calls, not prose.
 - `read_options_qa`: JSONL with `question`, `options` (a list) and `answer` (one of the options).
 
-Errors name the file, line and field (`FormatError`).
+Errors name the file, line and field (`FormatError`). Paths may be local or remote (flan_ul2r/fs.py).
 """
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+from flan_ul2r import fs
 from flan_ul2r.data.templates import Template
 
 
@@ -27,25 +27,34 @@ class FormatError(ValueError):
     """Bad instruction data; the message names file, line/instance and field."""
 
 
-def jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) of each non-blank line, streamed; errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
+def _read(path: fs.PathLike) -> str:
+    """The file's text; bad UTF-8 is an error naming the line and byte offset."""
+    if not fs.path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise FormatError(f"{path}:{lineno}: expected a JSON object")
-            yield lineno, row
+    raw = fs.read_bytes(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise FormatError(f"{path}:{line}: invalid UTF-8 at byte offset {e.start} of the file "
+                          f"(byte {raw[e.start:e.start + 1]!r}, {e.reason})") from None
 
 
-def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+def jsonl_rows(path: fs.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line; errors name the file and line."""
+    for lineno, line in enumerate(_read(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise FormatError(f"{path}:{lineno}: expected a JSON object")
+        yield lineno, row
+
+
+def _jsonl(path: fs.PathLike) -> list[tuple[int, dict[str, Any]]]:
     rows = list(jsonl_rows(path))
     if not rows:
         raise FormatError(f"{path}: no examples")
@@ -67,12 +76,9 @@ NIV2_TEMPLATES = (Template("{definition}\n\n{input}"), Template("Definition: {de
                   Template("{input}\n\nInstruction: {definition}"))
 
 
-def _niv2_task(path: str | Path, field: str) -> tuple[Path, dict[str, Any], str]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+def _niv2_task(path: fs.PathLike, field: str) -> tuple[fs.PathLike, dict[str, Any], str]:
     try:
-        task = json.loads(path.read_text(encoding="utf-8"))
+        task = json.loads(_read(path))
     except json.JSONDecodeError as e:
         raise FormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     for need in ("Definition", field):
@@ -82,7 +88,7 @@ def _niv2_task(path: str | Path, field: str) -> tuple[Path, dict[str, Any], str]
     return path, task, " ".join(definition) if isinstance(definition, list) else str(definition)
 
 
-def read_niv2_exemplars(path: str | Path) -> list[dict[str, Any]]:
+def read_niv2_exemplars(path: fs.PathLike) -> list[dict[str, Any]]:
     """The task's "Positive Examples" as examples (definition, input, answer, explanation)."""
     path, task, definition = _niv2_task(path, "Positive Examples")
     out = []
@@ -95,7 +101,7 @@ def read_niv2_exemplars(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def read_niv2(path: str | Path) -> list[dict[str, Any]]:
+def read_niv2(path: fs.PathLike) -> list[dict[str, Any]]:
     """One example per instance (its first output is the answer)."""
     path, task, definition = _niv2_task(path, "Instances")
     out = []
@@ -111,12 +117,11 @@ def read_niv2(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def read_inputs_targets(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if path.suffix == ".parquet":
+def read_inputs_targets(path: fs.PathLike) -> list[dict[str, Any]]:
+    if fs.path(path).suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        table = pq.read_table(fs.path(path).open("rb") if fs.is_remote(path) else path)
         for field in ("inputs", "targets"):
             if field not in table.column_names:
                 raise FormatError(f"{path}: column {field!r} missing; columns {table.column_names}")
@@ -129,7 +134,7 @@ def read_inputs_targets(path: str | Path) -> list[dict[str, Any]]:
 CALCULATOR_ANNOTATION = re.compile(r"<<[^<>]*>>")  # GSM8K's "<<48/2=24>>"
 
 
-def read_cot(path: str | Path, *, keep_calculator_annotations: bool = False) -> list[dict[str, Any]]:
+def read_cot(path: fs.PathLike, *, keep_calculator_annotations: bool = False) -> list[dict[str, Any]]:
     """GSM8K layout: the answer field is the rationale, then "#### " and the final answer."""
     out = []
     for n, r in _jsonl(path):
@@ -144,7 +149,7 @@ def read_cot(path: str | Path, *, keep_calculator_annotations: bool = False) -> 
     return out
 
 
-def read_options_qa(path: str | Path) -> list[dict[str, Any]]:
+def read_options_qa(path: fs.PathLike) -> list[dict[str, Any]]:
     out = []
     for n, r in _jsonl(path):
         where = f"{path}:{n}"

@@ -61,7 +61,7 @@ class HfTokenizerVocabulary(SpecialTokensMixin, seqio.Vocabulary):
         self._path, self._policy = str(path), sentinel_policy
         self._json = find_tokenizer_json(path)
         try:
-            self._tok = Tokenizer.from_file(str(self._json))
+            self._tok = Tokenizer.from_str(self._json.read_text(encoding="utf-8"))
         except Exception as e:  # tokenizers raises a bare Exception on bad JSON
             raise ValueError(f"hf vocabulary: cannot read {self._json}: {e}") from e
         vocab = self._tok.get_vocab(with_added_tokens=True)

@@ -11,19 +11,21 @@ A source is a `SourceSpec` (kind, paths, field, options), written on the command
     hf:/data/my_dataset#text?split=train    HF `datasets` saved with save_to_disk, or .parquet files
     parquet:/data/*.parquet#content     a string column through pyarrow
 
-Paths may be glob patterns (sorted; a pattern matching nothing is an error). Empty (whitespace-only or
+Paths may be local or remote (`gs://bucket/data/*.jsonl`, flan_ul2r/fs.py) and glob patterns (sorted; a
+pattern matching nothing is an error). Empty (whitespace-only or
 null) documents are skipped and counted in `SourceStats`, not errors. Errors name the file and line/record
 and the field or value at fault; a source with no document at all raises `EmptySourceError`.
 """
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from flan_ul2r import fs
 
 KINDS = ("text", "jsonl", "tfrecord", "tfds", "hf", "parquet")
 _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -105,10 +107,9 @@ def resolve_files(spec: SourceSpec) -> list[str]:
     """The files a file-based spec names (globs expanded, sorted); error for a pattern matching nothing."""
     files: list[str] = []
     for pattern in spec.paths:
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else (
-            [pattern] if os.path.exists(pattern) else [])
+        matches = fs.glob(pattern)
         if not matches:
-            what = "pattern matches no file" if glob.has_magic(pattern) else "file does not exist"
+            what = "pattern matches no file" if fs.has_magic(pattern) else "file does not exist"
             raise FileNotFoundError(f"source {spec}: {pattern!r}: {what}")
         files.extend(matches)
     return files
@@ -144,7 +145,7 @@ def _decode(raw: bytes, where: str, offset: int) -> str:
 def _lines(path: str) -> Iterator[tuple[int, int, bytes]]:
     """(1-based line number, byte offset of the line, line without newline), streaming."""
     offset = 0
-    with open(path, "rb") as f:
+    with fs.path(path).open("rb") as f:
         for number, raw in enumerate(f, 1):
             yield number, offset, raw.rstrip(b"\r\n")
             offset += len(raw)
@@ -157,8 +158,7 @@ def _read_text(spec: SourceSpec, stats: SourceStats) -> Iterator[Document]:
     for path in resolve_files(spec):
         stats.files.append(path)
         if per_file:
-            with open(path, "rb") as f:
-                raw = f.read()
+            raw = fs.read_bytes(path)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -296,7 +296,7 @@ def _read_parquet(spec: SourceSpec, stats: SourceStats, paths: list[str] | None 
     for path in paths or resolve_files(spec):
         stats.files.append(path)
         try:
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(fs.path(path).open("rb") if fs.is_remote(path) else path)
         except (pa.ArrowInvalid, OSError) as e:
             raise SourceError(f"{path}: not a Parquet file ({e})") from e
         names = pf.schema_arrow.names
@@ -322,9 +322,7 @@ def source_fingerprint(spec: str | SourceSpec) -> dict[str, Any]:
         roots = resolve_files(spec)
     files = []
     for root in roots:
-        walk = [root] if os.path.isfile(root) else sorted(
-            os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
-        for path in walk:
-            st = os.stat(path)
-            files.append([os.path.abspath(path), st.st_size, st.st_mtime_ns])
+        for path in fs.files_under(root):
+            size, mtime_ns = fs.size_and_mtime_ns(path)
+            files.append([path if fs.is_remote(path) else os.path.abspath(path), size, mtime_ns])
     return {"spec": str(spec), "files": files}

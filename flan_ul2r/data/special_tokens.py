@@ -3,9 +3,9 @@ special-token constants, the reserved-token patterns, `SpecialTokensMixin` (read
 `describe`, special-id bookkeeping) and `find_tokenizer_json`."""
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,9 +96,12 @@ class SpecialTokensMixin:
         return {}
 
 
-def find_tokenizer_json(path: str | Path) -> Path:
-    """`path` itself if it is a file, else `path/tokenizer.json`; clear error otherwise."""
-    p = Path(path)
+def find_tokenizer_json(path: str | os.PathLike) -> Any:
+    """`path` itself if it is a file, else `path/tokenizer.json` (an epath.Path: local or gs://); clear
+    error otherwise."""
+    from flan_ul2r import fs
+
+    p = fs.path(path)
     if p.is_file():
         return p
     if p.is_dir() and (p / "tokenizer.json").is_file():

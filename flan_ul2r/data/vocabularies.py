@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import seqio
 
+from flan_ul2r import fs
 from flan_ul2r.data.special_tokens import (
     MODE_TOKENS,
     NUM_SENTINELS,
@@ -85,13 +86,13 @@ class SentencePieceVocabulary(SpecialTokensMixin, seqio.SentencePieceVocabulary)
     def __init__(self, path: str, sentinel_policy: str = "auto", num_sentinels: int = NUM_SENTINELS):
         import sentencepiece as spm
 
-        if not os.path.isfile(path):
+        if not fs.path(path).is_file():
             raise FileNotFoundError(f"sentencepiece vocabulary: model file {path!r} does not exist")
         if sentinel_policy not in POLICIES:
             raise ValueError(f"sentencepiece:{path}: sentinel_policy={sentinel_policy!r}; expected one of "
                              f"{POLICIES}")
         self._policy, self._path = sentinel_policy, path
-        original = spm.SentencePieceProcessor(model_file=path)
+        original = spm.SentencePieceProcessor(model_proto=fs.read_bytes(path))  # local or gs://
         n = original.GetPieceSize()
         self._original_size = n
         self._existing_modes = {m: original.piece_to_id(m) for m in MODE_TOKENS

@@ -1,4 +1,11 @@
-"""`flan-ul2r convert import-hf | export-hf`."""
+"""`flan-ul2r convert import-hf | export-hf`: HF safetensors directories <-> flan-ul2r checkpoints.
+
+examples:
+  flan-ul2r convert import-hf --hf_dir /models/Llama-3.2-1B --out /ckpt/llama-1b --check
+  flan-ul2r convert export-hf --checkpoint /runs/u-llama/checkpoints/20000 --out /models/U-Llama-3.2-1B
+
+Directories may be local or remote (gs://...). No gin: every option is a flag.
+"""
 from __future__ import annotations
 
 import argparse
@@ -11,15 +18,18 @@ MAX_KL = 0.015
 
 
 def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="flan-ul2r convert")
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="flan-ul2r convert", description=__doc__, formatter_class=raw)
     sub = p.add_subparsers(dest="cmd", required=True)
-    imp = sub.add_parser("import-hf", help="HF safetensors directory -> flan-ul2r checkpoint")
+    imp = sub.add_parser("import-hf", help="HF safetensors directory -> flan-ul2r checkpoint",
+                         description=__doc__, formatter_class=raw)
     imp.add_argument("--hf_dir", required=True)
     imp.add_argument("--out", required=True)
     imp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     imp.add_argument("--sentinel_policy", default="auto", choices=["auto", "append", "last_n"])
     imp.add_argument("--check", action="store_true", help="compare logits with transformers")
-    exp = sub.add_parser("export-hf", help="flan-ul2r checkpoint -> HF safetensors directory")
+    exp = sub.add_parser("export-hf", help="flan-ul2r checkpoint -> HF safetensors directory",
+                         description=__doc__, formatter_class=raw)
     exp.add_argument("--checkpoint", required=True)
     exp.add_argument("--out", required=True)
     exp.add_argument("--max_shard_gb", type=float, default=2.0)

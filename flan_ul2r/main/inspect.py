@@ -1,5 +1,7 @@
 """`flan-ul2r inspect`: print examples of a seqio task or mixture as JSON lines, or a vocabulary.
+No gin macro is required; --gin_file=F / --gin.NAME=VALUE configure tasks as in `train`.
 
+examples:
   flan-ul2r inspect --task ul2r [--split train] [--num 5] [--seed 0] [--sequence_length 512]
   flan-ul2r inspect --task ul2r --packed --batch_size 2 --sequence_length 512
   flan-ul2r inspect --module my_tasks --task my_task      # a module that registers seqio tasks

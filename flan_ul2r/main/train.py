@@ -7,6 +7,10 @@ Required macros as in t5x: MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, TRAIN_STE
 optional INITIAL_CHECKPOINT_PATH. This module is the gin edge: it binds the typed configs of
 flan_ul2r/training/config.py (ModelSpec, ModelConfig, MeshConfig, OptimizerConfig, CheckpointConfig) and
 hands a RunConfig to flan_ul2r/training/run.py. The operative config is written to MODEL_DIR/config.gin.
+
+Exit status: 0 trained to TRAIN_STEPS (or it already had: a re-run of a finished run), 75 preempted
+(SIGTERM/SIGINT: a checkpoint of the step reached was saved; run the same command to resume), 1 a run
+error (bad data, NaN loss, failed save; the message says which), 2 bad arguments or gin.
 """
 from __future__ import annotations
 
@@ -17,8 +21,34 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gin
+from flan_ul2r.errors import user_error
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
+from flan_ul2r.training.preemption import PREEMPTED_EXIT_CODE
+
+HELP = f"""usage: flan-ul2r train --gin_file=RUN.gin [--gin_file=MODEL.gin ...] [--gin.NAME=VALUE ...]
+
+Trains with gin configs, t5x-style: a run gin (gin/runs/*.gin) sets the wiring, a model gin
+(gin/models/*.gin) the shape, a partitioning gin (gin/partitioning/*.gin) the mesh; --gin.NAME=VALUE
+overrides any binding or macro (bare words are quoted for you).
+
+required macros:
+  MIXTURE_OR_TASK_NAME   task or mixture to train on (run gins set it: ul2r, flan, lm, ...)
+  TASK_FEATURE_LENGTHS   {{"inputs": N, "targets": M}} (run gins set it)
+  TRAIN_STEPS            steps from the start of the run (as in t5x)
+  MODEL_DIR              checkpoints, metrics.jsonl, tb/, loss.png, config.gin (local or gs://...)
+optional macros:
+  INITIAL_CHECKPOINT_PATH  params to start from (`flan-ul2r convert import-hf` output), BATCH_SIZE,
+                           LEARNING_RATE, CHECKPOINT_PERIOD
+
+example:
+  flan-ul2r train --gin_file=gin/runs/ul2r.gin --gin_file=gin/models/tiny.gin \\
+      --gin_file=gin/runs/cpu_smoke.gin --gin.MODEL_DIR=/tmp/flan_ul2r_smoke --gin.TRAIN_STEPS=50
+
+Running the same command again resumes from the newest checkpoint in MODEL_DIR.
+exit status: 0 done (also when MODEL_DIR is already at TRAIN_STEPS), {PREEMPTED_EXIT_CODE} preempted after
+saving a checkpoint (run it again to resume), 1 run error, 2 bad arguments or gin.
+"""
 
 for _cls in (ModelConfig, ModelSpec, MeshConfig, OptimizerConfig, CheckpointConfig):
     gin.external_configurable(_cls, module="flan_ul2r")
@@ -33,7 +63,8 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
           z_loss: float = 1e-4, num_microbatches: int = 1, log_every: int = 1,
           stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None,
           eval_period: int = 0, eval_suite: str | None = None, eval_batches: int = 10,
-          eval_max_examples: int | None = 20) -> dict[str, Any]:
+          eval_max_examples: int | None = 20,
+          prefetch_depth: int = 2) -> dict[str, Any]:
     """The gin-bound RunConfig (fields documented there), trained by `training.run.run`."""
     from flan_ul2r.training.run import run
 
@@ -45,7 +76,8 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
         checkpoint=checkpoint or CheckpointConfig(), z_loss=z_loss, num_microbatches=num_microbatches,
         log_every=log_every, stop_after_steps=stop_after_steps, progress=progress, chunked_loss=chunked_loss,
         eval_period=eval_period, eval_suite=eval_suite, eval_batches=eval_batches,
-        eval_max_examples=eval_max_examples)
+        eval_max_examples=eval_max_examples,
+        prefetch_depth=prefetch_depth)
     return run(cfg, operative_config=gin.operative_config_str())
 
 
@@ -53,6 +85,9 @@ def main(argv: Sequence[str]) -> int:
     from flan_ul2r.gin_utils import import_task_modules, parse_gin, split_gin_args
 
     files, bindings, rest = split_gin_args(argv)
+    if any(a in ("-h", "--help") for a in rest):
+        print(HELP)
+        return 0
     if rest:
         print(f"flan-ul2r train: unexpected arguments {rest}; use --gin_file=F and --gin.NAME=VALUE",
               file=sys.stderr)
@@ -80,8 +115,16 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         summary = train()
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"flan-ul2r train: {e}", file=sys.stderr)
+    except Exception as e:  # bad data, files, CheckpointSaveError, NaN: the message, not a traceback
+        shown = user_error(e)
+        if shown is None:
+            raise
+        print(f"flan-ul2r train: {shown}", file=sys.stderr)
         return 1
     print(json.dumps({"final_step": summary["final_step"], **summary["metrics"]}))
+    if summary["preempted"]:
+        print(f"flan-ul2r train: stopped by {summary['preempted']} after saving step "
+              f"{summary['final_step']}; exit status {PREEMPTED_EXIT_CODE}: run the same command to resume",
+              file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     return 0

@@ -110,7 +110,9 @@ class RunConfig:
     """Everything `training.run.run` needs. `train_steps` counts from the start of the run, as in t5x;
     `model_dir` may be left "" where a caller names it (the pipeline gives each stage its directory);
     `stop_after_steps` ends the process early (tests: a killed run); `chunked_loss` computes the output
-    projection + loss chunk by chunk (None = on CPU only, training/trainer.py)."""
+    projection + loss chunk by chunk (None = on CPU only, training/trainer.py); `prefetch_depth` batches
+    wait on the devices ahead of the step (training/prefetch.py; 2 = double buffering); `progress` shows
+    the progress bar (metrics files are written either way)."""
 
     mixture_or_task_name: str
     task_feature_lengths: Mapping[str, int]
@@ -135,11 +137,15 @@ class RunConfig:
     eval_suite: str | None = None
     eval_batches: int = 10
     eval_max_examples: int | None = 20
+    # batches packed and put on the devices ahead of the step (training/prefetch.py)
+    prefetch_depth: int = 2
 
     def __post_init__(self) -> None:
         missing = {"targets"} - set(self.task_feature_lengths)
         if missing:
             raise ValueError(f"TASK_FEATURE_LENGTHS={dict(self.task_feature_lengths)} lacks 'targets'")
+        if self.prefetch_depth < 1:
+            raise ValueError(f"prefetch_depth={self.prefetch_depth}: must be >= 1")
         if self.batch_size % jax.process_count():
             raise ValueError(f"batch_size={self.batch_size} is not divisible by the {jax.process_count()} "
                              "hosts")

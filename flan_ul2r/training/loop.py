@@ -1,24 +1,45 @@
 """The training loop: batches in, steps, metrics out (every `log_every` steps), checkpoints on period.
 
+The main thread never waits on the host: batches are fetched, packed and put on the devices by a
+background thread (`prefetch.DevicePrefetcher`, double-buffered), and a step's metrics are fetched with
+`jax.device_get` only after the next step has been dispatched (one step late), so the devices always
+have the next step queued. Exceptions: save steps and the last step fetch their own metrics first (a
+checkpoint is written only for a finite loss and finite parameters).
+
 Metrics per logged step (metrics.jsonl, TensorBoard, the progress bar): the step's loss terms, accuracy,
 gradient norm and learning rate, plus tokens/s, step time, TFLOP/s per device and MFU against the
-device's peak (training/compute.py). A non-finite loss stops the run without saving that state.
+device's peak (training/compute.py). Step time is the time between two consecutive metric fetches (the
+device's pace, once the queue is full). A non-finite loss stops the run, one step late at the latest,
+without saving that state; the newest checkpoint is the last good one. A preemption notice
+(training/preemption.py) ends the run after the current step with a checkpoint of that step. Every
+`eval_period` steps `PeriodicEval` writes validation loss and eval-suite scores (training/periodic_eval.py).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from flan_ul2r.training import checkpoints, compute, partitioning
 from flan_ul2r.training.config import RunConfig
 from flan_ul2r.training.metrics import MetricsWriter
 from flan_ul2r.training.periodic_eval import PeriodicEval
+from flan_ul2r.training.preemption import PreemptionWatcher
+from flan_ul2r.training.prefetch import DevicePrefetcher
 from flan_ul2r.training.trainer import Trainer, TrainState, check_batch
+
+
+@dataclasses.dataclass
+class LoopResult:
+    state: TrainState
+    metrics: dict[str, float]  # the last logged row
+    preempted: str | None = None  # the signal that stopped the run early
 
 
 def make_data(cfg: RunConfig, data_state: dict[str, Any] | None) -> Any:
@@ -31,53 +52,125 @@ def make_data(cfg: RunConfig, data_state: dict[str, Any] | None) -> Any:
                                state=data_state)
 
 
+@jax.jit
+def _all_finite(params: Any) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
+
+
+class _Pending:
+    """A dispatched step whose metrics have not been read yet."""
+
+    def __init__(self, step: int, metrics: dict[str, jax.Array], tokens: int):
+        self.step, self.metrics, self.tokens = step, metrics, tokens
+
+
+class _Logger:
+    """Reads a step's metrics (a device_get), checks the loss, adds throughput, writes the row."""
+
+    def __init__(self, cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpoints,
+                 writer: MetricsWriter, start_step: int):
+        self.cfg, self.ckpts, self.writer = cfg, ckpts, writer
+        self.flops_per_token = compute.train_flops_per_token(trainer.cfg, cfg.sequence_length)
+        self.peak = compute.device_peak_tflops() or compute.measure_matmul_peak()
+        self.last: dict[str, float] = {}
+        self.evaluator: PeriodicEval | None = None
+        self._clock = time.perf_counter()
+        self._clock_step = start_step  # the first interval: start-up, compilation and the first step
+
+    def log(self, pending: _Pending) -> dict[str, float]:
+        values = {k: float(v) for k, v in jax.device_get(pending.metrics).items()}
+        if not math.isfinite(values["loss"]):
+            raise FloatingPointError(nan_message(f"loss is {values['loss']}", pending.step, self.ckpts))
+        now = time.perf_counter()
+        steps = max(pending.step - self._clock_step, 1)
+        seconds = (now - self._clock) / steps
+        self._clock, self._clock_step = now, pending.step
+        tokens = float(pending.tokens) * jax.process_count()
+        values.update(_throughput(tokens, seconds, self.flops_per_token, self.peak))
+        self.writer.write(pending.step, values)
+        self.last = values
+        return values
+
+    def restart_clock(self, step: int) -> None:
+        """After a blocking pause (a checkpoint save) the next interval would include it."""
+        self._clock, self._clock_step = time.perf_counter(), step
+
+
+def nan_message(what: str, step: int, ckpts: checkpoints.TrainCheckpoints) -> str:
+    """`what` happened at `step`: the message names the last good checkpoint (after pending saves)."""
+    ckpts.wait()
+    good = ckpts.last_good_step
+    where = f"step {good} ({ckpts.directory / str(good)})" if good is not None else "none yet"
+    return (f"{what} at step {step}; stopping without saving this state. The last good "
+            f"checkpoint is {where}; a restart resumes from it. Lower the learning rate or check the data")
+
+
 def train_loop(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpoints, state: TrainState,
-               data_state: dict[str, Any] | None) -> tuple[TrainState, dict[str, float]]:
-    """Steps from the state's step to `cfg.train_steps` (or `stop_after_steps`); returns the final state
-    and the last logged metrics. Checkpoints and the metrics writer are closed on the way out."""
-    data = make_data(cfg, data_state)
+               data_state: dict[str, Any] | None) -> LoopResult:
+    """Steps from the state's step to `cfg.train_steps` (or `stop_after_steps`, or a preemption notice);
+    returns the final state and the last logged metrics. Checkpoints, the prefetch thread and the metrics
+    writer are closed on the way out."""
     start = int(state.step)
-    flops_per_token = compute.train_flops_per_token(trainer.cfg, cfg.sequence_length)
-    peak = compute.device_peak_tflops() or compute.measure_matmul_peak()
-    writer = MetricsWriter(Path(cfg.model_dir), cfg.train_steps, start,
-                           enabled=jax.process_index() == 0 and cfg.progress)
     shards = trainer.mesh.shape["data"] * trainer.mesh.shape["fsdp"]
-    evaluator = PeriodicEval(cfg, trainer)
-    last: dict[str, float] = {}
+
+    def to_device(local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        check_batch(local, cfg.num_microbatches, shards)
+        return partitioning.global_batch(local, trainer.mesh)
+
+    host0 = jax.process_index() == 0
+    writer = MetricsWriter(cfg.model_dir, cfg.train_steps, start, write_files=host0,
+                           show_bar=host0 and cfg.progress)
+    logger = _Logger(cfg, trainer, ckpts, writer, start)
+    logger.evaluator = PeriodicEval(cfg, trainer)
+    batches = DevicePrefetcher(make_data(cfg, data_state), to_device, depth=cfg.prefetch_depth)
     try:
-        for step in range(start + 1, cfg.train_steps + 1):
-            t0 = time.perf_counter()
-            local = next(data)
-            check_batch(local, cfg.num_microbatches, shards)
-            state, metrics = trainer.train_step(state, partitioning.global_batch(local, trainer.mesh),
-                                                donate=not ckpts.should_save(step - 1, False))
-            final = step == cfg.train_steps
-            if step % cfg.log_every == 0 or final or ckpts.should_save(step, final):
-                last = _step_metrics(metrics, step, ckpts)
-                tokens = float(np.prod(local["decoder_input_tokens"].shape)) * jax.process_count()
-                last.update(_throughput(tokens, time.perf_counter() - t0, flops_per_token, peak))
-                writer.write(step, last)
-            if evaluator.due(step):
-                writer.write(step, evaluator.run(step, state.params))
-            writer.advance()
-            if ckpts.should_save(step, final):
-                ckpts.save(step, state, data.state())
-            if cfg.stop_after_steps is not None and step >= cfg.stop_after_steps:
-                break
+        with PreemptionWatcher() as preemption:
+            state, signal_name = _steps(cfg, trainer, ckpts, state, start, batches, logger, preemption)
     finally:
-        ckpts.close()
-        writer.close()
-    return state, last
+        batches.close()
+        try:
+            ckpts.close()
+        finally:
+            writer.close()
+    return LoopResult(state, logger.last, signal_name)
 
 
-def _step_metrics(metrics: dict[str, Any], step: int, ckpts: checkpoints.TrainCheckpoints
-                  ) -> dict[str, float]:
-    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not math.isfinite(values["loss"]):
-        raise FloatingPointError(f"loss is {values['loss']} at step {step}; stopping without saving this "
-                                 f"state (last checkpoint: {ckpts.latest_step()}); lower the learning rate, "
-                                 "check the data")
-    return values
+def _steps(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpoints, state: TrainState,
+           start: int, batches: DevicePrefetcher, logger: _Logger, preemption: PreemptionWatcher
+           ) -> tuple[TrainState, str | None]:
+    pending: _Pending | None = None
+    last_step = cfg.train_steps if cfg.stop_after_steps is None else min(cfg.train_steps,
+                                                                         cfg.stop_after_steps)
+    for step in range(start + 1, last_step + 1):
+        item = next(batches)
+        state, metrics = trainer.train_step(state, item.batch, donate=not ckpts.should_save(step - 1, False))
+        if pending is not None:  # the previous step's metrics, read while this step runs
+            logger.log(pending)
+            pending = None
+        logger.writer.advance()
+        if logger.evaluator is not None and logger.evaluator.due(step):
+            logger.writer.write(step, logger.evaluator.run(step, state.params))
+            logger.restart_clock(step)
+        final = step == cfg.train_steps
+        stop = preemption.reached(step)
+        save = ckpts.should_save(step, final) or stop
+        if step % cfg.log_every == 0 or final or save:
+            pending = _Pending(step, metrics, item.num_tokens)
+        if save:  # this step's metrics first: never save a state whose loss is not finite
+            logger.log(pending)
+            pending = None
+            if not bool(_all_finite(state.params)):
+                raise FloatingPointError(nan_message("parameters are not finite", step, ckpts))
+            ckpts.save(step, state, item.position, wait=stop)
+            logger.writer.flush()
+            logger.restart_clock(step)
+        if stop:
+            print(f"{preemption.signal_name}: saved {ckpts.directory / str(step)}; the same command "
+                  "resumes from it", file=sys.stderr, flush=True)
+            return state, preemption.signal_name
+    if pending is not None:
+        logger.log(pending)
+    return state, None
 
 
 def _throughput(tokens: float, seconds: float, flops_per_token: float, peak_tflops: float

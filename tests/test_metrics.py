@@ -1,0 +1,46 @@
+"""training/metrics.py: one row per step after a resume (the latest), resumes marked in the plot, and
+`show_bar=False` hides only the bar."""
+import json
+
+import matplotlib.axes
+
+from flan_ul2r.training.metrics import MetricsWriter, plot_losses, read_metrics, read_rows, resume_steps
+
+
+def _run(model_dir, start, stop, loss_offset, show_bar=False):
+    writer = MetricsWriter(model_dir, total_steps=10, start_step=start, show_bar=show_bar)
+    for step in range(start + 1, stop + 1):
+        writer.write(step, {"loss": 10.0 - step + loss_offset, "learning_rate": 1e-3})
+        writer.advance()
+    writer.close()
+
+
+def test_replayed_steps_read_once_latest_wins_and_resumes_are_marked(tmp_path, monkeypatch):
+    _run(tmp_path, 0, 5, loss_offset=0.0)  # killed after step 5, last checkpoint at step 3
+    _run(tmp_path, 3, 7, loss_offset=0.5)  # resumed: steps 4, 5 again
+    rows = read_rows(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 4, 5, 6, 7]
+    assert resume_steps(rows) == [3]
+    latest = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in latest] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r["loss"] for r in latest] == [9.0, 8.0, 7.0, 6.5, 5.5, 4.5, 3.5]
+
+    drawn = {}
+    plot, axvline = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.axvline
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda self, x, y, **kw: drawn.setdefault("x", list(x)) and plot(self, x, y, **kw))
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline",
+                        lambda self, x, **kw: drawn.setdefault("v", []).append(x) or axvline(self, x, **kw))
+    plot_losses(tmp_path / "metrics.jsonl", tmp_path / "again.png")
+    assert drawn["x"] == [1, 2, 3, 4, 5, 6, 7]  # one point per step, never back in time
+    assert drawn["v"] == [3]
+
+
+def test_hiding_the_bar_still_writes_metrics_tensorboard_and_the_plot(tmp_path, capsys):
+    _run(tmp_path, 0, 3, loss_offset=0.0, show_bar=False)
+    assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert any(f.name.startswith("events.out.tfevents") for f in (tmp_path / "tb").iterdir())
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    assert "train:" not in capsys.readouterr().err  # no bar
+    _run(tmp_path / "shown", 0, 2, loss_offset=0.0, show_bar=True)
+    assert "train:" in capsys.readouterr().err
