@@ -63,10 +63,14 @@ def test_validation_loss_every_period(tmp_path):
 
 
 def test_task_without_validation_split_is_reported_once(tmp_path, capsys):
-    from tests._train_toy import register_toy_mixture
+    from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
+    from flan_ul2r.data.vocabularies import ByteVocabulary
 
-    evaluator = PeriodicEval(config(tmp_path, register_toy_mixture(), eval_period=1), trainer=None)
-    assert "toy_ul2r' has no validation split" in capsys.readouterr().err
+    vocab = ByteVocabulary()
+    docs = [vocab.encode(f"document {i} " * 40) for i in range(20)]
+    register_ul2r_mixture("train_only_toy", array_corpus(docs), vocab, splits=("train",))
+    evaluator = PeriodicEval(config(tmp_path, "train_only_toy", eval_period=1), trainer=None)
+    assert "train_only_toy' has no validation split" in capsys.readouterr().err
     assert not any(evaluator.due(step) for step in range(1, 5))     # nothing to run: no empty eval rows
 
 

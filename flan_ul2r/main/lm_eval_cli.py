@@ -13,8 +13,23 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+USAGE = """usage: flan-ul2r lm-eval --model flan-ul2r --model_args checkpoint=DIR --tasks TASKS
+                         [lm-eval options]
+
+EleutherAI lm-evaluation-harness's own CLI with our `flan-ul2r` model registered (lm-eval has no plugin
+entry point for models from other packages). Every argument goes to lm-eval unchanged; model_args:
+checkpoint (ours or an HF directory), batch_size, prefix_lm, max_gen_toks, seed.
+
+example:
+  flan-ul2r lm-eval --model flan-ul2r --model_args checkpoint=/runs/flan/checkpoints/2000 --tasks hellaswag
+
+lm-eval's own options follow.
+"""
+
 
 def main(argv: Sequence[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
     try:
         import lm_eval.models  # noqa: F401 - lm-eval's own models stay available next to ours
         from lm_eval.__main__ import cli_evaluate
