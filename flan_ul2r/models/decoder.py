@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from flan_ul2r.models.attention import dot_product_attention
 from flan_ul2r.models.config import ModelConfig
+from flan_ul2r.models.kv_cache import KVCache, attend_to_cache
 
 Array = jax.Array
 
@@ -93,7 +94,10 @@ class Attention(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, positions: Array, mask: Array) -> Array:
+    def __call__(self, x: Array, positions: Array, mask: Array, layer_cache: tuple[Array, Array] | None = None
+                 ) -> tuple[Array, tuple[Array, Array]]:
+        """(output, (k, v)). With `layer_cache` (this layer's cached keys/values) `x` is one new token per row
+        and `mask` the cache's key mask [b, length] (models/kv_cache.py)."""
         cfg = self.cfg
         h, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q = _dense((h, hd), ("embed", "heads", "head_dim"), cfg, "q", bias=cfg.qkv_bias,
@@ -105,9 +109,12 @@ class Attention(nn.Module):
         q = rope(q, positions, cfg.rope_theta, cfg.rope_scaling)
         k = rope(k, positions, cfg.rope_theta, cfg.rope_scaling)
         q = nn.with_logical_constraint(q, ("act_batch", "act_length", "act_heads", None))
-        out = dot_product_attention(q, k, v, mask, cfg.attention_impl)
+        if layer_cache is None:
+            out = dot_product_attention(q, k, v, mask, cfg.attention_impl)
+        else:
+            out = attend_to_cache(q, k, v, *layer_cache, mask)
         out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", None))
-        return _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", axis=(-2, -1))(out)
+        return _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", axis=(-2, -1))(out), (k, v)
 
 
 class Mlp(nn.Module):
@@ -125,21 +132,27 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block; PaLM's parallel form when `cfg.parallel_block`."""
+    """Pre-norm residual block; PaLM's parallel form when `cfg.parallel_block`. With `decode` it also
+    returns its keys/values (stacked over layers by the scan, written into the KV cache)."""
 
     cfg: ModelConfig
+    decode: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, positions: Array, mask: Array) -> tuple[Array, None]:
+    def __call__(self, x: Array, positions: Array, mask: Array, layer_cache: tuple[Array, Array] | None = None
+                 ) -> tuple[Array, tuple[Array, Array] | None]:
         cfg = self.cfg
         norm = functools.partial(RMSNorm, cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype)
         if cfg.parallel_block:
             hn = norm(name="norm")(x)
-            x = x + Attention(cfg, name="attn")(hn, positions, mask) + Mlp(cfg, name="mlp")(hn)
+            attn, kv = Attention(cfg, name="attn")(hn, positions, mask, layer_cache)
+            x = x + attn + Mlp(cfg, name="mlp")(hn)
         else:
-            x = x + Attention(cfg, name="attn")(norm(name="attn_norm")(x), positions, mask)
+            attn, kv = Attention(cfg, name="attn")(norm(name="attn_norm")(x), positions, mask, layer_cache)
+            x = x + attn
             x = x + Mlp(cfg, name="mlp")(norm(name="mlp_norm")(x))
-        return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed")), None
+        x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+        return x, (kv if self.decode else None)
 
 
 def _remat(block: type[Block], policy: str):
@@ -164,21 +177,31 @@ class LmHead(nn.Module):
 
 class Decoder(nn.Module):
     """tokens [b, l] -> float32 logits [b, l, vocab]; with `return_hidden`, the final normed hidden states
-    [b, l, d_model] and the output kernel [d_model, vocab] instead (for flan_ul2r/models/fused_loss.py)."""
+    [b, l, d_model] and the output kernel [d_model, vocab] instead (for flan_ul2r/models/fused_loss.py).
+
+    With `cache` (models/kv_cache.py) it returns `(that output, the updated cache)`: several tokens are the
+    prefill of an empty cache (attention as without a cache, by `segment_ids` / `causal_attention`), one
+    token per row is a decode step over the cache; either way their keys/values are written at `cache.index`.
+    """
 
     cfg: ModelConfig
 
     @nn.compact
     def __call__(self, tokens: Array, positions: Array | None = None, segment_ids: Array | None = None,
                  causal_attention: Array | None = None, deterministic: bool = True,
-                 return_hidden: bool = False) -> Array | tuple[Array, Array]:
+                 return_hidden: bool = False, cache: KVCache | None = None) -> Array | tuple:
         cfg = self.cfg
         b, length = tokens.shape
+        step = cache is not None and length == 1
         if positions is None:
-            positions = jnp.broadcast_to(jnp.arange(length), (b, length))
+            positions = (cache.positions(length) if cache is not None
+                         else jnp.broadcast_to(jnp.arange(length), (b, length)))
         if segment_ids is None:
             segment_ids = jnp.ones((b, length), jnp.int32)
-        mask = attention_mask(segment_ids, causal_attention, cfg.sliding_window)
+        if step:
+            mask = cache.key_mask(cfg.sliding_window)
+        else:
+            mask = attention_mask(segment_ids, causal_attention, cfg.sliding_window)
         embedding = self.param(
             "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
             (cfg.vocab_size, cfg.d_model), _dtype(cfg.param_dtype))
@@ -190,13 +213,14 @@ class Decoder(nn.Module):
         # them is a lax.scan, or fully unrolled (straight-line code, faster on CPU, slower to compile).
         scan = cfg.scan_layers if cfg.scan_layers is not None else jax.default_backend() != "cpu"
         stack = nn.scan(_remat(Block, cfg.remat_policy), variable_axes={"params": 0},
-                        split_rngs={"params": True}, in_axes=(nn.broadcast, nn.broadcast),
+                        split_rngs={"params": True}, in_axes=(nn.broadcast, nn.broadcast, 0),
                         length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
                         unroll=1 if scan else cfg.num_layers)
-        x, _ = stack(cfg, name="layers")(x, positions, mask)
+        layer_cache = (cache.k, cache.v) if step else None
+        x, kv = stack(cfg, decode=cache is not None, name="layers")(x, positions, mask, layer_cache)
         x = RMSNorm(cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
         kernel = embedding.T if cfg.tie_embeddings else LmHead(cfg, name="lm_head")()
         kernel = kernel.astype(x.dtype)
-        if return_hidden:
-            return x, kernel
-        return jnp.einsum("ble,ev->blv", x, kernel, preferred_element_type=jnp.float32)
+        out = (x, kernel) if return_hidden else jnp.einsum("ble,ev->blv", x, kernel,
+                                                            preferred_element_type=jnp.float32)
+        return out if cache is None else (out, cache.write(*kv))
