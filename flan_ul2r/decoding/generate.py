@@ -1,9 +1,11 @@
 """Batched, jitted generation with the KV cache (models/kv_cache.py).
 
 One jitted function per (model config, static settings, mesh): a prefill forward over the left-padded
-prompts writes every layer's keys/values into the cache and gives the first token's logits; then a
-`lax.while_loop` decodes one token per row per iteration (a one-token forward over the cache) and stops
-as soon as every row is done (EOS, a stop sequence, or `max_new_tokens`). No Python runs per token.
+prompts gives every layer's keys/values (the cache) and the first token's logits; then a
+`lax.while_loop` decodes one token per row per iteration (`kv_cache.decode_step`, a one-token forward
+over the cache) and stops as soon as every row is done (EOS, a stop sequence, or `max_new_tokens`). No
+Python runs per token. On CPU the layer weights are split out of their stacked arrays once, before the
+loop (models/kv_cache.py says why); elsewhere each step slices them, holding no second copy.
 
 Why left padding (see also models/kv_cache.py): all rows end their prompt at the same slot, so each step
 writes one slot for the whole batch with a `dynamic_update_slice` and reads the next logits from one
@@ -33,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from flan_ul2r.decoding.sampling import next_tokens
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
-from flan_ul2r.models.kv_cache import KVCache, init_cache
+from flan_ul2r.models.kv_cache import KVCache, decode_step, prefill_cache, split_layers
 
 Array = jax.Array
 
@@ -139,10 +141,13 @@ def _generate(params: Any, tokens: Array, lengths: Array, active: Array, keys: A
                                top_p=top_p)
     start = p - lengths
     segment = (jnp.arange(p)[None, :] >= start[:, None]).astype(jnp.int32)
-    cache = init_cache(cfg, b, p + n, start)
-    (hidden, kernel), cache = model.apply({"params": params}, tokens, segment_ids=segment, return_hidden=True,
-                                          causal_attention=segment if spec.prefix_lm else None, cache=cache)
+    positions = jnp.maximum(jnp.arange(p)[None, :] - start[:, None], 0)
+    (hidden, kernel), (k, v) = model.apply({"params": params}, tokens, positions, segment,
+                                           causal_attention=segment if spec.prefix_lm else None,
+                                           return_hidden=True, return_kv=True)
+    cache = prefill_cache(k, v, start, p + n)
     logits = _project(hidden[:, -1], kernel, spec.vocab_limit)
+    layers = split_layers(params, cfg.num_layers) if jax.default_backend() == "cpu" else None
     step0 = jnp.zeros((), jnp.int32)
     all_logits = jnp.zeros((b, n, logits.shape[-1]), jnp.float32) if spec.return_logits else None
     empty = Generated(jnp.zeros((b, n), jnp.int32), jnp.zeros((b,), jnp.int32),
@@ -155,9 +160,9 @@ def _generate(params: Any, tokens: Array, lengths: Array, active: Array, keys: A
         return (s.step + 1 < n) & ~jnp.all(s.done)
 
     def body(s: _Loop) -> _Loop:
-        (h, k), new_cache = model.apply({"params": params}, s.token[:, None], return_hidden=True,
-                                        cache=s.cache)
-        step_logits = _project(h[:, 0], k, spec.vocab_limit)
+        per_layer = layers if layers is not None else split_layers(params, cfg.num_layers)
+        h, out_kernel, new_cache = decode_step(cfg, params, per_layer, s.token[:, None], s.cache)
+        step_logits = _project(h, out_kernel, spec.vocab_limit)
         s = s._replace(step=s.step + 1, cache=new_cache)
         return _record(s, step_logits, sample(step_logits, keys, s.step), eos_id, stop_ids, spec)
 

@@ -14,9 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flan_ul2r.models.attention import dot_product_attention
+from flan_ul2r.models.attention import attend_to_cache, dot_product_attention
 from flan_ul2r.models.config import ModelConfig
-from flan_ul2r.models.kv_cache import KVCache, attend_to_cache
 
 Array = jax.Array
 
@@ -38,6 +37,14 @@ def attention_mask(segment_ids: Array, causal_attention: Array | None,
         prefix = causal_attention.astype(bool)
         causal = causal | (prefix[:, :, None] & prefix[:, None, :])
     return (same & causal)[:, None, :, :]
+
+
+def embed(cfg: ModelConfig, embedding: Array, tokens: Array) -> Array:
+    """Token embeddings in the compute dtype; Gemma scales them by sqrt(d_model), in that dtype as HF does."""
+    x = jnp.take(embedding, tokens, axis=0).astype(_dtype(cfg.dtype))
+    if cfg.embed_scale:
+        x = x * jnp.asarray(cfg.d_model ** 0.5, _dtype(cfg.dtype))
+    return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
 
 
 def rope_frequencies(head_dim: int, theta: float, scaling: tuple | None = None) -> Array:
@@ -94,10 +101,11 @@ class Attention(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, positions: Array, mask: Array, layer_cache: tuple[Array, Array] | None = None
+    def __call__(self, x: Array, positions: Array, mask: Array, layer_cache: tuple | None = None
                  ) -> tuple[Array, tuple[Array, Array]]:
-        """(output, (k, v)). With `layer_cache` (this layer's cached keys/values) `x` is one new token per row
-        and `mask` the cache's key mask [b, length] (models/kv_cache.py)."""
+        """(output, (k, v)): the tokens' keys/values. With `layer_cache` = (k_cache, v_cache, index), `x` is
+        one new token per row, `mask` the cache's key mask [b, length], and (k, v) the updated layer cache
+        (models/kv_cache.py)."""
         cfg = self.cfg
         h, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q = _dense((h, hd), ("embed", "heads", "head_dim"), cfg, "q", bias=cfg.qkv_bias,
@@ -112,7 +120,7 @@ class Attention(nn.Module):
         if layer_cache is None:
             out = dot_product_attention(q, k, v, mask, cfg.attention_impl)
         else:
-            out = attend_to_cache(q, k, v, *layer_cache, mask)
+            out, k, v = attend_to_cache(q, k, v, *layer_cache, mask)
         out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", None))
         return _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", axis=(-2, -1))(out), (k, v)
 
@@ -133,13 +141,13 @@ class Mlp(nn.Module):
 
 class Block(nn.Module):
     """Pre-norm residual block; PaLM's parallel form when `cfg.parallel_block`. With `decode` it also
-    returns its keys/values (stacked over layers by the scan, written into the KV cache)."""
+    returns its keys/values (for the KV cache, models/kv_cache.py); with `layer_cache` it is a decode step."""
 
     cfg: ModelConfig
     decode: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, positions: Array, mask: Array, layer_cache: tuple[Array, Array] | None = None
+    def __call__(self, x: Array, positions: Array, mask: Array, layer_cache: tuple | None = None
                  ) -> tuple[Array, tuple[Array, Array] | None]:
         cfg = self.cfg
         norm = functools.partial(RMSNorm, cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype)
@@ -178,49 +186,37 @@ class LmHead(nn.Module):
 class Decoder(nn.Module):
     """tokens [b, l] -> float32 logits [b, l, vocab]; with `return_hidden`, the final normed hidden states
     [b, l, d_model] and the output kernel [d_model, vocab] instead (for flan_ul2r/models/fused_loss.py).
-
-    With `cache` (models/kv_cache.py) it returns `(that output, the updated cache)`: several tokens are the
-    prefill of an empty cache (attention as without a cache, by `segment_ids` / `causal_attention`), one
-    token per row is a decode step over the cache; either way their keys/values are written at `cache.index`.
-    """
+    With `return_kv`, `(that output, (k, v))`: every layer's rotated keys and values [layers, b, l, kv_heads,
+    head_dim], the prefill of the KV cache (models/kv_cache.py, which also runs the decode steps)."""
 
     cfg: ModelConfig
 
     @nn.compact
     def __call__(self, tokens: Array, positions: Array | None = None, segment_ids: Array | None = None,
                  causal_attention: Array | None = None, deterministic: bool = True,
-                 return_hidden: bool = False, cache: KVCache | None = None) -> Array | tuple:
+                 return_hidden: bool = False, return_kv: bool = False) -> Array | tuple:
         cfg = self.cfg
         b, length = tokens.shape
-        step = cache is not None and length == 1
         if positions is None:
-            positions = (cache.positions(length) if cache is not None
-                         else jnp.broadcast_to(jnp.arange(length), (b, length)))
+            positions = jnp.broadcast_to(jnp.arange(length), (b, length))
         if segment_ids is None:
             segment_ids = jnp.ones((b, length), jnp.int32)
-        if step:
-            mask = cache.key_mask(cfg.sliding_window)
-        else:
-            mask = attention_mask(segment_ids, causal_attention, cfg.sliding_window)
+        mask = attention_mask(segment_ids, causal_attention, cfg.sliding_window)
         embedding = self.param(
             "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
             (cfg.vocab_size, cfg.d_model), _dtype(cfg.param_dtype))
-        x = jnp.take(embedding, tokens, axis=0).astype(_dtype(cfg.dtype))
-        if cfg.embed_scale:  # Gemma: embeddings times sqrt(d_model), in the compute dtype as HF does
-            x = x * jnp.asarray(cfg.d_model ** 0.5, _dtype(cfg.dtype))
-        x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+        x = embed(cfg, embedding, tokens)
         # Layers' params are always stacked on a leading "layers" axis (one checkpoint layout); the loop over
         # them is a lax.scan, or fully unrolled (straight-line code, faster on CPU, slower to compile).
         scan = cfg.scan_layers if cfg.scan_layers is not None else jax.default_backend() != "cpu"
         stack = nn.scan(_remat(Block, cfg.remat_policy), variable_axes={"params": 0},
-                        split_rngs={"params": True}, in_axes=(nn.broadcast, nn.broadcast, 0),
+                        split_rngs={"params": True}, in_axes=(nn.broadcast, nn.broadcast),
                         length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
                         unroll=1 if scan else cfg.num_layers)
-        layer_cache = (cache.k, cache.v) if step else None
-        x, kv = stack(cfg, decode=cache is not None, name="layers")(x, positions, mask, layer_cache)
+        x, kv = stack(cfg, decode=return_kv, name="layers")(x, positions, mask)
         x = RMSNorm(cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
         kernel = embedding.T if cfg.tie_embeddings else LmHead(cfg, name="lm_head")()
         kernel = kernel.astype(x.dtype)
         out = (x, kernel) if return_hidden else jnp.einsum("ble,ev->blv", x, kernel,
                                                             preferred_element_type=jnp.float32)
-        return out if cache is None else (out, cache.write(*kv))
+        return (out, kv) if return_kv else out
