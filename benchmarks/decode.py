@@ -91,9 +91,9 @@ def main() -> None:
         prompts = prompts_for(a)
         runners = {"flan-ul2r (JAX, KV cache)": ours_runner(d, prompts, a.new),
                    "HF transformers generate (PyTorch, KV cache)": hf_runner(hf_model, prompts, a.new)}
-        print(f"config: Llama-style {a.layers} layers, d_model {a.d_model}, {n_params / 1e6:.1f}M params, float32; "
-              f"batch {a.batch}, prompts of {'mixed ' if a.mixed else ''}{a.prompt} tokens, {a.new} new tokens, "
-              "greedy")
+        print(f"config: Llama-style {a.layers} layers, d_model {a.d_model}, {n_params / 1e6:.1f}M params, "
+              f"float32; batch {a.batch}, prompts of {'mixed ' if a.mixed else ''}{a.prompt} tokens, "
+              f"{a.new} new tokens, greedy")
         outputs = {name: run() for name, run in runners.items()}  # warm-up (compilation) + outputs to compare
         times: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(a.rounds):
@@ -109,7 +109,8 @@ def main() -> None:
     print(f"ratio flan-ul2r / transformers: {ours / theirs:.2f}x (target >= 2x)")
     a_out, b_out = list(outputs.values())
     same = sum(x == y for ra, rb in zip(a_out, b_out) for x, y in zip(ra, rb))
-    first = [next((j for j, (x, y) in enumerate(zip(ra, rb)) if x != y), len(ra)) for ra, rb in zip(a_out, b_out)]
+    first = [next((j for j, (x, y) in enumerate(zip(ra, rb)) if x != y), len(ra))
+             for ra, rb in zip(a_out, b_out)]
     print(f"greedy tokens equal: {same}/{a.batch * a.new}; rows identical to the end: "
           f"{sum(f == a.new for f in first)}/{a.batch} (first difference per row: {first})")
 

@@ -17,7 +17,7 @@ import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,16 @@ from flan_ul2r.models.decoder import Decoder
 # Used when neither train_info.json nor an HF config gives a length: UL2R's 1024 + 1024 tokens
 # (U-PaLM section 2.2).
 DEFAULT_MAX_LENGTH = 2048
+
+
+class Completion(NamedTuple):
+    text: str
+    token_ids: list[int]  # the generated ids, cut like the text (before EOS / a stop sequence)
+
+
+class Infilled(NamedTuple):
+    spans: list[str]  # the text written for each of the prompt's sentinels, in order
+    token_ids: list[int]  # everything generated (sentinels included), cut before EOS
 
 
 @dataclasses.dataclass
@@ -163,15 +173,19 @@ class LoadedModel:
         return self.generate_batch([list(prompt_ids)], max_new_tokens=max_new_tokens, temperature=temperature,
                                    seed=seed, stop_at_eos=stop_at_eos, batch_size=1)[0][0]
 
-    def complete(self, prompts: Sequence[str], *, mode: str | None = None, max_new_tokens: int = 32,
-                 temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, num_samples: int = 1,
-                 seed: int = 0, stop_sequences: Sequence[str] = (), stop_at_eos: bool = True,
-                 prefix_lm: bool | None = None, batch_size: int = 8, progress: bool = False
-                 ) -> list[list[str]]:
+    def complete(self, prompts: Sequence[str], *, mode: str | None = None, **kwargs: Any) -> list[list[str]]:
         """Text in, [prompt][sample] text out. Each prompt is `encode_prompt(text, mode)`; `mode` "s2s" /
         "nlu" / "nlg" prepends that token and encodes bidirectionally, "causal" encodes causally, None keeps
         the default. No sentinel is appended (U-PaLM's "[NLU] ... <extra_id_0>" prompting is `infill`): the
-        text is the continuation as decoded, sentinels shown by name."""
+        text is the continuation as decoded, sentinels shown by name. `kwargs`: those of `generate_batch`."""
+        return [[c.text for c in per] for per in self.complete_detailed(prompts, mode=mode, **kwargs)]
+
+    def complete_detailed(self, prompts: Sequence[str], *, mode: str | None = None, max_new_tokens: int = 32,
+                          temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, num_samples: int = 1,
+                          seed: int = 0, stop_sequences: Sequence[str] = (), stop_at_eos: bool = True,
+                          prefix_lm: bool | None = None, batch_size: int = 8, progress: bool = False
+                          ) -> list[list[Completion]]:
+        """`complete`, with the generated token ids of each text."""
         vocab = self._text_vocab()
         encoding = prompt_is_prefix_lm(mode, prefix_lm, self.prefix_lm)
         if isinstance(prompts, str):
@@ -181,7 +195,8 @@ class LoadedModel:
                               top_p=top_p, num_samples=num_samples, seed=seed,
                               stop_ids=self._stop_ids(stop_sequences), stop_at_eos=stop_at_eos,
                               prefix_lm=encoding, batch_size=batch_size, progress=progress)
-        return [[self._finish(r, stop_sequences, (), stop_at_eos, True)[1] for r in per] for per in rows]
+        return [[Completion(*reversed(self._finish(r, stop_sequences, (), stop_at_eos, True))) for r in per]
+                for per in rows]
 
     # --- scoring and infilling ----------------------------------------------------------------------------
     def score(self, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
@@ -197,11 +212,17 @@ class LoadedModel:
                                    prefix_lm=self.prefix_lm if prefix_lm is None else bool(prefix_lm),
                                    vocab_limit=self._vocab_limit, placement=self.placement, progress=progress)
 
-    def infill_batch(self, texts: Sequence[str], *, mode: str | None = "nlu", max_new_tokens: int = 64,
-                     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, num_samples: int = 1,
-                     seed: int = 0, batch_size: int = 8, progress: bool = False) -> list[list[list[str]]]:
+    def infill_batch(self, texts: Sequence[str], *, mode: str | None = "nlu", **kwargs: Any
+                     ) -> list[list[list[str]]]:
         """[text][sample][blank] -> the span the model wrote for each sentinel of the text, in order
-        (flan_ul2r/decoding/infill.py). Mode "nlu"/"nlg" appends `<extra_id_0>` to a text without one."""
+        (flan_ul2r/decoding/infill.py). Mode "nlu"/"nlg" appends `<extra_id_0>` to a text without one.
+        `kwargs`: max_new_tokens (default 64), temperature, top_k, top_p, num_samples, seed, batch_size."""
+        return [[x.spans for x in per] for per in self.infill_detailed(texts, mode=mode, **kwargs)]
+
+    def infill_detailed(self, texts: Sequence[str], *, mode: str | None = "nlu", max_new_tokens: int = 64,
+                        temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, num_samples: int = 1,
+                        seed: int = 0, batch_size: int = 8, progress: bool = False) -> list[list[Infilled]]:
+        """`infill_batch`, with the generated token ids (sentinels included, cut before EOS)."""
         vocab = self._text_vocab()
         if isinstance(texts, str):
             raise ValueError("infill_batch() takes a list of texts; got one string")
@@ -210,15 +231,17 @@ class LoadedModel:
         groups: dict[tuple, list[int]] = {}  # texts that stop at the same sentinel decode together
         for i, (_, _, stop_ids) in enumerate(built):
             groups.setdefault(tuple(map(tuple, stop_ids)), []).append(i)
-        out: list[list[list[str]]] = [[] for _ in texts]
+        out: list[list[Infilled]] = [[] for _ in texts]
         for stop_ids, members in groups.items():
             rows = self._generate([built[i][0] for i in members], max_new_tokens=max_new_tokens,
                                   temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples,
                                   seed=seed, stop_ids=stop_ids, stop_at_eos=True, prefix_lm=encoding,
                                   batch_size=batch_size, progress=progress)
             for i, per in zip(members, rows):
-                spans = [infill.split_spans(r, built[i][1], vocab.sentinel_ids, vocab.eos_id) for r in per]
-                out[i] = [[vocab.decode(span) for span in sample] for sample in spans]
+                for r in per:
+                    spans = infill.split_spans(r, built[i][1], vocab.sentinel_ids, vocab.eos_id)
+                    ids = stops.cut_before_eos(r, vocab.eos_id)
+                    out[i].append(Infilled([vocab.decode(s) for s in spans], ids))
         return out
 
     def infill(self, text: str, *, mode: str | None = "nlu", max_new_tokens: int = 64, **sampling: Any
@@ -256,8 +279,8 @@ def _checkpoint_vocabulary(path: Path) -> tuple[Any, str | None]:
 def load_model(path: str | Path, dtype: str = "float32", mesh: Any = None, rules: Any = "data_parallel"
                ) -> LoadedModel:
     """An HF safetensors directory (config.json + *.safetensors) or a flan-ul2r checkpoint directory
-    (params-only, or MODEL_DIR/checkpoints/<step>). `mesh` (e.g. `partitioning.make_mesh(fsdp=-1)`) with
-    `rules` shards the params as training does; None = one device.
+    (params-only, or MODEL_DIR/checkpoints/<step>). `mesh` (e.g. `partitioning.make_mesh(data=1,
+    fsdp=-1)`) with `rules` shards the params as training does; None = one device.
 
     `max_length`: train_info.json's `sequence_length`, else the HF config's `max_position_embeddings`
     (config.json, or hf_config.json kept with an import), else DEFAULT_MAX_LENGTH. `prefix_lm`:

@@ -14,6 +14,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "inspect": ("flan_ul2r.main.inspect", "print examples of a task/mixture, or a vocabulary's special ids"),
     "train": ("flan_ul2r.main.train", "train with gin configs (t5x-style macros and --gin.X=... overrides)"),
     "convert": ("flan_ul2r.main.convert", "import-hf / export-hf between HF safetensors and our checkpoints"),
+    "infer": ("flan_ul2r.main.infer", "complete or infill prompts from a file or stdin; JSON lines out"),
 }
 
 

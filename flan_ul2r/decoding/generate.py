@@ -33,6 +33,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flan_ul2r.decoding.sampling import next_tokens
+from flan_ul2r.decoding.stops import ANY, stop_id_array
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
 from flan_ul2r.models.kv_cache import KVCache, decode_step, prefill_cache, split_layers
@@ -113,8 +114,8 @@ def _project(hidden: Array, kernel: Array, vocab_limit: int) -> Array:
 
 
 def _stopped(recent: Array, stop_ids: Array) -> Array:
-    """bool [b]: the row's last tokens equal one of the stop sequences (right-aligned, -1 = unused)."""
-    same = (recent[:, None, :] == stop_ids[None]) | (stop_ids[None] < 0)
+    """bool [b]: the row's last tokens equal one of the stop sequences (stops.stop_id_array layout)."""
+    same = (recent[:, None, :] == stop_ids[None]) | (stop_ids[None] == ANY)
     return jnp.any(jnp.all(same, axis=-1), axis=-1)
 
 
@@ -152,7 +153,7 @@ def _generate(params: Any, tokens: Array, lengths: Array, active: Array, keys: A
     all_logits = jnp.zeros((b, n, logits.shape[-1]), jnp.float32) if spec.return_logits else None
     empty = Generated(jnp.zeros((b, n), jnp.int32), jnp.zeros((b,), jnp.int32),
                       jnp.zeros((b, n), jnp.float32), all_logits)
-    recent = jnp.full((b, stop_ids.shape[1]), -2, jnp.int32)
+    recent = jnp.full((b, stop_ids.shape[1]), -2, jnp.int32)  # no token, no stop entry: never matches
     state = _Loop(step0, jnp.zeros((b,), jnp.int32), ~active, empty, recent, cache)
     state = _record(state, logits, sample(logits, keys, step0), eos_id, stop_ids, spec)
 
@@ -182,10 +183,9 @@ def generate_padded(cfg: ModelConfig, params: Any, tokens: np.ndarray, lengths: 
                     placement: Placement = ONE_DEVICE) -> Generated:
     """Generates for a left-padded batch: tokens int32 [b, p] (row r's prompt in its last lengths[r]
     slots), active bool [b] (False: a filler row, done from the start), keys uint32 [b, 2]
-    (sampling.row_keys), stop_ids int32 [n, w] (token-id stop sequences, right-aligned, -1 before a
-    shorter one). Returns numpy arrays."""
-    if stop_ids is None or len(stop_ids) == 0:
-        stop_ids = np.zeros((0, 1), np.int32)
+    (sampling.row_keys), stop_ids int32 [n, w] (`stops.stop_id_array`). Returns numpy arrays."""
+    if stop_ids is None:
+        stop_ids = stop_id_array([])
     put = placement.put_batch
     args = (put(np.asarray(tokens, np.int32)), put(np.asarray(lengths, np.int32)),
             put(np.asarray(active, bool)), put(np.asarray(keys, np.uint32)),

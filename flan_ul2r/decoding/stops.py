@@ -11,15 +11,18 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+ANY, NEVER = -1, -3  # stop-array fillers: matches any token / matches none (tokens are >= 0)
+
 
 def stop_id_array(sequences: Sequence[Sequence[int]]) -> np.ndarray:
-    """int32 [n, w]: the non-empty sequences right-aligned, -1 before the shorter ones (generate.py)."""
+    """int32 [n, w]: the non-empty sequences right-aligned, ANY before the shorter ones (generate.py).
+    Padded to power-of-two sizes (at least 4 x 8) with NEVER rows, so calls share compiled shapes."""
     seqs = [list(map(int, s)) for s in sequences if len(s)]
-    if not seqs:
-        return np.zeros((0, 1), np.int32)
-    width = max(len(s) for s in seqs)
-    out = np.full((len(seqs), width), -1, np.int32)
+    rows = 1 << max(2, (len(seqs) - 1).bit_length())
+    width = 1 << max(3, (max((len(s) for s in seqs), default=1) - 1).bit_length())
+    out = np.full((rows, width), NEVER, np.int32)
     for i, s in enumerate(seqs):
+        out[i] = ANY
         out[i, width - len(s):] = s
     return out
 
