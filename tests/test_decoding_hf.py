@@ -42,5 +42,6 @@ def test_greedy_equals_transformers_generate(kind, tmp_path):
                           eos_token_id=None, pad_token_id=0)[:, width:].tolist()
     ours = flan_ul2r.load_model(tmp_path)  # no tokenizer in the directory: token ids only
     assert ours.vocab is None and ours.max_length == 64 and not ours.prefix_lm
+    assert ours.config.sliding_window == (5 if kind == "mistral" else None)  # shorter than the sequences
     got = ours.generate_batch(prompts, max_new_tokens=NEW_TOKENS, stop_at_eos=False)
     assert [g[0] for g in got] == ref
