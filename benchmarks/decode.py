@@ -83,7 +83,14 @@ def main() -> None:
     p.add_argument("--new", type=int, default=128)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--mixed", action="store_true", help="prompt lengths from --prompt/2 to --prompt")
+    p.add_argument("--torch_threads", type=int, default=0,
+                   help="torch intra-op threads (0 = its default, one per core); on a busy machine 1 avoids "
+                        "OpenMP threads waiting on each other")
     a = p.parse_args()
+    if a.torch_threads:
+        import torch
+
+        torch.set_num_threads(a.torch_threads)
 
     with tempfile.TemporaryDirectory() as d:
         hf_model = build_hf(a, d)
