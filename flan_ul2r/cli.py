@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "convert": ("flan_ul2r.main.convert", "import-hf / export-hf between HF safetensors and our checkpoints"),
     "eval": ("flan_ul2r.main.eval", "evaluate a checkpoint on an eval suite (held-out tasks, MMLU, BBH...)"),
     "lm-eval": ("flan_ul2r.main.lm_eval_cli", "run EleutherAI lm-evaluation-harness with --model flan-ul2r"),
+    "infer": ("flan_ul2r.main.infer", "complete or infill prompts from a file or stdin; JSON lines out"),
 }
 
 

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flan_ul2r.models.attention import dot_product_attention
+from flan_ul2r.models.attention import attend_to_cache, dot_product_attention
 from flan_ul2r.models.config import ModelConfig
 
 Array = jax.Array
@@ -37,6 +37,14 @@ def attention_mask(segment_ids: Array, causal_attention: Array | None,
         prefix = causal_attention.astype(bool)
         causal = causal | (prefix[:, :, None] & prefix[:, None, :])
     return (same & causal)[:, None, :, :]
+
+
+def embed(cfg: ModelConfig, embedding: Array, tokens: Array) -> Array:
+    """Token embeddings in the compute dtype; Gemma scales them by sqrt(d_model), in that dtype as HF does."""
+    x = jnp.take(embedding, tokens, axis=0).astype(_dtype(cfg.dtype))
+    if cfg.embed_scale:
+        x = x * jnp.asarray(cfg.d_model ** 0.5, _dtype(cfg.dtype))
+    return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
 
 
 def rope_frequencies(head_dim: int, theta: float, scaling: tuple | None = None) -> Array:
@@ -93,7 +101,11 @@ class Attention(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array, positions: Array, mask: Array) -> Array:
+    def __call__(self, x: Array, positions: Array, mask: Array, layer_cache: tuple | None = None
+                 ) -> tuple[Array, tuple[Array, Array]]:
+        """(output, (k, v)): the tokens' keys/values. With `layer_cache` = (k_cache, v_cache, index), `x` is
+        one new token per row, `mask` the cache's key mask [b, length], and (k, v) the updated layer cache
+        (models/kv_cache.py)."""
         cfg = self.cfg
         h, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q = _dense((h, hd), ("embed", "heads", "head_dim"), cfg, "q", bias=cfg.qkv_bias,
@@ -105,9 +117,12 @@ class Attention(nn.Module):
         q = rope(q, positions, cfg.rope_theta, cfg.rope_scaling)
         k = rope(k, positions, cfg.rope_theta, cfg.rope_scaling)
         q = nn.with_logical_constraint(q, ("act_batch", "act_length", "act_heads", None))
-        out = dot_product_attention(q, k, v, mask, cfg.attention_impl)
+        if layer_cache is None:
+            out = dot_product_attention(q, k, v, mask, cfg.attention_impl)
+        else:
+            out, k, v = attend_to_cache(q, k, v, *layer_cache, mask)
         out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", None))
-        return _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", axis=(-2, -1))(out)
+        return _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", axis=(-2, -1))(out), (k, v)
 
 
 class Mlp(nn.Module):
@@ -125,21 +140,27 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block; PaLM's parallel form when `cfg.parallel_block`."""
+    """Pre-norm residual block; PaLM's parallel form when `cfg.parallel_block`. With `decode` it also
+    returns its keys/values (for the KV cache, models/kv_cache.py); with `layer_cache` it is a decode step."""
 
     cfg: ModelConfig
+    decode: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, positions: Array, mask: Array) -> tuple[Array, None]:
+    def __call__(self, x: Array, positions: Array, mask: Array, layer_cache: tuple | None = None
+                 ) -> tuple[Array, tuple[Array, Array] | None]:
         cfg = self.cfg
         norm = functools.partial(RMSNorm, cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype)
         if cfg.parallel_block:
             hn = norm(name="norm")(x)
-            x = x + Attention(cfg, name="attn")(hn, positions, mask) + Mlp(cfg, name="mlp")(hn)
+            attn, kv = Attention(cfg, name="attn")(hn, positions, mask, layer_cache)
+            x = x + attn + Mlp(cfg, name="mlp")(hn)
         else:
-            x = x + Attention(cfg, name="attn")(norm(name="attn_norm")(x), positions, mask)
+            attn, kv = Attention(cfg, name="attn")(norm(name="attn_norm")(x), positions, mask, layer_cache)
+            x = x + attn
             x = x + Mlp(cfg, name="mlp")(norm(name="mlp_norm")(x))
-        return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed")), None
+        x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+        return x, (kv if self.decode else None)
 
 
 def _remat(block: type[Block], policy: str):
@@ -164,14 +185,16 @@ class LmHead(nn.Module):
 
 class Decoder(nn.Module):
     """tokens [b, l] -> float32 logits [b, l, vocab]; with `return_hidden`, the final normed hidden states
-    [b, l, d_model] and the output kernel [d_model, vocab] instead (for flan_ul2r/models/fused_loss.py)."""
+    [b, l, d_model] and the output kernel [d_model, vocab] instead (for flan_ul2r/models/fused_loss.py).
+    With `return_kv`, `(that output, (k, v))`: every layer's rotated keys and values [layers, b, l, kv_heads,
+    head_dim], the prefill of the KV cache (models/kv_cache.py, which also runs the decode steps)."""
 
     cfg: ModelConfig
 
     @nn.compact
     def __call__(self, tokens: Array, positions: Array | None = None, segment_ids: Array | None = None,
                  causal_attention: Array | None = None, deterministic: bool = True,
-                 return_hidden: bool = False) -> Array | tuple[Array, Array]:
+                 return_hidden: bool = False, return_kv: bool = False) -> Array | tuple:
         cfg = self.cfg
         b, length = tokens.shape
         if positions is None:
@@ -182,10 +205,7 @@ class Decoder(nn.Module):
         embedding = self.param(
             "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
             (cfg.vocab_size, cfg.d_model), _dtype(cfg.param_dtype))
-        x = jnp.take(embedding, tokens, axis=0).astype(_dtype(cfg.dtype))
-        if cfg.embed_scale:  # Gemma: embeddings times sqrt(d_model), in the compute dtype as HF does
-            x = x * jnp.asarray(cfg.d_model ** 0.5, _dtype(cfg.dtype))
-        x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+        x = embed(cfg, embedding, tokens)
         # Layers' params are always stacked on a leading "layers" axis (one checkpoint layout); the loop over
         # them is a lax.scan, or fully unrolled (straight-line code, faster on CPU, slower to compile).
         scan = cfg.scan_layers if cfg.scan_layers is not None else jax.default_backend() != "cpu"
@@ -193,10 +213,10 @@ class Decoder(nn.Module):
                         split_rngs={"params": True}, in_axes=(nn.broadcast, nn.broadcast),
                         length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
                         unroll=1 if scan else cfg.num_layers)
-        x, _ = stack(cfg, name="layers")(x, positions, mask)
+        x, kv = stack(cfg, decode=return_kv, name="layers")(x, positions, mask)
         x = RMSNorm(cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
         kernel = embedding.T if cfg.tie_embeddings else LmHead(cfg, name="lm_head")()
         kernel = kernel.astype(x.dtype)
-        if return_hidden:
-            return x, kernel
-        return jnp.einsum("ble,ev->blv", x, kernel, preferred_element_type=jnp.float32)
+        out = (x, kernel) if return_hidden else jnp.einsum("ble,ev->blv", x, kernel,
+                                                            preferred_element_type=jnp.float32)
+        return (out, kv) if return_kv else out

@@ -25,7 +25,8 @@ RULE_PRESETS: dict[str, Rules] = {
     "data_parallel": (_BATCH,),
     "fsdp": (_BATCH, ("embed", "fsdp")),
     "fsdp_tensor": (_BATCH, ("embed", "fsdp"), ("heads", "tensor"), ("kv_heads", "tensor"),
-                    ("mlp", "tensor"), ("vocab", "tensor"), ("act_heads", "tensor"), ("act_mlp", "tensor")),
+                    ("mlp", "tensor"), ("vocab", "tensor"), ("act_heads", "tensor"), ("act_mlp", "tensor"),
+                    ("act_kv_heads", "tensor")),  # the KV cache of decoding (models/kv_cache.py)
 }
 
 

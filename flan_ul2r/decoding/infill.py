@@ -1,0 +1,61 @@
+"""Infilling (U-PaLM section 4): a prompt with sentinels where the blanks are; the model writes the spans.
+
+The model learned span corruption's targets (flan_ul2r/data/denoisers.py, T5's
+`noise_span_to_unique_sentinel`): inputs `[NLU] a <extra_id_0> c <extra_id_1> e`, targets
+`<extra_id_0> b <extra_id_1> d EOS`. So an infill prompt is `BOS [mode] text`, with `<extra_id_0>`
+appended when the text has no sentinel in `[NLU]`/`[NLG]` mode (U-PaLM section 4: with these modes an
+extra-id token goes at the end of the input); decoding stops at EOS or at the sentinel after the last one
+in the prompt, and the output is split on sentinel ids: span j is what follows the prompt's j-th sentinel.
+A sentinel the model never wrote gives "". Tokens before the first sentinel (a model that skipped
+`<extra_id_0>`) count for the prompt's first sentinel.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flan_ul2r.decoding.prompts import check_mode, encode_prompt
+
+APPEND_SENTINEL_MODES = ("nlu", "nlg")
+
+
+def infill_prompt(vocab: Any, text: str, mode: str | None) -> tuple[list[int], list[int], list[int]]:
+    """(prompt ids, the prompt's sentinel ids in order, token-id stop sequences)."""
+    check_mode(mode)
+    ids = encode_prompt(vocab, text, mode)
+    sentinels = list(vocab.sentinel_ids)
+    order = {s: j for j, s in enumerate(sentinels)}
+    found = [i for i in ids if i in order]
+    if not found and mode in APPEND_SENTINEL_MODES:
+        ids.append(sentinels[0])
+        found = [sentinels[0]]
+    if not found:
+        raise ValueError(f"infill: the prompt {text[:80]!r} has no sentinel (<extra_id_0>, ...) where a span "
+                         f"should go (only modes {APPEND_SENTINEL_MODES} append one)")
+    if len(set(found)) != len(found):
+        raise ValueError(f"infill: the prompt {text[:80]!r} uses a sentinel twice; number blanks "
+                         "<extra_id_0>, <extra_id_1>, ... in order")
+    after_last = max(order[s] for s in found) + 1
+    stops = [[sentinels[after_last]]] if after_last < len(sentinels) else []
+    return ids, found, stops
+
+
+def split_spans(generated: Sequence[int], prompt_sentinels: Sequence[int], all_sentinels: Sequence[int],
+                eos_id: int) -> list[list[int]]:
+    """The ids written after each of the prompt's sentinels, in the prompt's order (module docstring)."""
+    marks = set(int(s) for s in all_sentinels)
+    spans: dict[int, list[int]] = {}
+    lead: list[int] = []  # written before any sentinel
+    current: int | None = None
+    for t in (int(t) for t in generated):
+        if t == eos_id:
+            break
+        if t in marks:
+            current = t if t not in spans else None  # a repeated sentinel: what follows it is dropped
+            if current is not None:
+                spans[current] = []
+        elif current is not None:
+            spans[current].append(t)
+        elif not spans:
+            lead.append(t)
+    return [spans.get(int(s), lead if j == 0 else []) for j, s in enumerate(prompt_sentinels)]
