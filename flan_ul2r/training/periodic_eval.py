@@ -25,16 +25,12 @@ from flan_ul2r.training.trainer import Trainer
 
 
 def loaded_model(trainer: Trainer, params: Any, vocab: Any, prefix_lm: bool, max_length: int) -> Any:
-    """The current params behind flan_ul2r.load_model's interface (decoding and scoring)."""
+    """The current params behind flan_ul2r.load_model's interface (decoding and scoring), on the
+    trainer's mesh and rules (the params are already sharded that way)."""
     from flan_ul2r.api import LoadedModel
 
-    model = LoadedModel(trainer.cfg, params, vocab)
-    for name, value in (("prefix_lm", prefix_lm), ("max_length", max_length)):
-        try:
-            setattr(model, name, value)
-        except AttributeError:  # a read-only property: the model knows it already
-            pass
-    return model
+    model = LoadedModel(trainer.cfg, params, vocab, max_length=max_length, prefix_lm=prefix_lm)
+    return model.with_mesh(trainer.mesh, trainer.rules)
 
 
 class PeriodicEval:

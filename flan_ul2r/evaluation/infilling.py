@@ -1,0 +1,91 @@
+"""Infilling, the second way to prompt a UL2R model (U-PaLM section 4): a held-out passage with a blank
+(`<extra_id_0>`) is given in `[NLU]` mode, and the model writes the missing words through its sentinel.
+
+Passages come from documents no run trained on (the default corpus's validation split: documents whose
+index hashes to 0 mod 100, flan_ul2r/data/corpus_cache.py). Each passage is a window of `WINDOW_WORDS`
+words with one blank of 1-3 consecutive words (R-denoiser-sized: UL2's regular spans have a mean length of
+3 tokens, U-PaLM section 2.3), never at the window's edges. The metric is exact match of the filled span
+against the removed words (SQuAD normalisation), and SQuAD F1 for partial credit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from flan_ul2r.evaluation.metrics import mean_percent, squad_scores
+
+WINDOW_WORDS = 24
+BLANK = "<extra_id_0>"
+BENCHMARK = "Infilling"
+
+
+@dataclasses.dataclass(frozen=True)
+class InfillExample:
+    id: str
+    text: str  # the passage with BLANK where the words were
+    answer: str  # the removed words
+
+
+def heldout_documents() -> list[str]:
+    """The default corpus's validation documents (never in a training split)."""
+    from flan_ul2r.data.corpus_cache import validation_mask
+    from flan_ul2r.data.default_corpus import default_corpus_documents
+
+    docs = default_corpus_documents()
+    return [d for d, held in zip(docs, validation_mask(len(docs))) if held]
+
+
+def make_examples(documents: Sequence[str], num: int, seed: int = 0) -> list[InfillExample]:
+    """`num` passages (one per document, in a seeded order) with one blank of 1-3 words each."""
+    rng = random.Random(seed)
+    order = list(range(len(documents)))
+    rng.shuffle(order)
+    out: list[InfillExample] = []
+    for i in order:
+        words = documents[i].split()
+        if len(words) < WINDOW_WORDS:
+            continue
+        start = rng.randrange(len(words) - WINDOW_WORDS + 1)
+        window = words[start:start + WINDOW_WORDS]
+        length = rng.randint(1, 3)
+        at = rng.randrange(1, WINDOW_WORDS - length)  # never the first or the last word
+        text = " ".join(window[:at] + [BLANK] + window[at + length:])
+        out.append(InfillExample(f"doc{i}", text, " ".join(window[at:at + length])))
+        if len(out) == num:
+            break
+    if not out:
+        raise ValueError(f"infilling: no document has {WINDOW_WORDS} words")
+    return out
+
+
+def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir: str | Path | None = None,
+                       batch_size: int = 8, max_new_tokens: int = 32) -> dict[str, Any]:
+    """Infills every example (greedy, `[NLU]`) and returns a summary shaped like an eval suite's
+    results.json (`benchmarks`, `tasks`); writes predictions/infilling.jsonl under `out_dir`."""
+    t0 = time.perf_counter()
+    filled = model.infill_batch([e.text for e in examples], mode="nlu", max_new_tokens=max_new_tokens,
+                                batch_size=batch_size)
+    rows = []
+    for ex, samples in zip(examples, filled):
+        spans = samples[0]
+        prediction = spans[0] if spans else ""
+        correct, f1 = squad_scores(prediction, [ex.answer])
+        rows.append({"id": ex.id, "prompt": ex.text, "output": prediction, "reference": ex.answer,
+                     "correct": bool(correct), "f1": float(f1)})
+    metrics = {"exact_match": mean_percent(r["correct"] for r in rows), "f1": mean_percent(r["f1"] for r in rows)}
+    if out_dir is not None:
+        folder = Path(out_dir) / "predictions"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "infilling.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    task = {"benchmark": BENCHMARK, "metrics": metrics, "primary_metric": "exact_match",
+            "score": metrics["exact_match"], "count": len(rows), "random": 0.0, "mode": "infill",
+            "cot": False, "wall_seconds": round(time.perf_counter() - t0, 3)}
+    bench = {"score": metrics["exact_match"], "random": 0.0, "metric": "exact_match", "aggregate": "micro",
+             "tasks": 1, "count": len(rows)}
+    return {"benchmarks": {BENCHMARK: bench}, "tasks": {"infilling": task}}
