@@ -1,0 +1,102 @@
+"""One command from a base model to a Flan-U model: base (pretrain or import) -> UL2R -> Flan on the base
+and on the U model -> evaluation of all four -> report (the Flan paper's Table 5 in miniature: base,
++UL2R, +Flan, +both). Each stage works in MODEL_DIR/<stage>; a re-run skips finished stages and resumes
+an interrupted one; a finished pipeline re-run only rewrites the report."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from flan_ul2r.models.config import ModelConfig
+from flan_ul2r.pipeline import ledger as ledger_lib
+from flan_ul2r.pipeline.config import EvalStageConfig, PipelineConfig
+from flan_ul2r.pipeline.report import MODELS, write_report
+from flan_ul2r.pipeline.stages import finished, import_stage, mark_finished, stage_dir, train_stage
+
+COMPUTE_GROUPS = {"UL2R": ["ul2r"], "Flan on the base": ["flan"], "Flan on the U model": ["flan_ul2r"],
+                  "UL2R + Flan (the Flan-U model)": ["ul2r", "flan_ul2r"]}
+
+
+def run_pipeline(cfg: PipelineConfig, operative_config: str | None = None) -> dict[str, Any]:
+    """Runs every stage that is not finished and returns report.json's content."""
+    root = Path(cfg.model_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    if operative_config is not None:
+        (root / "config.gin").write_text(operative_config)
+    if cfg.pretrain is not None:
+        base = train_stage(root, "base", cfg.pretrain, None, operative_config)
+    else:
+        base = import_stage(root, cfg.import_hf_dir, cfg.import_dtype)
+    ul2r = train_stage(root, "ul2r", cfg.ul2r, base["checkpoint"], operative_config)
+    flan = train_stage(root, "flan", cfg.flan, base["checkpoint"], operative_config)
+    flan_ul2r = train_stage(root, "flan_ul2r", cfg.flan, ul2r["checkpoint"], operative_config)
+    stages = [base, ul2r, flan, flan_ul2r]
+    results = {m: eval_stage(root, m, s["checkpoint"], cfg.eval) for m, s in zip(MODELS, stages)}
+    if cfg.export_hf:
+        stages.append(export_stage(root, flan_ul2r["checkpoint"]))
+    book = compute_ledger(cfg, stages)
+    dirs = {s["stage"]: stage_dir(root, s["stage"]) for s in stages}
+    return write_report(root, results, book, stages, dirs, cfg.title)
+
+
+def eval_stage(root: Path, model: str, checkpoint: str, cfg: EvalStageConfig) -> dict[str, Any]:
+    """Evaluates one model on every suite (MODEL_DIR/eval/<model>/<suite>/results.json, results.md,
+    predictions/) and writes their union as MODEL_DIR/eval/<model>/results.json."""
+    name = f"eval/{model}"
+    done = finished(root, name)
+    out = stage_dir(root, name)
+    if done is not None:
+        print(f"pipeline: stage {name!r} is done; skipping", file=sys.stderr)
+        return json.loads((out / "results.json").read_text())
+    import flan_ul2r
+    from flan_ul2r.evaluation.evaluate import check_model, evaluate
+    from flan_ul2r.evaluation.runner import EvalSettings
+    from flan_ul2r.evaluation.seqio_tasks import eval_task, suite_tasks
+
+    print(f"pipeline: evaluating {model} ({checkpoint})", file=sys.stderr)
+    lm = flan_ul2r.load_model(checkpoint)
+    check_model(lm, checkpoint)
+    settings = EvalSettings(max_examples=cfg.max_examples, batch_size=cfg.batch_size,
+                            num_samples=cfg.num_samples, temperature=cfg.temperature)
+    merged: dict[str, Any] = {"model_path": checkpoint, "benchmarks": {}, "tasks": {}, "suites": {}}
+    for suite in cfg.suites:
+        summary, _ = evaluate(lm, [eval_task(n) for n in suite_tasks(suite)], settings,
+                              out_dir=out / suite, model_path=checkpoint, suite=suite)
+        merged["benchmarks"].update(summary["benchmarks"])
+        merged["tasks"].update(summary["tasks"])
+        merged["suites"][suite] = str(out / suite / "results.json")
+        if summary.get("normalized_average") is not None:
+            merged["normalized_average"] = summary["normalized_average"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(merged, indent=1) + "\n")
+    mark_finished(root, name, {"checkpoint": checkpoint, "results": str(out / "results.json")})
+    return merged
+
+
+def export_stage(root: Path, checkpoint: str) -> dict[str, Any]:
+    done = finished(root, "export-hf")
+    if done is not None:
+        return done
+    from flan_ul2r.convert.hf_export import export_hf
+
+    out = stage_dir(root, "export-hf")
+    notes = export_hf(checkpoint, out)
+    return mark_finished(root, "export-hf", {"checkpoint": str(out), "from": checkpoint, "notes": notes})
+
+
+def compute_ledger(cfg: PipelineConfig, stages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each training stage's cost (recorded in its stage.json) and the shares of the base's compute."""
+    costs = [ledger_lib.StageCost(**{k: v for k, v in s["cost"].items() if k not in ("tokens", "flops")})
+             for s in stages if "cost" in s]
+    if cfg.pretrain is not None:
+        base_flops, source = costs[0].flops, "measured: the base stage of this pipeline"
+    else:
+        model_cfg = ModelConfig.from_dict(stages[0]["model_config"])
+        stated = ledger_lib.imported_base_cost(model_cfg, cfg.base_pretraining_tokens,
+                                               cfg.ul2r.sequence_length)
+        base_flops = stated["flops"]
+        source = (f"stated: {cfg.base_pretraining_tokens:.3g} pretraining tokens x "
+                  f"{stated['flops_per_token']:.3g} FLOPs per token")
+    return ledger_lib.ledger(costs, base_flops, source, COMPUTE_GROUPS)
