@@ -1,5 +1,5 @@
 """flan-ul2r: UL2R continued pretraining and Flan instruction tuning for decoder-only models in JAX."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="flan-ul2r",
@@ -9,16 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     # `tasks/` (SeqIO registrations) installs as `flan_ul2r.tasks` so nothing generic lands in site-packages.
-    packages=[
-        "flan_ul2r",
-        "flan_ul2r.data",
-        "flan_ul2r.models",
-        "flan_ul2r.convert",
-        "flan_ul2r.main",
-        "flan_ul2r.training",
-        "flan_ul2r.evaluation",
-        "flan_ul2r.tasks",
-    ],
+    packages=find_packages(include=["flan_ul2r", "flan_ul2r.*"]) + ["flan_ul2r.tasks"],
     package_dir={"flan_ul2r.tasks": "tasks"},
     install_requires=[
         "jax>=0.6,<0.11",

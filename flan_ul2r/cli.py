@@ -19,6 +19,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": ("flan_ul2r.main.eval", "evaluate a checkpoint on an eval suite (held-out tasks, MMLU, BBH...)"),
     "lm-eval": ("flan_ul2r.main.lm_eval_cli", "run EleutherAI lm-evaluation-harness with --model flan-ul2r"),
     "infer": ("flan_ul2r.main.infer", "complete or infill prompts from a file or stdin; JSON lines out"),
+    "pipeline": ("flan_ul2r.main.pipeline", "base -> UL2R -> Flan -> eval of all four -> report + compute"),
 }
 
 

@@ -22,10 +22,12 @@ from flan_ul2r.evaluation.seqio_tasks import register, register_suite
 @gin.configurable
 def eval_data(mmlu_dir: str | None = None, bbh_dir: str | None = None, gsm8k_dir: str | None = None,
               mgsm_dir: str | None = None, tydiqa_dir: str | None = None, heldout_examples: int = 100,
-              mmlu_split: str = "val") -> dict[str, Any]:
-    """gin edge: where the benchmarks live and how many held-out examples per embedded task."""
+              heldout_shots: int = 3, mmlu_split: str = "val") -> dict[str, Any]:
+    """gin edge: where the benchmarks live, and how many held-out examples (and few-shot exemplars) per
+    embedded task."""
     return {"mmlu_dir": mmlu_dir, "bbh_dir": bbh_dir, "gsm8k_dir": gsm8k_dir, "mgsm_dir": mgsm_dir,
-            "tydiqa_dir": tydiqa_dir, "heldout_examples": heldout_examples, "mmlu_split": mmlu_split}
+            "tydiqa_dir": tydiqa_dir, "heldout_examples": heldout_examples, "heldout_shots": heldout_shots,
+            "mmlu_split": mmlu_split}
 
 
 def _setting(key: str):
@@ -36,7 +38,7 @@ def _names(tasks) -> list[str]:
     return [register(t) for t in tasks]
 
 
-HELDOUT = _names(heldout.tasks(_setting("heldout_examples")))
+HELDOUT = _names(heldout.tasks(_setting("heldout_examples"), _setting("heldout_shots")))
 MMLU = _names(mmlu.tasks(_setting("mmlu_dir"), split=_setting("mmlu_split")))
 BBH = _names(bbh.tasks(_setting("bbh_dir")))
 GSM8K = _names(gsm8k.tasks(_setting("gsm8k_dir")))

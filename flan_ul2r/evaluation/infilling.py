@@ -64,10 +64,14 @@ def make_examples(documents: Sequence[str], num: int, seed: int = 0) -> list[Inf
 
 
 def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir: str | Path | None = None,
-                       batch_size: int = 8, max_new_tokens: int = 32) -> dict[str, Any]:
+                       batch_size: int = 8, max_new_tokens: int = 32, too_long: str = "error"
+                       ) -> dict[str, Any]:
     """Infills every example (greedy, `[NLU]`) and returns a summary shaped like an eval suite's
-    results.json (`benchmarks`, `tasks`); writes predictions/infilling.jsonl under `out_dir`."""
+    results.json (`benchmarks`, `tasks`); writes predictions/infilling.jsonl under `out_dir`.
+    `too_long`: a passage whose prompt + `max_new_tokens` exceeds the model's context is an error
+    ("error") or left out and listed (`skipped_ids`, "skip"), as in `EvalSettings.too_long`."""
     t0 = time.perf_counter()
+    examples, skipped = _fitting(model, examples, max_new_tokens, too_long)
     filled = model.infill_batch([e.text for e in examples], mode="nlu", max_new_tokens=max_new_tokens,
                                 batch_size=batch_size)
     rows = []
@@ -77,7 +81,8 @@ def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir
         correct, f1 = squad_scores(prediction, [ex.answer])
         rows.append({"id": ex.id, "prompt": ex.text, "output": prediction, "reference": ex.answer,
                      "correct": bool(correct), "f1": float(f1)})
-    metrics = {"exact_match": mean_percent(r["correct"] for r in rows), "f1": mean_percent(r["f1"] for r in rows)}
+    metrics = {"exact_match": mean_percent(r["correct"] for r in rows),
+               "f1": mean_percent(r["f1"] for r in rows)}
     if out_dir is not None:
         folder = Path(out_dir) / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +90,31 @@ def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     task = {"benchmark": BENCHMARK, "metrics": metrics, "primary_metric": "exact_match",
             "score": metrics["exact_match"], "count": len(rows), "random": 0.0, "mode": "infill",
-            "cot": False, "wall_seconds": round(time.perf_counter() - t0, 3)}
+            "cot": False, "wall_seconds": round(time.perf_counter() - t0, 3), "skipped": len(skipped),
+            "skipped_ids": skipped}
     bench = {"score": metrics["exact_match"], "random": 0.0, "metric": "exact_match", "aggregate": "micro",
              "tasks": 1, "count": len(rows)}
     return {"benchmarks": {BENCHMARK: bench}, "tasks": {"infilling": task}}
+
+
+def _fitting(model: Any, examples: Sequence[InfillExample], max_new_tokens: int, too_long: str
+             ) -> tuple[list[InfillExample], list[str]]:
+    """(the examples that fit the model's context, the ids of those that do not) under `too_long`."""
+    from flan_ul2r.decoding.infill import infill_prompt
+
+    if too_long not in ("error", "skip"):
+        raise ValueError(f"infilling: too_long={too_long!r}; use 'error' or 'skip'")
+    limit = int(model.max_length)
+    kept, skipped = [], []
+    for ex in examples:
+        need = len(infill_prompt(model.vocab, ex.text, "nlu")[0]) + max_new_tokens
+        if need <= limit:
+            kept.append(ex)
+        elif too_long == "skip":
+            skipped.append(ex.id)
+        else:
+            raise ValueError(f"infilling: passage {ex.id}: {need} tokens with max_new_tokens {max_new_tokens} "
+                             f"> the model's max_length {limit}; set too_long='skip' to leave such passages out")
+    if not kept:
+        raise ValueError(f"infilling: none of the {len(examples)} passages fits the model's max_length {limit}")
+    return kept, skipped

@@ -14,19 +14,22 @@ from flan_ul2r.evaluation.runner import TaskResult
 
 def benchmark_scores(results: Sequence[TaskResult]) -> dict[str, dict[str, Any]]:
     """Per benchmark: the score (macro = mean of its tasks; micro = over all its examples, the protocol's
-    `aggregate`), the random baseline aggregated the same way, and counts."""
+    `aggregate`), the random baseline aggregated the same way, and counts. Tasks whose every example was
+    skipped as too long (EvalSettings.too_long="skip") have no score and are left out of the aggregate."""
     groups: dict[str, list[TaskResult]] = {}
     for r in results:
         groups.setdefault(r.protocol.benchmark, []).append(r)
     out = {}
-    for name, rs in groups.items():
+    for name, every in groups.items():
+        rs = [r for r in every if r.predictions]
         counts = [len(r.predictions) for r in rs]
-        weights = counts if rs[0].protocol.aggregate == "micro" else [1] * len(rs)
+        weights = counts if every[0].protocol.aggregate == "micro" else [1] * len(rs)
         total = sum(weights)
-        out[name] = {"score": sum(w * r.score for w, r in zip(weights, rs)) / total,
-                     "random": sum(w * r.random for w, r in zip(weights, rs)) / total,
-                     "metric": rs[0].summary()["primary_metric"], "aggregate": rs[0].protocol.aggregate,
-                     "tasks": len(rs), "count": sum(counts)}
+        nan = float("nan")
+        out[name] = {"score": sum(w * r.score for w, r in zip(weights, rs)) / total if total else nan,
+                     "random": sum(w * r.random for w, r in zip(weights, rs)) / total if total else nan,
+                     "metric": every[0].summary()["primary_metric"], "aggregate": every[0].protocol.aggregate,
+                     "tasks": len(rs), "count": sum(counts), "skipped": sum(len(r.skipped) for r in every)}
     return out
 
 
@@ -59,6 +62,10 @@ def markdown(summary: dict[str, Any]) -> str:
                   "|---|---:|" + "---:|" * len(keys)]
         lines += [f"| {n} | {t['count']} | " + " | ".join(_fmt(t["metrics"].get(k, "")) for k in keys) + " |"
                   for n, t in tasks.items()]
+        skipped = {n: t["skipped"] for n, t in tasks.items() if t.get("skipped")}
+        if skipped:
+            lines += ["", "Left out as longer than the model's max_length (EvalSettings.too_long='skip'): " +
+                      ", ".join(f"{n} {k}" for n, k in skipped.items())]
         lines += ["", f"{bench}: **{_fmt(b['score'])}** ({b['metric']}, {b['aggregate']} over {b['tasks']} "
                       f"task(s), {b['count']} examples; random {_fmt(b['random'])})", ""]
     lines += ["## Benchmarks", "", "| benchmark | score | random | examples |", "|---|---:|---:|---:|"]

@@ -34,6 +34,9 @@ class EvalSettings:
     seed: int = 0
     append_eos: bool | None = None
     progress: bool = True
+    # "error": a prompt that does not fit the model's max_length stops the run (never truncated);
+    # "skip": such examples are left out, and listed (`skipped`) in results.json and results.md.
+    too_long: str = "error"
 
 
 @dataclasses.dataclass
@@ -44,6 +47,7 @@ class TaskResult:
     metrics: dict[str, float]
     random: float
     wall_seconds: float
+    skipped: list[str] = dataclasses.field(default_factory=list)  # ids too long (too_long="skip")
 
     @property
     def score(self) -> float:
@@ -53,7 +57,8 @@ class TaskResult:
         return {"benchmark": self.protocol.benchmark, "metrics": self.metrics,
                 "primary_metric": primary_metric(self.protocol), "score": self.score,
                 "count": len(self.predictions), "random": self.random, "mode": self.protocol.mode,
-                "cot": self.protocol.cot, "wall_seconds": round(self.wall_seconds, 3)}
+                "cot": self.protocol.cot, "wall_seconds": round(self.wall_seconds, 3),
+                "skipped": len(self.skipped), "skipped_ids": list(self.skipped)}
 
 
 def primary_metric(protocol: Protocol) -> str:
@@ -174,11 +179,30 @@ def run_task(model: Any, task: EvalTask, settings: EvalSettings = EvalSettings()
         examples = examples[: settings.max_examples]
     if not examples:
         raise ValueError(f"task {task.name}: no examples")
+    skipped: list[str] = []
+    if settings.too_long == "skip":
+        fits = [_fits(model, task.protocol, ex, settings) for ex in examples]
+        skipped = [ex.id for ex, ok in zip(examples, fits) if not ok]
+        examples = [ex for ex, ok in zip(examples, fits) if ok]
+    elif settings.too_long != "error":
+        raise ValueError(f"EvalSettings.too_long={settings.too_long!r}: use 'error' or 'skip'")
     with tqdm(total=len(examples), desc=task.name, unit="ex", leave=False, disable=not settings.progress,
               dynamic_ncols=True) as bar:
         run = _rank_rows if task.protocol.mode == "rank" else _generate_rows
         rows = run(model, task, examples, settings, bar)
     chances = [ex.chance for ex in examples]
-    random = (sum(chances) / len(chances)) if all(c is not None for c in chances) else task.protocol.random
+    random = (sum(chances) / len(chances)) if chances and all(c is not None for c in chances) \
+        else task.protocol.random
     return TaskResult(task.name, task.protocol, rows, task_metrics(task.protocol, rows), random,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, skipped)
+
+
+def _fits(model: Any, protocol: Protocol, ex: EvalExample, s: EvalSettings) -> bool:
+    """Whether the example's prompt plus what it needs after it fits the model's max_length."""
+    append_eos = bool(getattr(model, "prefix_lm", False)) if s.append_eos is None else s.append_eos
+    need = len(_prompt_ids(model, ex.prompt, append_eos))
+    if protocol.mode == "rank":
+        need += max((len(model.tokenize(c)) for c in ex.choices), default=0)
+    else:
+        need += protocol.max_new_tokens
+    return need <= int(model.max_length)

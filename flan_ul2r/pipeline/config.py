@@ -10,7 +10,8 @@ from flan_ul2r.training.config import RunConfig
 class EvalStageConfig:
     """How the four models are evaluated: eval suites (flan_ul2r.tasks.evals; `heldout` needs no files),
     examples per task (None = all), batch size, self-consistency samples and temperature (1 = greedy),
-    and the infilling check (U-PaLM section 4) on `infilling_examples` held-out corpus passages."""
+    the infilling check (U-PaLM section 4) on `infilling_examples` held-out corpus passages, and what to do
+    with a prompt longer than the model's context (`too_long`: "error", or "skip" and report the count)."""
 
     suites: tuple[str, ...] = ("heldout",)
     max_examples: int | None = None
@@ -18,6 +19,7 @@ class EvalStageConfig:
     num_samples: int = 1
     temperature: float = 0.7
     infilling_examples: int = 0
+    too_long: str = "error"
 
 
 @dataclasses.dataclass(frozen=True)

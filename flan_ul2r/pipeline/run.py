@@ -59,7 +59,7 @@ def eval_stage(root: Path, model: str, checkpoint: str, cfg: EvalStageConfig) ->
     lm = flan_ul2r.load_model(checkpoint)
     check_model(lm, checkpoint)
     settings = EvalSettings(max_examples=cfg.max_examples, batch_size=cfg.batch_size,
-                            num_samples=cfg.num_samples, temperature=cfg.temperature)
+                            num_samples=cfg.num_samples, temperature=cfg.temperature, too_long=cfg.too_long)
     merged: dict[str, Any] = {"model_path": checkpoint, "benchmarks": {}, "tasks": {}, "suites": {}}
     for suite in cfg.suites:
         summary, _ = evaluate(lm, [eval_task(n) for n in suite_tasks(suite)], settings,
@@ -69,6 +69,14 @@ def eval_stage(root: Path, model: str, checkpoint: str, cfg: EvalStageConfig) ->
         merged["suites"][suite] = str(out / suite / "results.json")
         if summary.get("normalized_average") is not None:
             merged["normalized_average"] = summary["normalized_average"]
+    if cfg.infilling_examples:
+        from flan_ul2r.evaluation.infilling import evaluate_infilling, heldout_documents, make_examples
+
+        examples = make_examples(heldout_documents(), cfg.infilling_examples)
+        filled = evaluate_infilling(lm, examples, out_dir=out / "infilling", batch_size=cfg.batch_size,
+                                     too_long=cfg.too_long)
+        merged["benchmarks"].update(filled["benchmarks"])
+        merged["tasks"].update(filled["tasks"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(merged, indent=1) + "\n")
     mark_finished(root, name, {"checkpoint": checkpoint, "results": str(out / "results.json")})

@@ -65,9 +65,11 @@ def load(task: Any, style: str, num_examples: int, num_shots: int = NUM_SHOTS) -
     return out
 
 
-def tasks(num_examples) -> list[EvalTask]:
-    """`heldout_<style>.<task>` for each held-out task; `num_examples` a value or a callable (gin)."""
+def tasks(num_examples, num_shots=NUM_SHOTS) -> list[EvalTask]:
+    """`heldout_<style>.<task>` for each held-out task; `num_examples` and `num_shots` are values or
+    callables (read when the task is evaluated: gin)."""
     get = num_examples if callable(num_examples) else (lambda: num_examples)
+    shots = num_shots if callable(num_shots) else (lambda: num_shots)
     out = []
     for task in held_out_tasks():
         probe = generate(task, 1, "validation")[0]
@@ -77,5 +79,5 @@ def tasks(num_examples) -> list[EvalTask]:
             if style == "cot" and not probe.get("rationale"):
                 continue
             out.append(EvalTask(f"heldout_{style}.{task.name}", protocol(style, probe),
-                                lambda task=task, style=style: load(task, style, int(get()))))
+                                lambda task=task, style=style: load(task, style, int(get()), int(shots()))))
     return out

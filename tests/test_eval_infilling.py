@@ -1,0 +1,68 @@
+"""The infilling check (U-PaLM section 4): passages with one blank taken from held-out documents, scored
+by exact match / F1 against the removed words, and prompts too long for the model skipped or refused."""
+import json
+
+import pytest
+
+from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.evaluation.infilling import BLANK, WINDOW_WORDS, evaluate_infilling, make_examples
+
+DOCS = [" ".join(f"w{d}_{i}" for i in range(40 + d)) for d in range(30)] + ["too short"]
+
+
+class _Oracle:
+    """Answers from a table (the removed words for even ids, a wrong word for odd ones)."""
+
+    def __init__(self, examples, max_length=10_000):
+        self.vocab = get_vocabulary("byte")
+        self.max_length = max_length
+        self.answers = {e.text: (e.answer if int(e.id[3:]) % 2 == 0 else "wrong") for e in examples}
+        self.seen = []
+
+    def infill_batch(self, texts, **kwargs):
+        self.seen.extend(texts)
+        return [[[self.answers[t]]] for t in texts]
+
+
+def test_each_example_is_a_window_of_its_document_with_an_inner_blank():
+    examples = make_examples(DOCS, 20, seed=3)
+    assert len(examples) == 20 and len({e.id for e in examples}) == 20
+    for e in examples:
+        doc = DOCS[int(e.id[3:])]
+        assert e.text.count(BLANK) == 1
+        before, after = e.text.split(BLANK)
+        filled = (before + e.answer + after).split()
+        assert len(filled) == WINDOW_WORDS and " ".join(filled) in doc
+        assert before.strip() and after.strip()  # never at the window's edges
+        assert 1 <= len(e.answer.split()) <= 3
+    assert make_examples(DOCS, 20, seed=3) == examples and make_examples(DOCS, 20, seed=4) != examples
+    with pytest.raises(ValueError, match="no document has 24 words"):
+        make_examples(["too short"], 5)
+
+
+def test_scores_are_the_share_of_exact_fills(tmp_path):
+    examples = make_examples(DOCS, 20)
+    right = sum(int(e.id[3:]) % 2 == 0 for e in examples)
+    out = evaluate_infilling(_Oracle(examples), examples, out_dir=tmp_path)
+    task = out["tasks"]["infilling"]
+    assert task["metrics"]["exact_match"] == pytest.approx(100 * right / 20)
+    assert out["benchmarks"]["Infilling"]["count"] == 20
+    rows = [json.loads(x) for x in (tmp_path / "predictions" / "infilling.jsonl").read_text().splitlines()]
+    assert [r["correct"] for r in rows] == [int(e.id[3:]) % 2 == 0 for e in examples]
+
+
+def test_passages_longer_than_the_context_are_skipped_or_refused():
+    examples = make_examples(DOCS, 20)
+    vocab = get_vocabulary("byte")
+    lengths = {e.id: len(vocab.encode(e.text)) for e in examples}
+    limit = sorted(lengths.values())[10] + 32  # about half fit with 32 new tokens
+    model = _Oracle(examples, max_length=limit)
+    out = evaluate_infilling(model, examples, too_long="skip")
+    skipped = out["tasks"]["infilling"]["skipped_ids"]
+    assert 0 < len(skipped) < 20 and out["tasks"]["infilling"]["count"] == 20 - len(skipped)
+    assert all(lengths[i] + 32 > limit - 3 for i in skipped)  # mode token + sentinel: a few ids
+    assert not any(e.text in model.seen for e in examples if e.id in skipped)
+    with pytest.raises(ValueError, match=r"passage doc\d+: \d+ tokens .* max_length"):
+        evaluate_infilling(_Oracle(examples, max_length=limit), examples)
+    with pytest.raises(ValueError, match="none of the 20 passages fits"):
+        evaluate_infilling(_Oracle(examples, max_length=10), examples, too_long="skip")

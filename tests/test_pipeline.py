@@ -1,0 +1,136 @@
+"""`flan-ul2r pipeline` end to end on a reduced smoke pipeline: every artifact, an interrupted stage that
+resumes, a finished re-run that does nothing, a compute ledger that adds up, and a report whose table is
+the stages' own results."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+REDUCED = [  # the smoke pipeline, shrunk to seconds per stage
+    "--gin_file=gin/pipelines/smoke.gin", "--gin.BASE_STEPS=6", "--gin.UL2R_STEPS=4", "--gin.FLAN_STEPS=2",
+    "--gin.BATCH=2", "--gin.LENGTHS={'inputs': 192, 'targets': 64}",
+    "--gin.base/RunConfig.task_feature_lengths={'inputs': 0, 'targets': 256}",
+    "--gin.smoke/ModelConfig.num_layers=1", "--gin.smoke/ModelConfig.d_model=32",
+    "--gin.smoke/ModelConfig.d_ff=64", "--gin.smoke/ModelConfig.head_dim=8",
+    "--gin.ul2r/CheckpointConfig.period=2", "--gin.EvalStageConfig.suites=('heldout_zs.add_three',)",
+    "--gin.EvalStageConfig.max_examples=3", "--gin.EvalStageConfig.infilling_examples=3",
+]
+MODELS = ("base", "ul2r", "flan", "flan_ul2r")
+
+
+def _pipeline(model_dir, *extra):
+    cmd = [sys.executable, "-m", "flan_ul2r.cli", "pipeline", *REDUCED, f"--gin.MODEL_DIR={model_dir}",
+           *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A pipeline interrupted in its UL2R stage (at step 2 of 4), then run again to the end."""
+    model_dir = tmp_path_factory.mktemp("pipeline")
+    first = _pipeline(model_dir, "--gin.ul2r/RunConfig.stop_after_steps=2")
+    second = _pipeline(model_dir)
+    return model_dir, first, second
+
+
+def test_an_interrupted_stage_resumes_and_finished_stages_are_skipped(finished):
+    model_dir, first, second = finished
+    assert first.returncode == 3, first.stderr[-3000:]
+    assert "stage 'ul2r' stopped at step 2 of 4" in first.stderr
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "stage 'base' is done" in second.stderr  # not trained again
+    assert f"resuming from {model_dir / 'ul2r' / 'checkpoints' / '2'}" in second.stderr
+    steps = [json.loads(x)["step"] for x in (model_dir / "ul2r" / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(x)]
+    assert sorted(set(steps)) == [1, 2, 3, 4] and steps.count(3) == 1  # steps 3-4 only in the second run
+    base_rows = (model_dir / "base" / "metrics.jsonl").read_text().splitlines()
+    assert len(base_rows) == 6
+
+
+def test_a_finished_pipeline_rerun_is_a_no_op(finished):
+    model_dir, _, _ = finished
+    before = {p: p.stat().st_mtime for p in model_dir.rglob("*") if p.is_file() and "checkpoints" in p.parts}
+    again = _pipeline(model_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert all(f"stage {s!r} is done" in again.stderr for s in ("base", "ul2r", "flan", "flan_ul2r"))
+    assert {p: p.stat().st_mtime for p in before} == before
+
+
+def test_every_artifact_exists_and_parses(finished):
+    model_dir, _, _ = finished
+    report = json.loads((model_dir / "report.json").read_text())
+    assert "| metric | base | +UL2R | +Flan | +UL2R+Flan |" in (model_dir / "report.md").read_text()
+    for png in ("loss_curves.png", "results.png"):
+        assert (model_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for stage in ("base", "ul2r", "flan", "flan_ul2r"):
+        assert json.loads((model_dir / stage / "stage.json").read_text())["stage"] == stage
+        assert (model_dir / stage / "checkpoints").is_dir()
+    for m in MODELS:
+        results = json.loads((model_dir / "eval" / m / "results.json").read_text())
+        assert set(results["benchmarks"]) >= {"Heldout-ZS", "Infilling"}
+        filled = model_dir / "eval" / m / "infilling" / "predictions" / "infilling.jsonl"
+        rows = filled.read_text().splitlines()
+        assert len(rows) == 3 and all("<extra_id_0>" in json.loads(r)["prompt"] for r in rows)
+    assert {s["stage"] for s in report["ledger"]["stages"]} == {"base", "ul2r", "flan", "flan_ul2r"}
+
+
+def test_report_table_is_the_stages_results(finished):
+    model_dir, _, _ = finished
+    report = json.loads((model_dir / "report.json").read_text())
+    results = {m: json.loads((model_dir / "eval" / m / "results.json").read_text()) for m in MODELS}
+    checked = 0
+    for row in report["table"]:
+        for m in MODELS:
+            if row["kind"] == "benchmark":
+                expected = results[m]["benchmarks"][row["metric"]]["score"]
+            elif row["kind"] == "task":
+                task, metric = row["metric"].rsplit(" ", 1)
+                expected = results[m]["tasks"][task]["metrics"][metric]
+            else:
+                continue
+            assert row[m] == expected or (np.isnan(row[m]) and np.isnan(expected))
+            checked += 1
+    assert checked >= 4 * 4
+
+
+def _matmul_params(params: dict) -> int:
+    """N of PaLM's 6N, counted from the checkpoint's arrays (not from the config): every parameter but the
+    input embedding table when an output head exists (a lookup, not a matmul; training/compute.py)."""
+    import jax
+
+    total = 0
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        name = jax.tree_util.keystr(path)
+        if name == "['embedding']" and "lm_head" in params:
+            continue
+        total += int(np.prod(np.shape(leaf)))
+    return total
+
+
+def test_the_compute_ledger_adds_up(finished):
+    import flan_ul2r
+
+    model_dir, _, _ = finished
+    report = json.loads((model_dir / "report.json").read_text())
+    model = flan_ul2r.load_model(model_dir / "base" / "checkpoints" / "6")
+    cfg = model.config
+    n = _matmul_params(model.params)
+    by_stage = {s["stage"]: s for s in report["ledger"]["stages"]}
+    for stage, steps, batch, length in (("base", 6, 2, 128), ("ul2r", 4, 2, 128), ("flan", 2, 2, 128),
+                                        ("flan_ul2r", 2, 2, 128)):
+        tokens = steps * batch * length
+        attention = 12 * cfg.num_layers * cfg.num_heads * cfg.head_dim * length  # PaLM appendix B
+        s = by_stage[stage]
+        assert s["tokens"] == tokens
+        assert s["flops"] == pytest.approx(tokens * (6 * n + attention), rel=1e-9)
+    shares = report["ledger"]["percent_of_base_pretraining"]
+    base = by_stage["base"]["flops"]
+    assert shares["UL2R"] == pytest.approx(100 * by_stage["ul2r"]["flops"] / base)
+    assert shares["UL2R + Flan (the Flan-U model)"] == pytest.approx(
+        100 * (by_stage["ul2r"]["flops"] + by_stage["flan_ul2r"]["flops"]) / base)
