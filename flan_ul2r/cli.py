@@ -28,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"flan-ul2r: unknown verb {verb!r}; known: {', '.join(VERBS)}", file=sys.stderr)
         return 2
+    from flan_ul2r.training.tpu_topology import quiet_libtpu
+
+    quiet_libtpu()  # libtpu installed (tpu_compile extra) on a machine without TPUs: no init warnings
     module = importlib.import_module(VERBS[verb][0])
     return int(module.main(rest) or 0)
 

@@ -31,9 +31,11 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
           model: ModelSpec | None = None, mesh: MeshConfig | None = None,
           optimizer: OptimizerConfig | None = None, checkpoint: CheckpointConfig | None = None,
           z_loss: float = 1e-4, num_microbatches: int = 1, log_every: int = 1,
-          stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None
-          ) -> dict[str, Any]:
-    """The gin-bound RunConfig (fields documented there), trained by `training.run.run`."""
+          stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None,
+          topology: str | None = None, compile_only: bool = False) -> dict[str, Any]:
+    """The gin-bound RunConfig (fields documented there), trained by `training.run.run`; with
+    `compile_only`, compiled for `topology` (the TOPOLOGY macro) by `training.aot` instead."""
+    from flan_ul2r.training import aot
     from flan_ul2r.training.run import run
 
     cfg = RunConfig(
@@ -43,13 +45,18 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
         mesh=mesh or MeshConfig(), optimizer=optimizer or OptimizerConfig(),
         checkpoint=checkpoint or CheckpointConfig(), z_loss=z_loss, num_microbatches=num_microbatches,
         log_every=log_every, stop_after_steps=stop_after_steps, progress=progress, chunked_loss=chunked_loss)
+    if compile_only:
+        return {"compile_report": aot.compile_run(cfg, topology)}
+    if topology:
+        aot.check_local_devices(topology)
     return run(cfg, operative_config=gin.operative_config_str())
 
 
 def main(argv: Sequence[str]) -> int:
     from flan_ul2r.gin_utils import parse_gin, split_gin_args
 
-    files, bindings, rest = split_gin_args(argv)
+    compile_only = "--compile_only" in argv  # training/aot.py: compile for TOPOLOGY, report, run nothing
+    files, bindings, rest = split_gin_args([a for a in argv if a != "--compile_only"])
     if rest:
         print(f"flan-ul2r train: unexpected arguments {rest}; use --gin_file=F and --gin.NAME=VALUE",
               file=sys.stderr)
@@ -71,9 +78,13 @@ def main(argv: Sequence[str]) -> int:
         return 2
     flan_ul2r.tasks.register_after_gin()  # the gin-chosen corpus, vocabulary, denoisers, Flan rates
     try:
-        summary = train()
+        summary = train(compile_only=compile_only)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"flan-ul2r train: {e}", file=sys.stderr)
         return 1
+    if compile_only:
+        from flan_ul2r.training.aot import print_report
+
+        return print_report(summary["compile_report"])
     print(json.dumps({"final_step": summary["final_step"], **summary["metrics"]}))
     return 0

@@ -81,12 +81,27 @@ class RMSNorm(nn.Module):
         return (y * (scale.astype(jnp.float32) + self.scale_offset)).astype(_dtype(self.dtype))
 
 
+class _Partitioned(nn.LogicallyPartitioned):
+    """`nn.LogicallyPartitioned` that skips its sharding constraint while its value does not have one axis
+    per name: DenseGeneral initializes a multi-axis kernel flat and reshapes it (flax linen/linear.py), and
+    under a mesh (`jax.set_mesh`) flax would constrain the flat value with the full spec and fail."""
+
+    def unbox(self, apply_constraint: bool = True) -> Array:
+        return super().unbox(apply_constraint and jnp.ndim(self.value) == len(self.names))
+
+
+def _partitioned(init, axes: tuple[str, ...]):
+    def boxed(*args, **kwargs):
+        return _Partitioned(init(*args, **kwargs), axes)
+    return boxed
+
+
 def _dense(features, axes: tuple[str, ...], cfg: ModelConfig, name: str, axis=-1, bias: bool = False,
            bias_axes: tuple[str, ...] = ()) -> nn.DenseGeneral:
     return nn.DenseGeneral(
         features, axis=axis, use_bias=bias, dtype=_dtype(cfg.dtype), param_dtype=_dtype(cfg.param_dtype),
-        kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, bias_axes), name=name)
+        kernel_init=_partitioned(nn.initializers.lecun_normal(), axes),
+        bias_init=_partitioned(nn.initializers.zeros, bias_axes), name=name)
 
 
 class Attention(nn.Module):
@@ -195,8 +210,12 @@ class Decoder(nn.Module):
                         unroll=1 if scan else cfg.num_layers)
         x, _ = stack(cfg, name="layers")(x, positions, mask)
         x = RMSNorm(cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
+        x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
         kernel = embedding.T if cfg.tie_embeddings else LmHead(cfg, name="lm_head")()
         kernel = kernel.astype(x.dtype)
         if return_hidden:
             return x, kernel
-        return jnp.einsum("ble,ev->blv", x, kernel, preferred_element_type=jnp.float32)
+        # Pinned batch-sharded: left free, XLA may follow the kernel's FSDP-sharded embed axis and all-reduce
+        # partial logits for the whole global batch on every chip (docs/TPU_SCALE.md).
+        logits = jnp.einsum("ble,ev->blv", x, kernel, preferred_element_type=jnp.float32)
+        return nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
