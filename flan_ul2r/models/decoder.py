@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from flan_ul2r.models.attention import dot_product_attention
 from flan_ul2r.models.config import ModelConfig
+from flan_ul2r.models.projection import output_logits
 
 Array = jax.Array
 
@@ -217,5 +218,4 @@ class Decoder(nn.Module):
             return x, kernel
         # Pinned batch-sharded: left free, XLA may follow the kernel's FSDP-sharded embed axis and all-reduce
         # partial logits for the whole global batch on every chip (docs/TPU_SCALE.md).
-        logits = jnp.einsum("ble,ev->blv", x, kernel, preferred_element_type=jnp.float32)
-        return nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
+        return nn.with_logical_constraint(output_logits(x, kernel), ("act_batch", "act_length", "act_vocab"))

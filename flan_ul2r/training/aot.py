@@ -136,7 +136,10 @@ def _target(topology: str | None) -> tuple[list[Any], str, float | None, float |
     """(devices, description, HBM bytes per chip or None, peak TFLOP/s per chip or None)."""
     if topology:
         tpu = tpu_topology.parse_slice(topology)
-        return tpu_topology.topology_devices(tpu), tpu.describe(), tpu.hbm_gib * GIB, tpu.peak_tflops
+        devices = tpu_topology.topology_devices(tpu)
+        per_chip = len(devices) // tpu.chips  # 2 on v4: libtpu describes TensorCores (tpu_topology.py)
+        note = f", compiled per TensorCore ({per_chip} devices per chip)" if per_chip > 1 else ""
+        return devices, tpu.describe() + note, tpu.hbm_gib * GIB / per_chip, tpu.peak_tflops / per_chip
     devices = jax.devices()
     stats = devices[0].memory_stats() if hasattr(devices[0], "memory_stats") else None
     hbm = (stats or {}).get("bytes_limit")

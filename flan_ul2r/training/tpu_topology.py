@@ -7,7 +7,9 @@ docs, "TPU versions"); `v5litepod-N` is v5e's. A slice name maps to the standard
 shapes MaxText's `accelerator_to_spec_map.py` uses: 2x2x1, 2x2x2, 2x2x4, 2x4x4, 4x4x4, 4x4x8, 4x8x8, ...);
 give other shapes in the `GEN:AxBxC` form.
 
-`topology_devices` asks libtpu (the `tpu_compile` extra) for the slice's devices. Without local TPU chips it
+`topology_devices` asks libtpu (the `tpu_compile` extra) for the slice's devices: one per chip, except on
+v4, which libtpu 0.0.42 describes per TensorCore (2 devices per chip, no megacore); figures are then per
+TensorCore, against half a chip's HBM and peak. Without local TPU chips it
 first sets `TPU_ACCELERATOR_TYPE` and `TPU_WORKER_HOSTNAMES=localhost` (otherwise libtpu warns that it
 cannot read them from the GCE metadata server) and `ALLOW_MULTIPLE_LIBTPU_LOAD=1` (libtpu otherwise takes
 /tmp/libtpu_lockfile and a second compiling process fails).
@@ -121,7 +123,7 @@ def topology_devices(tpu: TpuSlice) -> list[Any]:
     from jax.experimental import topologies
 
     devices = list(topologies.get_topology_desc(platform="tpu", topology_name=tpu.topology).devices)
-    if len(devices) != tpu.chips:
+    if len(devices) not in (tpu.chips, 2 * tpu.chips):
         raise RuntimeError(f"TOPOLOGY={tpu.name!r}: libtpu describes {len(devices)} devices for "
                            f"{tpu.topology}, expected {tpu.chips} chips")
     return devices

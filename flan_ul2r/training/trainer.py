@@ -112,9 +112,24 @@ class Trainer:
             yield
 
     # --- the step ----------------------------------------------------------------------------------------
+    def _compute_params(self, params: Any) -> Any:
+        """Kernels and embeddings cast to the compute dtype, pinned to their parameter sharding. The model
+        casts them itself (DenseGeneral, `embedding[...].astype`), so values are unchanged; casting first
+        makes FSDP all-gather bf16 instead of float32 and, through the constraint's transpose, gives each
+        weight gradient the parameter's sharding inside the layer loop (a reduce-scatter, not a full-size
+        all-reduce per chip; docs/TPU_SCALE.md). Vectors (norm scales, biases) stay as stored."""
+        dtype = jnp.dtype(self.cfg.dtype)
+
+        def cast(p: jax.Array, sharding: Any) -> jax.Array:
+            p = p.astype(dtype) if p.ndim >= 2 and jnp.issubdtype(p.dtype, jnp.floating) else p
+            return jax.lax.with_sharding_constraint(p, sharding)
+
+        return jax.tree.map(cast, params, self.param_shardings)
+
     def _sums(self, params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
         out = self.model.apply(
-            {"params": params}, batch["decoder_input_tokens"], positions=batch["decoder_positions"],
+            {"params": self._compute_params(params)}, batch["decoder_input_tokens"],
+            positions=batch["decoder_positions"],
             segment_ids=batch["decoder_segment_ids"], causal_attention=batch.get("decoder_causal_attention"),
             return_hidden=self.chunked_loss)
         targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
