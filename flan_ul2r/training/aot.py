@@ -165,7 +165,13 @@ def compile_train_step(cfg: RunConfig, model_cfg: ModelConfig, topology: str | N
     check_batch(batch, cfg.num_microbatches, partitioning.batch_shards(mesh))
     start = time.perf_counter()
     with trainer.context():
-        compiled = trainer.jitted_step(batch).lower(trainer.abstract_state, batch).compile()
+        lowered = trainer.jitted_step(batch).lower(trainer.abstract_state, batch)
+    try:
+        compiled = lowered.compile()
+    except Exception as e:  # libtpu refuses some programs over HBM itself (RESOURCE_EXHAUSTED, with numbers)
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        raise ValueError(f"does not fit {target}: {str(e).splitlines()[0]}") from e
     seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
     tokens = cfg.batch_size * cfg.sequence_length

@@ -50,7 +50,8 @@ class TpuSlice:
     peak_tflops: float
 
     def describe(self) -> str:
-        return (f"{self.topology} ({self.chips} chips of TPU {self.generation}, {self.hbm_gib:g} GiB HBM and "
+        chips = f"{self.chips} chip{'s' if self.chips != 1 else ''}"
+        return (f"{self.topology} ({chips} of TPU {self.generation}, {self.hbm_gib:g} GiB HBM and "
                 f"{self.peak_tflops:g} bf16 TFLOP/s each)")
 
 
@@ -122,7 +123,15 @@ def topology_devices(tpu: TpuSlice) -> list[Any]:
     quiet_libtpu(f"{tpu.generation}-{tpu.chips * _CORES_PER_CHIP_IN_NAME[tpu.generation]}")
     from jax.experimental import topologies
 
-    devices = list(topologies.get_topology_desc(platform="tpu", topology_name=tpu.topology).devices)
+    dims = tuple(int(d) for d in tpu.topology.split(":")[1].split("x"))
+    kwargs: dict[str, Any] = {}
+    if tpu.chips < 4:  # smaller than libtpu's default host (2x2x1 chips): the slice is the host
+        kwargs["chips_per_host_bounds"] = (dims + (1, 1))[:3]
+    try:
+        desc = topologies.get_topology_desc(platform="tpu", topology_name=tpu.topology, **kwargs)
+    except Exception as e:  # libtpu's JaxRuntimeError: say which name it came from
+        raise ValueError(f"TOPOLOGY={tpu.name!r}: libtpu cannot describe {tpu.topology}: {e}") from e
+    devices = list(desc.devices)
     if len(devices) not in (tpu.chips, 2 * tpu.chips):
         raise RuntimeError(f"TOPOLOGY={tpu.name!r}: libtpu describes {len(devices)} devices for "
                            f"{tpu.topology}, expected {tpu.chips} chips")
