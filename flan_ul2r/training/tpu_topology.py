@@ -125,7 +125,9 @@ def topology_devices(tpu: TpuSlice) -> list[Any]:
 
     dims = tuple(int(d) for d in tpu.topology.split(":")[1].split("x"))
     kwargs: dict[str, Any] = {}
-    if tpu.chips < 4:  # smaller than libtpu's default host (2x2x1 chips): the slice is the host
+    # libtpu's default host is 2x2x1 chips; a slice of fewer chips, or a v5e/v6e-8 (one 8-chip host), is
+    # one host of its own shape (Cloud TPU docs: v5litepod-8 and v6e-8 are single-host slices).
+    if tpu.chips < 4 or (tpu.chips == 8 and _DIMS[tpu.generation] == 2):
         kwargs["chips_per_host_bounds"] = (dims + (1, 1))[:3]
     try:
         desc = topologies.get_topology_desc(platform="tpu", topology_name=tpu.topology, **kwargs)
