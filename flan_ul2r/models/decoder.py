@@ -9,6 +9,8 @@ partitioning rules (flan_ul2r/training/partitioning.py) place both.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -91,8 +93,9 @@ class _Partitioned(nn.LogicallyPartitioned):
         return super().unbox(apply_constraint and jnp.ndim(self.value) == len(self.names))
 
 
-def _partitioned(init, axes: tuple[str, ...]):
-    def boxed(*args, **kwargs):
+def _partitioned(init: Callable[..., Array], axes: tuple[str, ...]) -> Callable[..., _Partitioned]:
+    """`nn.with_logical_partitioning(init, axes)`, boxing in `_Partitioned`."""
+    def boxed(*args: Any, **kwargs: Any) -> _Partitioned:
         return _Partitioned(init(*args, **kwargs), axes)
     return boxed
 

@@ -89,10 +89,11 @@ def _report_lines(r: CompileReport) -> list[str]:
         return f"{b / GIB:.2f} GiB"
 
     hbm = f" of {gib(r.hbm_bytes)} HBM ({100 * r.total_bytes / r.hbm_bytes:.0f}%)" if r.hbm_bytes else ""
+    plural = "sequence" if r.batch_size == r.chips else "sequences"
     lines = [
         f"compiled the train step for {r.target} in {r.compile_seconds:.0f} s",
         f"  mesh {r.mesh}, loss {'chunked' if r.chunked_loss else 'dense'}, batch {r.batch_size} x "
-        f"{r.sequence_length} tokens ({r.batch_size / r.chips:g} sequences per chip)",
+        f"{r.sequence_length} tokens ({r.batch_size / r.chips:g} {plural} per chip)",
         f"  memory per chip: arguments {gib(r.argument_bytes)} + temporaries {gib(r.temp_bytes)} + outputs "
         f"not donated {gib(r.output_bytes - r.alias_bytes)} = {gib(r.total_bytes)}{hbm}",
         f"  FLOPs per step (analytic, 6N + 12*L*H*Dh*T per token): {r.flops_per_step:.3e}",
