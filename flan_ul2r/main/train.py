@@ -46,6 +46,9 @@ example:
       --gin_file=gin/runs/cpu_smoke.gin --gin.MODEL_DIR=/tmp/flan_ul2r_smoke --gin.TRAIN_STEPS=50
 
 Running the same command again resumes from the newest checkpoint in MODEL_DIR.
+--compile_only compiles the train step and prints memory per chip, FLOPs, predicted tokens/s and
+collectives instead of training; with --gin.TOPOLOGY=v5p-64 (or v5p:4x4x2, v5e-256, ...) for that TPU
+slice through libtpu (pip install -e ".[tpu_compile]"), else for the local devices.
 exit status: 0 done (also when MODEL_DIR is already at TRAIN_STEPS), {PREEMPTED_EXIT_CODE} preempted after
 saving a checkpoint (run it again to resume), 1 run error, 2 bad arguments or gin.
 """
@@ -63,9 +66,11 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
           z_loss: float = 1e-4, num_microbatches: int = 1, log_every: int = 1,
           stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None,
           eval_period: int = 0, eval_suite: str | None = None, eval_batches: int = 10,
-          eval_max_examples: int | None = 20,
-          prefetch_depth: int = 2) -> dict[str, Any]:
-    """The gin-bound RunConfig (fields documented there), trained by `training.run.run`."""
+          eval_max_examples: int | None = 20, prefetch_depth: int = 2,
+          topology: str | None = None, compile_only: bool = False) -> dict[str, Any]:
+    """The gin-bound RunConfig (fields documented there), trained by `training.run.run`; with
+    `compile_only`, compiled for `topology` (the TOPOLOGY macro) by `training.aot` instead."""
+    from flan_ul2r.training import aot
     from flan_ul2r.training.run import run
 
     cfg = RunConfig(
@@ -78,13 +83,18 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
         eval_period=eval_period, eval_suite=eval_suite, eval_batches=eval_batches,
         eval_max_examples=eval_max_examples,
         prefetch_depth=prefetch_depth)
+    if compile_only:
+        return {"compile_report": aot.compile_run(cfg, topology)}
+    if topology:
+        aot.check_local_devices(topology)
     return run(cfg, operative_config=gin.operative_config_str())
 
 
 def main(argv: Sequence[str]) -> int:
     from flan_ul2r.gin_utils import import_task_modules, parse_gin, split_gin_args
 
-    files, bindings, rest = split_gin_args(argv)
+    compile_only = "--compile_only" in argv  # training/aot.py: compile for TOPOLOGY, report, run nothing
+    files, bindings, rest = split_gin_args([a for a in argv if a != "--compile_only"])
     if any(a in ("-h", "--help") for a in rest):
         print(HELP)
         return 0
@@ -114,13 +124,17 @@ def main(argv: Sequence[str]) -> int:
         print(f"flan-ul2r train: {e}", file=sys.stderr)
         return 2
     try:
-        summary = train()
+        summary = train(compile_only=compile_only)
     except Exception as e:  # bad data, files, CheckpointSaveError, NaN: the message, not a traceback
         shown = user_error(e)
         if shown is None:
             raise
         print(f"flan-ul2r train: {shown}", file=sys.stderr)
         return 1
+    if compile_only:
+        from flan_ul2r.training.aot import print_report
+
+        return print_report(summary["compile_report"])
     print(json.dumps({"final_step": summary["final_step"], **summary["metrics"]}))
     if summary["preempted"]:
         print(f"flan-ul2r train: stopped by {summary['preempted']} after saving step "

@@ -93,7 +93,7 @@ ATTENTION_IMPLS = ("auto", "xla", "blocked")  # flan_ul2r/models/attention.py
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
 # Published shapes. PaLM 8B: Chowdhery et al. 2022 Table 1 (32 layers, d 4096, 16 heads x 256, d_ff 4d,
-# multi-query, 256k vocabulary). Llama-3-8B, Gemma-2B, Qwen2-0.5B: their HF config.json files.
+# multi-query, 256k vocabulary). Llama-3-8B/70B, Gemma-2B, Qwen2-0.5B: their HF config.json files.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(vocab_size=512, num_layers=2, d_model=64, num_heads=4, num_kv_heads=2, head_dim=16,
                  d_ff=192),
@@ -103,6 +103,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                      head_dim=64, d_ff=8192, rope_theta=500_000.0, norm_eps=1e-5, tie_embeddings=True),
     "llama3_8b": dict(vocab_size=128_256, num_layers=32, d_model=4096, num_heads=32, num_kv_heads=8,
                       head_dim=128, d_ff=14_336, rope_theta=500_000.0, norm_eps=1e-5),
+    "llama3_70b": dict(vocab_size=128_256, num_layers=80, d_model=8192, num_heads=64, num_kv_heads=8,
+                       head_dim=128, d_ff=28_672, rope_theta=500_000.0, norm_eps=1e-5),
     "gemma_2b": dict(vocab_size=256_000, num_layers=18, d_model=2048, num_heads=8, num_kv_heads=1,
                      head_dim=256, d_ff=16_384, mlp_activation="gelu_tanh", norm_scale_offset=1.0,
                      embed_scale=True, tie_embeddings=True),

@@ -9,6 +9,8 @@ partitioning rules (flan_ul2r/training/partitioning.py) place both.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -16,6 +18,7 @@ import jax.numpy as jnp
 
 from flan_ul2r.models.attention import attend_to_cache, dot_product_attention
 from flan_ul2r.models.config import ModelConfig
+from flan_ul2r.models.projection import output_logits
 
 Array = jax.Array
 
@@ -89,12 +92,28 @@ class RMSNorm(nn.Module):
         return (y * (scale.astype(jnp.float32) + self.scale_offset)).astype(_dtype(self.dtype))
 
 
+class _Partitioned(nn.LogicallyPartitioned):
+    """`nn.LogicallyPartitioned` that skips its sharding constraint while its value does not have one axis
+    per name: DenseGeneral initializes a multi-axis kernel flat and reshapes it (flax linen/linear.py), and
+    under a mesh (`jax.set_mesh`) flax would constrain the flat value with the full spec and fail."""
+
+    def unbox(self, apply_constraint: bool = True) -> Array:
+        return super().unbox(apply_constraint and jnp.ndim(self.value) == len(self.names))
+
+
+def _partitioned(init: Callable[..., Array], axes: tuple[str, ...]) -> Callable[..., _Partitioned]:
+    """`nn.with_logical_partitioning(init, axes)`, boxing in `_Partitioned`."""
+    def boxed(*args: Any, **kwargs: Any) -> _Partitioned:
+        return _Partitioned(init(*args, **kwargs), axes)
+    return boxed
+
+
 def _dense(features, axes: tuple[str, ...], cfg: ModelConfig, name: str, axis=-1, bias: bool = False,
            bias_axes: tuple[str, ...] = ()) -> nn.DenseGeneral:
     return nn.DenseGeneral(
         features, axis=axis, use_bias=bias, dtype=_dtype(cfg.dtype), param_dtype=_dtype(cfg.param_dtype),
-        kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, bias_axes), name=name)
+        kernel_init=_partitioned(nn.initializers.lecun_normal(), axes),
+        bias_init=_partitioned(nn.initializers.zeros, bias_axes), name=name)
 
 
 class Attention(nn.Module):
@@ -215,8 +234,13 @@ class Decoder(nn.Module):
                         unroll=1 if scan else cfg.num_layers)
         x, kv = stack(cfg, decode=return_kv, name="layers")(x, positions, mask)
         x = RMSNorm(cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
+        x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
         kernel = embedding.T if cfg.tie_embeddings else LmHead(cfg, name="lm_head")()
         kernel = kernel.astype(x.dtype)
-        out = (x, kernel) if return_hidden else jnp.einsum("ble,ev->blv", x, kernel,
-                                                            preferred_element_type=jnp.float32)
-        return (out, kv) if return_kv else out
+        if return_hidden:
+            return ((x, kernel), kv) if return_kv else (x, kernel)
+        # Pinned batch-sharded: left free, XLA may follow the kernel's FSDP-sharded embed axis and all-reduce
+        # partial logits for the whole global batch on every chip (docs/TPU_SCALE.md).
+        logits = nn.with_logical_constraint(output_logits(x, kernel),
+                                            ("act_batch", "act_length", "act_vocab"))
+        return (logits, kv) if return_kv else logits

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -25,11 +26,15 @@ from flan_ul2r.models.losses import token_losses
 
 Array = jax.Array
 CHUNK_TOKENS = 512  # batch x positions per chunk: a 512 x 8192 float32 logit chunk is 16 MiB (fits L3)
+_LOGITS_AXES = ("act_batch", "act_length", "act_vocab")
+_HIDDEN_AXES = ("act_batch", "act_length", "act_embed")
 
 
 def _chunk_terms(x_c: Array, kernel: Array, y_c: Array, w_c: Array, z_loss: float, with_grad: bool):
-    """Loss sums of one chunk [b, c, e]; with the logit gradient [b, c, v] when `with_grad`."""
+    """Loss sums of one chunk [b, c, e]; with the logit gradient [b, c, v] when `with_grad`. The logits are
+    pinned batch-sharded (no-op without logical-axis rules), as in models/decoder.py."""
     logits = jnp.einsum("bce,ev->bcv", x_c, kernel, preferred_element_type=jnp.float32)
+    logits = nn.with_logical_constraint(logits, _LOGITS_AXES)
     ce, z, correct = token_losses(logits, y_c, z_loss)
     sums = (jnp.sum(w_c * ce), jnp.sum(w_c * z), jnp.sum(w_c * correct))
     if not with_grad:
@@ -52,22 +57,25 @@ def _chunked(x: Array, y: Array, w: Array, chunk: int) -> tuple[Array, Array, Ar
     return x, y.reshape(b, n, chunk).swapaxes(0, 1), w.reshape(b, n, chunk).swapaxes(0, 1)
 
 
-def _positions_per_chunk(batch: int, length: int) -> int:
-    return max(1, min(length, CHUNK_TOKENS // max(batch, 1)))
+def _positions_per_chunk(batch: int, length: int, batch_shards: int = 1) -> int:
+    """Positions per chunk so that each batch shard (device) computes about CHUNK_TOKENS tokens' logits."""
+    rows = max(batch // max(batch_shards, 1), 1)
+    return max(1, min(length, CHUNK_TOKENS // rows))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def linear_cross_entropy_sums(x: Array, kernel: Array, targets: Array, weights: Array, z_loss: float
-                              ) -> tuple[Array, Array, Array, Array]:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def linear_cross_entropy_sums(x: Array, kernel: Array, targets: Array, weights: Array, z_loss: float,
+                              batch_shards: int = 1) -> tuple[Array, Array, Array, Array]:
     """(ce + z sum, ce sum, z sum, correct sum) of hidden states x [b, l, e] through kernel [e, v].
 
-    Only the first output is differentiable (the others are metrics; their cotangents are ignored)."""
-    return _forward(x, kernel, targets, weights, z_loss, with_grad=False)[0]
+    `batch_shards`: how many devices split the batch (the chunk is sized per device). Only the first
+    output is differentiable (the others are metrics; their cotangents are ignored)."""
+    return _forward(x, kernel, targets, weights, z_loss, batch_shards, with_grad=False)[0]
 
 
-def _forward(x, kernel, targets, weights, z_loss, with_grad):
+def _forward(x, kernel, targets, weights, z_loss, batch_shards, with_grad):
     length = x.shape[1]
-    chunk = _positions_per_chunk(x.shape[0], length)
+    chunk = _positions_per_chunk(x.shape[0], length, batch_shards)
     xs, ys, ws = _chunked(x, targets, weights.astype(jnp.float32), chunk)
 
     def body(dkernel, inputs):
@@ -77,6 +85,7 @@ def _forward(x, kernel, targets, weights, z_loss, with_grad):
             return dkernel, ((ce, z, correct), None)
         dlogits = dlogits.astype(x.dtype)
         dx_c = jnp.einsum("bcv,ev->bce", dlogits, kernel, preferred_element_type=jnp.float32)
+        dx_c = nn.with_logical_constraint(dx_c, _HIDDEN_AXES)
         dkernel = dkernel + jnp.einsum("bce,bcv->ev", x_c, dlogits, preferred_element_type=jnp.float32)
         return dkernel, ((ce, z, correct), dx_c)
 
@@ -89,12 +98,12 @@ def _forward(x, kernel, targets, weights, z_loss, with_grad):
     return sums, (dx.astype(x.dtype), dkernel.astype(kernel.dtype))
 
 
-def _fwd(x, kernel, targets, weights, z_loss):
-    sums, (dx, dkernel) = _forward(x, kernel, targets, weights, z_loss, with_grad=True)
+def _fwd(x, kernel, targets, weights, z_loss, batch_shards):
+    sums, (dx, dkernel) = _forward(x, kernel, targets, weights, z_loss, batch_shards, with_grad=True)
     return sums, (dx, dkernel, targets, weights)
 
 
-def _bwd(z_loss, res, cotangents):
+def _bwd(z_loss, batch_shards, res, cotangents):
     dx, dkernel, targets, weights = res
     g = cotangents[0]
     zero_t = jnp.zeros(targets.shape, jax.dtypes.float0) if jnp.issubdtype(targets.dtype, jnp.integer) else (

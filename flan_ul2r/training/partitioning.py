@@ -26,7 +26,8 @@ RULE_PRESETS: dict[str, Rules] = {
     "fsdp": (_BATCH, ("embed", "fsdp")),
     "fsdp_tensor": (_BATCH, ("embed", "fsdp"), ("heads", "tensor"), ("kv_heads", "tensor"),
                     ("mlp", "tensor"), ("vocab", "tensor"), ("act_heads", "tensor"), ("act_mlp", "tensor"),
-                    ("act_kv_heads", "tensor")),  # the KV cache of decoding (models/kv_cache.py)
+                    ("act_kv_heads", "tensor"),  # the KV cache of decoding (models/kv_cache.py)
+                    ("act_vocab", "tensor")),
 }
 
 
@@ -78,6 +79,11 @@ def logical_shardings(boxed_tree: Any, mesh: Mesh, rules: Rules) -> Any:
     """NamedShardings for a tree whose leaves may be flax `LogicallyPartitioned` boxes (others replicate)."""
     specs = nn.get_partition_spec(boxed_tree)
     return nn.logical_to_mesh_sharding(specs, mesh, rules)
+
+
+def batch_shards(mesh: Mesh) -> int:
+    """How many devices split the batch: the product of the `data` and `fsdp` axes."""
+    return int(mesh.shape["data"]) * int(mesh.shape["fsdp"])
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

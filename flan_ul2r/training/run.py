@@ -91,21 +91,25 @@ def check_vocabularies(vocab: Any, model_dir: fs.PathLike, initial_checkpoint_pa
                     "ul2r_corpus.vocabulary to the model's tokenizer (hf:CHECKPOINT/tokenizer)")
 
 
-def resolve_model(cfg: RunConfig, vocab: Any) -> ModelConfig:
-    """The model config: a resumed run's, else the initial checkpoint's, else the gin shape; checked
-    against the data vocabulary (a model smaller than the vocabulary would index out of its embedding)."""
+def stored_model_config(cfg: RunConfig) -> tuple[dict[str, Any] | None, Any]:
+    """(model_config.json of the resumed run, else of the initial checkpoint, else None; where from)."""
     saved = fs.path(cfg.model_dir) / "model_config.json"
-    stored, where = None, None
     if saved.is_file():
-        stored, where = fs.read_json(saved), saved.parent
-    elif cfg.initial_checkpoint_path:
-        stored, where = checkpoints.read_json_beside(cfg.initial_checkpoint_path, "model_config"), \
-            cfg.initial_checkpoint_path
+        return fs.read_json(saved), saved.parent
+    if cfg.initial_checkpoint_path:
+        stored = checkpoints.read_json_beside(cfg.initial_checkpoint_path, "model_config")
         if stored is None:
             raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={cfg.initial_checkpoint_path}: no "
                                     "model_config.json (not a flan-ul2r checkpoint; import HF models with "
                                     "`flan-ul2r convert import-hf`)")
-    model_cfg = cfg.model.resolve(stored, where)
+        return stored, cfg.initial_checkpoint_path
+    return None, None
+
+
+def resolve_model(cfg: RunConfig, vocab: Any) -> ModelConfig:
+    """The model config: a resumed run's, else the initial checkpoint's, else the gin shape; checked
+    against the data vocabulary (a model smaller than the vocabulary would index out of its embedding)."""
+    model_cfg = cfg.model.resolve(*stored_model_config(cfg))
     if model_cfg.vocab_size < int(vocab.vocab_size):
         raise ValueError(f"model vocab_size={model_cfg.vocab_size} < data vocabulary size "
                          f"{vocab.vocab_size}: the checkpoint/model and the task's vocabulary do not match")

@@ -7,6 +7,8 @@ Parameters stay float32 (master weights); the model computes in `ModelConfig.dty
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -40,12 +42,16 @@ class Trainer:
 
     def __init__(self, cfg: ModelConfig, tx: optax.GradientTransformation, mesh: Mesh,
                  rules: partitioning.Rules, *, z_loss: float = 1e-4, num_microbatches: int = 1,
-                 learning_rate_fn: optax.Schedule | None = None, chunked_loss: bool | None = None):
+                 learning_rate_fn: optax.Schedule | None = None, chunked_loss: bool | None = None,
+                 platform: str | None = None):
         self.cfg, self.tx, self.mesh, self.rules = cfg, tx, mesh, rules
-        # Output projection + loss chunk by chunk (models/fused_loss.py); None = on CPU, where it was measured
-        # faster (benchmarks/train_step.py); elsewhere the dense logits path.
+        # The platform the step is compiled for: the mesh's devices (a TPU topology when compiling ahead of
+        # time on CPU, training/aot.py), else JAX's default backend.
+        self.platform = platform or getattr(mesh.devices.flat[0], "platform", None) or jax.default_backend()
+        # Output projection + loss chunk by chunk (models/fused_loss.py); None = the measured default of
+        # the platform (`default_chunked_loss` below).
         if chunked_loss is None:
-            chunked_loss = jax.default_backend() == "cpu"
+            chunked_loss = default_chunked_loss(self.platform)
         self.chunked_loss = bool(chunked_loss)
         self.model = Decoder(cfg)
         self.z_loss, self.num_microbatches = z_loss, int(num_microbatches)
@@ -87,7 +93,7 @@ class Trainer:
             params = nn.meta.unbox(self.model.init(rng, jnp.ones((1, 1), jnp.int32))["params"])
             return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params))
 
-        with self.mesh, nn.logical_axis_rules(self.rules):
+        with self.context():
             return jax.jit(init, out_shardings=self.state_shardings)(jax.random.PRNGKey(seed))
 
     def state_from_params(self, params: Any) -> TrainState:
@@ -97,17 +103,41 @@ class Trainer:
 
         return jax.jit(build, out_shardings=self.state_shardings)(params)
 
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        """The mesh and logical-axis rules the model is traced under. `jax.set_mesh` (not the legacy `with
+        mesh:`) is what makes flax's `with_logical_constraint` see the mesh; without it every activation
+        constraint in models/ is silently dropped (tests/test_tpu_scaling.py checks they reach the HLO)."""
+        set_mesh = getattr(jax, "set_mesh", None) or jax.sharding.use_mesh  # jax < 0.7: use_mesh
+        with set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            yield
+
     # --- the step ----------------------------------------------------------------------------------------
+    def _compute_params(self, params: Any) -> Any:
+        """Kernels and embeddings cast to the compute dtype, pinned to their parameter sharding. The model
+        casts them itself (DenseGeneral, `embedding[...].astype`), so values are unchanged; casting first
+        lets FSDP gather bfloat16 instead of float32 copies, and the constraint's transpose pins each
+        gradient to its parameter's sharding. Vectors (norm scales, biases) stay as stored."""
+        dtype = jnp.dtype(self.cfg.dtype)
+
+        def cast(p: jax.Array, sharding: Any) -> jax.Array:
+            p = p.astype(dtype) if p.ndim >= 2 and jnp.issubdtype(p.dtype, jnp.floating) else p
+            return jax.lax.with_sharding_constraint(p, sharding)
+
+        return jax.tree.map(cast, params, self.param_shardings)
+
     def _sums(self, params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
         out = self.model.apply(
-            {"params": params}, batch["decoder_input_tokens"], positions=batch["decoder_positions"],
+            {"params": self._compute_params(params)}, batch["decoder_input_tokens"],
+            positions=batch["decoder_positions"],
             segment_ids=batch["decoder_segment_ids"], causal_attention=batch.get("decoder_causal_attention"),
             return_hidden=self.chunked_loss)
         targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
         if not self.chunked_loss:
             sums = cross_entropy_sums(out, targets, weights, self.z_loss)
             return sums["ce"] + sums["z_loss"], sums
-        total, ce, z, correct = linear_cross_entropy_sums(*out, targets, weights, self.z_loss)
+        total, ce, z, correct = linear_cross_entropy_sums(*out, targets, weights, self.z_loss,
+                                                          partitioning.batch_shards(self.mesh))
         sums = {"ce": ce, "z_loss": z, "correct": correct, "num_tokens": jnp.sum(weights.astype(jnp.float32))}
         return total, sums
 
@@ -144,22 +174,35 @@ class Trainer:
 
     def with_mesh(self, fn: Any, *args: Any) -> Any:
         """Calls `fn(*args)` under this trainer's mesh and logical-axis rules."""
-        with self.mesh, nn.logical_axis_rules(self.rules):
+        with self.context():
             return fn(*args)
+
+    def jitted_step(self, features: Any, donate: bool = True) -> Any:
+        """The jitted train step (what `train_step` runs; training/aot.py lowers it without running)."""
+        if self._steps is None:
+            batch_sh = {k: partitioning.batch_sharding(self.mesh) for k in features}
+            kw = dict(in_shardings=(self.state_shardings, batch_sh),
+                      out_shardings=(self.state_shardings, partitioning.replicated(self.mesh)),
+                      compiler_options=compiler_options(self.platform))
+            self._steps = {True: jax.jit(self._train_step, donate_argnums=0, **kw),
+                           False: jax.jit(self._train_step, **kw)}
+        return self._steps[donate]
 
     def train_step(self, state: TrainState, batch: dict[str, jax.Array], donate: bool = True
                    ) -> tuple[TrainState, dict]:
         """One step. `donate=False` right after an async checkpoint save: the writer may still read the
         old state's buffers (on CPU they can be aliased, not copied), so they must not be reused."""
-        if self._steps is None:
-            batch_sh = {k: partitioning.batch_sharding(self.mesh) for k in batch}
-            kw = dict(in_shardings=(self.state_shardings, batch_sh),
-                      out_shardings=(self.state_shardings, partitioning.replicated(self.mesh)),
-                      compiler_options=compiler_options())
-            self._steps = {True: jax.jit(self._train_step, donate_argnums=0, **kw),
-                           False: jax.jit(self._train_step, **kw)}
-        with self.mesh, nn.logical_axis_rules(self.rules):
-            return self._steps[donate](state, batch)
+        step = self.jitted_step(batch, donate)
+        with self.context():
+            return step(state, batch)
+
+
+def default_chunked_loss(platform: str) -> bool:
+    """The loss path per platform. CPU: chunked, measured faster (benchmarks/train_step.py). TPU: dense, one
+    large matmul, and measured no larger per chip at one 2048-token sequence per chip (4-layer Llama-3-8B on
+    v5p, 8 to 256 chips: 4.3 -> 2.7 GiB dense vs 6.1 -> 2.5 GiB chunked; docs/TPU_SCALE.md); presets with
+    many tokens per chip turn chunked on. GPU: dense (not measured here)."""
+    return platform == "cpu"
 
 
 def check_batch(batch: dict[str, np.ndarray], num_microbatches: int, num_batch_shards: int) -> None:

@@ -1,0 +1,89 @@
+"""`flan-ul2r train --compile_only`: the run's own gin files compiled without running, for the local devices
+or a TPU slice; and the messages for a bad slice name, a mesh that does not divide it, a config that does
+not fit."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import flan_ul2r.tasks
+import gin
+from flan_ul2r.main import train
+from flan_ul2r.training import aot, hlo_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ["--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
+         "--gin_file=gin/runs/cpu_smoke.gin", "--gin.TRAIN_STEPS=10", "--compile_only"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    flan_ul2r.tasks.import_all()
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def _compile(tmp_path, capsys, *extra):
+    model_dir = tmp_path / "never_written"
+    rc = train.main([*SMOKE, f"--gin.MODEL_DIR={model_dir}", *extra])
+    out, err = capsys.readouterr()
+    assert not model_dir.exists()  # compile-only writes nothing
+    return rc, out, err
+
+
+def test_local_devices_report(tmp_path, capsys):
+    rc, out, err = _compile(tmp_path, capsys, "--gin_file=gin/partitioning/fsdp.gin")
+    assert rc == 0, err
+    assert "compiled the train step for the local devices (8 x cpu)" in out
+    assert "memory per chip: arguments" in out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["chips"] == 8 and report["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
+    assert report["batch_size"] == 8 and report["sequence_length"] == 256  # cpu_smoke.gin: 8 x (128 + 128)
+    # FSDP gathers parameters: collectives are there and counted per step.
+    assert report["collectives"]["all-gather"] + report["collectives"]["all-reduce"] > 0
+
+
+def test_unknown_topology_names_the_value(tmp_path, capsys):
+    rc, _, err = _compile(tmp_path, capsys, "--gin.TOPOLOGY=v5p-24")
+    assert rc == 1
+    assert "TOPOLOGY='v5p-24'" in err and "24 is not a standard v5p slice" in err
+
+
+def test_mesh_that_does_not_divide_the_slice(tmp_path, capsys):
+    rc, _, err = _compile(tmp_path, capsys, "--gin.TOPOLOGY=v5p:2x2x1", "--gin.MeshConfig.data=1",
+                          "--gin.MeshConfig.fsdp=-1", "--gin.MeshConfig.tensor=3")
+    assert rc == 1
+    assert "MeshConfig(data=1, fsdp=-1, tensor=3) does not fit v5p:2x2x1 (4 chips" in err
+    assert "size 3 does not divide the 4 devices" in err
+
+
+def test_report_over_hbm_fails_with_the_numbers(capsys):
+    """libtpu refuses programs whose temporaries exceed HBM (next test); the report also adds arguments
+    and outputs, so a step that libtpu compiles can still not fit: exit 1 with the numbers."""
+    gib = 2**30
+    report = aot.CompileReport(
+        target="v5p:2x2x2 (8 chips)", chips=8, mesh={"data": 8, "fsdp": 1, "tensor": 1}, chunked_loss=False,
+        batch_size=8, sequence_length=2048, argument_bytes=60 * gib, temp_bytes=40 * gib,
+        output_bytes=60 * gib, alias_bytes=60 * gib, hbm_bytes=95 * gib, flops_per_step=1e15,
+        peak_tflops=459.0, collectives=hlo_stats.Collectives(), compile_seconds=1.0)
+    assert not report.fits
+    assert aot.print_report(report) == 1
+    out, err = capsys.readouterr()
+    assert "= 100.00 GiB of 95.00 GiB HBM (105%)" in out
+    assert ("does not fit: 100.00 GiB per chip (arguments 60.00 + temporaries 40.00 + outputs not donated "
+            "0.00) > 95.00 GiB HBM per chip of v5p:2x2x2 (8 chips)") in err
+    # Prediction by hand: 1e15 FLOPs / (8 chips x 459e12 x 0.4) = 0.681 s; 8 x 2048 tokens / 0.681 s / 8.
+    assert report.step_seconds(0.4) == pytest.approx(1e15 / (8 * 459e12 * 0.4))
+    assert report.tokens_per_second_per_chip(0.4) == pytest.approx(2048 / report.step_seconds(0.4))
+
+
+def test_libtpu_refusing_a_program_over_hbm_names_both_sizes(tmp_path, capsys):
+    # 65536 sequences of 256 tokens on one v5e chip (16 GiB): float32 logits over the 512-token vocabulary
+    # alone are 32 GiB.
+    rc, out, err = _compile(tmp_path, capsys, "--gin.TOPOLOGY=v5e:1x1", "--gin.BATCH_SIZE=65536",
+                            "--gin.train.chunked_loss=False")
+    assert rc == 1 and "does not fit v5e:1x1 (1 chip of TPU v5e, 16 GiB HBM" in err
+    assert re.search(r"temporaries \(\d+\.\d+G\) exceeds available HBM \(15\.\d+G\)", err), err
