@@ -58,6 +58,22 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
         logging.getLogger().removeFilter(quiet)
 
 
+def configure_verb(verb: str, gin_files: Sequence[str], bindings: Sequence[str]) -> int | None:
+    """The common start of a gin-configured verb: the built-in registrations, the gin files and bindings,
+    then the registrations that read gin (corpus, vocabulary, denoisers, Flan rates). Returns 2 after
+    printing the error for bad gin (the file and line gin reports), else None."""
+    import flan_ul2r.tasks
+
+    flan_ul2r.tasks.import_all()
+    try:
+        parse_gin(gin_files, bindings)
+    except (ValueError, KeyError, OSError) as e:
+        print(f"flan-ul2r {verb}: gin error: {e}", file=sys.stderr)
+        return 2
+    flan_ul2r.tasks.register_after_gin()
+    return None
+
+
 def _open_remote(path: str):
     from flan_ul2r import fs
 

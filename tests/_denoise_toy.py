@@ -1,4 +1,4 @@
-"""Shared toy setup for the DENOISE tests: a small vocabulary and corpus independent of DATA-CORE."""
+"""Shared toy setup for the denoiser tests: a small vocabulary and a corpus of their own."""
 from __future__ import annotations
 
 from types import SimpleNamespace

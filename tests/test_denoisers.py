@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-from _denoise_toy import EOS, MODES, SENTINELS, reconstruct
 
 from flan_ul2r.data.denoisers import UL2, UL2R, Denoiser, denoise, raw_length
+from tests._denoise_toy import EOS, MODES, SENTINELS, reconstruct
 
 ALL = {d.name: d for d in UL2R + UL2}.values()
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import seqio
-from _scripted_model import ScriptedModel
 
 import flan_ul2r
 import flan_ul2r.tasks
@@ -14,6 +13,7 @@ from flan_ul2r.cli import main as cli_main
 from flan_ul2r.evaluation.benchmarks import heldout
 from flan_ul2r.evaluation.protocol import Protocol
 from flan_ul2r.evaluation.seqio_tasks import eval_task, suite_tasks
+from tests._scripted_model import ScriptedModel
 
 flan_ul2r.tasks.import_all()
 FIX = Path(__file__).parent / "fixtures" / "eval"

@@ -4,12 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-from _scripted_model import ScriptedModel
 
 from flan_ul2r.evaluation.benchmarks import bbh, gsm8k, mmlu, tydiqa
 from flan_ul2r.evaluation.evaluate import check_model, evaluate
 from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
 from flan_ul2r.evaluation.runner import EvalSettings, run_task
+from tests._scripted_model import ScriptedModel
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 QUIET = EvalSettings(progress=False, batch_size=2)

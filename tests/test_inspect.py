@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from _denoise_toy import VOCAB, reconstruct, toy_documents
 
 import flan_ul2r.data.vocabularies as vocabularies
 from flan_ul2r.cli import main
 from flan_ul2r.data.denoisers import UL2R
 from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
+from tests._denoise_toy import VOCAB, reconstruct, toy_documents
 
 
 @pytest.fixture(scope="module", autouse=True)

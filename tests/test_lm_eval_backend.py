@@ -7,7 +7,8 @@ from pathlib import Path
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest  # noqa: E402
-from _scripted_model import ScriptedModel  # noqa: E402
+
+from tests._scripted_model import ScriptedModel  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures" / "eval" / "lm_eval"
 CAPITALS = {"France": "Paris", "Italy": "Oslo", "Norway": "Oslo"}   # the scripted model is wrong on Italy

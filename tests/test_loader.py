@@ -7,11 +7,11 @@ from itertools import islice
 
 import numpy as np
 import pytest
-from _denoise_toy import VOCAB, reconstruct, toy_documents
 
 from flan_ul2r.data.denoisers import UL2R
 from flan_ul2r.data.loader import make_train_iterator
 from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
+from tests._denoise_toy import VOCAB, reconstruct, toy_documents
 
 LENGTHS = {"inputs": 128, "targets": 128}
 

@@ -1,4 +1,4 @@
-"""T5 random_spans_noise_mask / random_prefix_noise_mask semantics (papers.md section 4, checklist 1, 5)."""
+"""T5 random_spans_noise_mask / random_prefix_noise_mask semantics (public T5 code)."""
 from __future__ import annotations
 
 import itertools

@@ -8,7 +8,6 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from _scripted_model import ScriptedModel
 
 import flan_ul2r
 import flan_ul2r.tasks.evals  # noqa: F401 - registers the eval tasks
@@ -19,6 +18,7 @@ from flan_ul2r.models.decoder import Decoder
 from flan_ul2r.training.config import CheckpointConfig, ModelSpec, OptimizerConfig, RunConfig
 from flan_ul2r.training.periodic_eval import PeriodicEval
 from flan_ul2r.training.run import run
+from tests._scripted_model import ScriptedModel
 
 SHAPE = preset("tiny", vocab_size=362, num_layers=1, d_model=16, num_heads=2, num_kv_heads=1, head_dim=8,
                d_ff=32)

@@ -122,8 +122,8 @@ def test_the_compute_ledger_adds_up(finished):
     cfg = model.config
     n = _matmul_params(model.params)
     by_stage = {s["stage"]: s for s in report["ledger"]["stages"]}
-    for stage, steps, batch, length in (("base", 6, 2, 128), ("ul2r", 4, 2, 128), ("flan", 2, 2, 128),
-                                        ("flan_ul2r", 2, 2, 128)):
+    for stage, steps, batch, length in (("base", 6, 2, 256), ("ul2r", 4, 2, 256), ("flan", 2, 2, 256),
+                                        ("flan_ul2r", 2, 2, 256)):
         tokens = steps * batch * length
         attention = 12 * cfg.num_layers * cfg.num_heads * cfg.head_dim * length  # PaLM appendix B
         s = by_stage[stage]
@@ -134,3 +134,47 @@ def test_the_compute_ledger_adds_up(finished):
     assert shares["UL2R"] == pytest.approx(100 * by_stage["ul2r"]["flops"] / base)
     assert shares["UL2R + Flan (the Flan-U model)"] == pytest.approx(
         100 * (by_stage["ul2r"]["flops"] + by_stage["flan_ul2r"]["flops"]) / base)
+
+
+@pytest.mark.parametrize("name, tokens, layers, preset", [("llama3_8b", 15e12, 32, "v5p-64"),
+                                                           ("gemma_2b", 3e12, 18, None)])
+def test_real_scale_pipeline_gins_configure_the_papers_recipe(name, tokens, layers, preset, monkeypatch):
+    """The real-scale gins bind what U-PaLM section 2.4 and Flan Table 22 ran, for an imported model, and
+    their ledger puts UL2R at its token share of the stated pretraining (1.31B tokens of 15T = 0.0087%)."""
+    import flan_ul2r.main.pipeline as cli
+    import flan_ul2r.pipeline.run as run_lib
+    import gin
+    from flan_ul2r.gin_utils import parse_gin
+    from flan_ul2r.models.config import preset as model_preset
+    from flan_ul2r.pipeline.ledger import imported_base_cost, stage_cost
+
+    seen = {}
+    monkeypatch.setattr(run_lib, "run_pipeline",
+                        lambda cfg, operative_config=None: seen.setdefault("cfg", cfg))
+    gin.clear_config()
+    try:
+        parse_gin([f"gin/pipelines/{name}.gin"], ["MODEL_DIR='/runs/x'", "HF_DIR='/models/m'",
+                                                  "UL2R_VOCABULARY='hf:/models/m'"])
+        cli.pipeline()
+        topology = gin.query_parameter("%TOPOLOGY") if preset else None
+    finally:
+        gin.clear_config()
+    cfg = seen["cfg"]
+    assert cfg.import_hf_dir == "/models/m" and cfg.pretrain is None and cfg.export_hf
+    assert cfg.base_pretraining_tokens == tokens and topology == preset
+    u, f = cfg.ul2r, cfg.flan
+    assert (u.mixture_or_task_name, dict(u.task_feature_lengths), u.batch_size, u.train_steps) == \
+        ("ul2r", {"inputs": 1024, "targets": 1024}, 32, 20000)
+    opt = u.optimizer
+    assert (opt.name, opt.learning_rate, opt.schedule) == ("adafactor", 1e-4, "cosine")
+    assert opt.final_learning_rate == 1e-6
+    assert (f.mixture_or_task_name, dict(f.task_feature_lengths), f.batch_size, f.train_steps) == \
+        ("flan", {"inputs": 2048, "targets": 512}, 32, 40000)
+    assert (f.optimizer.learning_rate, f.optimizer.schedule) == (3e-3, "constant")
+    assert u.mesh.rules == f.mesh.rules == "fsdp" and u.model.dtype == "bfloat16"
+    assert "flan_paper" in cfg.eval.suites
+    shape = model_preset(name)
+    assert shape.num_layers == layers
+    base = imported_base_cost(shape, tokens, 2048)["flops"]
+    ul2r = stage_cost("ul2r", shape, u.train_steps, u.batch_size, 2048, 0, 0).flops
+    assert 100 * ul2r / base == pytest.approx(100 * 20000 * 32 * 2048 / tokens, rel=1e-9)

@@ -5,11 +5,11 @@ import json
 import sys
 
 import pytest
-from _train_toy import train_tiny
-from _user_tasks import write_user_module
 
 from flan_ul2r.gin_utils import import_task_modules
 from flan_ul2r.training.checkpoints import TrainCheckpoints
+from tests._train_toy import train_tiny
+from tests._user_tasks import write_user_module
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from itertools import islice
 import numpy as np
 import pytest
 import seqio
-from _user_tasks import corpus_lines, qa_lines, write_user_module
 
 from flan_ul2r.cli import main
 from flan_ul2r.data.denoisers import UL2R, raw_length
@@ -16,6 +15,7 @@ from flan_ul2r.data.loader import make_train_iterator
 from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
 from flan_ul2r.data.vocabularies import get_vocabulary
 from flan_ul2r.gin_utils import import_task_modules
+from tests._user_tasks import corpus_lines, qa_lines, write_user_module
 
 LENGTHS = {"inputs": 64, "targets": 64}
 VOCAB = get_vocabulary("byte")

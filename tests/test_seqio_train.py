@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from _user_tasks import write_user_module
+
+from tests._user_tasks import write_user_module
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}

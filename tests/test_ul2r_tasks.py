@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import seqio
 import tensorflow as tf
-from _denoise_toy import EOS, VOCAB, reconstruct, toy_documents
 
 from flan_ul2r.data.corpus_cache import validation_mask
 from flan_ul2r.data.denoisers import UL2, UL2R, raw_length
 from flan_ul2r.data.indexed import get_indexed_task
 from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
+from tests._denoise_toy import EOS, VOCAB, reconstruct, toy_documents
 
 LENGTHS = {"inputs": 256, "targets": 256}
 

@@ -3,15 +3,15 @@
 A denoiser is a `Denoiser` record (name, kind, mean_span mu, noise_density r, mode_token, weight);
 a mixture is a tuple of them. `denoise` turns a raw token chunk into a decoder-only example:
 
-- span (R/X, SPANCORRUPT(mu, r), papers.md section 2 / checklist items 1-2): noise mask = T5's
+- span (R/X, SPANCORRUPT(mu, r), UL2 paper section 3.1.2): noise mask = T5's
   `random_spans_noise_mask`; each noise span becomes one sentinel in the inputs and `sentinel + span` in
   the targets, sentinels numbered in order of the span (`sentinel_ids[0]` = `<extra_id_0>`, T5's
   `noise_span_to_unique_sentinel` / `nonnoise_span_to_unique_sentinel`). When a sequence has more spans
   than the vocabulary has sentinels (e.g. mu=3, r=0.5 at L=2048 gives ~340 spans, PaLM has 100 sentinels,
   U-PaLM 11.3), sentinel ids cycle: span j uses `sentinel_ids[j % len(sentinel_ids)]`; T5 would count down
   into ordinary vocabulary ids instead. Order still identifies the span, so reconstruction stays exact.
-- prefix (S, prefix LM, checklist item 5): a random pivot (T5 `random_prefix_noise_mask`); the prefix goes
-  to the inputs, the rest to the targets.
+- prefix (S, prefix LM, UL2 paper section 3.1.2): a random pivot (T5 `random_prefix_noise_mask`); the
+  prefix goes to the inputs, the rest to the targets.
 
 Decoder-only layout (U-PaLM 2.2): inputs = [mode] + corrupted, targets = sentinel/span pairs (or the
 suffix) + EOS; inputs and targets are later concatenated into one sequence before packing.
@@ -39,7 +39,7 @@ KINDS = ("span", "prefix")
 
 @dataclasses.dataclass(frozen=True)
 class Denoiser:
-    """One UL2 denoiser (UL2 paper, SPANCORRUPT(mu, r, n); papers.md section 2).
+    """One UL2 denoiser (UL2 paper, SPANCORRUPT(mu, r, n); section 3.1.2).
 
     name: identifier (used in task names, e.g. `ul2r_r_3_15`); kind: "span" or "prefix";
     mean_span: mu (span kind; ignored for prefix); noise_density: r, the corrupted share (prefix kind:
@@ -88,10 +88,10 @@ UL2R: tuple[Denoiser, ...] = (
     Denoiser("x_3_50", "span", noise_density=0.5, mean_span=3, mode_token="[NLG]", weight=0.125),
 )
 
-# UL2 20B's 7 denoisers (papers.md section 2, 2nd-hand): R (3, .15), (8, .15); X (3, .5), (8, .5),
-# (64, .15), (64, .5); S (L/4, .25, 1) = one suffix of mean share 0.25. Mixing rates are UNCONFIRMED;
-# the appendix code's `rates=None` means uniform, so uniform here. Mode tokens as in the released
-# checkpoints: [NLU] = R, [NLG] = X, [S2S] = S.
+# UL2 20B's 7 denoisers (UL2 paper section 3.1.2 and the released UL2 20B model card): R (3, .15),
+# (8, .15); X (3, .5), (8, .5), (64, .15), (64, .5); S (L/4, .25, 1) = one suffix of mean share 0.25.
+# Mixing rates are not stated; the appendix code's `rates=None` means uniform, so uniform here. Mode
+# tokens as in the released checkpoints: [NLU] = R, [NLG] = X, [S2S] = S.
 UL2: tuple[Denoiser, ...] = (
     Denoiser("r_3_15", "span", noise_density=0.15, mean_span=3, mode_token="[NLU]"),
     Denoiser("r_8_15", "span", noise_density=0.15, mean_span=8, mode_token="[NLU]"),

@@ -1,7 +1,7 @@
 """Decoder-only prefix-LM feature conversion, packed or padded, in numpy.
 
-Exact seqio `PrefixLMFeatureConverter` semantics (papers.md section 2 "Layout by architecture",
-checklist items 8-9; [seqio] feature_converters.py at b898b9f), docs/ARCHITECTURE.md section 1:
+Exact seqio `PrefixLMFeatureConverter` semantics (seqio's
+`feature_converters.py`; U-PaLM section 2.2 for the layout), docs/ARCHITECTURE.md section 1:
 - `decoder_target_tokens` = inputs ++ targets of each example (concatenated before packing/padding,
   U-PaLM 2.2), then 0-padding;
 - `decoder_input_tokens` = targets shifted right by one within each segment, first position `bos_id`;

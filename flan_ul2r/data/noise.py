@@ -1,11 +1,11 @@
 """Noise masks for UL2 denoisers, as stateless TensorFlow ops (run inside tf.data maps).
 
-`random_spans_noise_mask` reproduces T5's `random_spans_noise_mask` exactly (papers.md section 4, [T5]
-`t5/data/preprocessors.py` at e081111; checklist item 1): number of noise tokens = round(L * r) clamped to
-[1, L - 1]; number of spans = max(1, round(noise / mu)); the noise and the non-noise tokens are each split
-uniformly at random into that many non-empty segments; segments alternate, non-noise first; no roll.
-(Same distribution as T5, not the same bits for a given seed: T5 shuffles with seqio's stateless_shuffle,
-we draw the cut points with a stateless top-k.)
+`random_spans_noise_mask` reproduces T5's `random_spans_noise_mask` exactly (Raffel et al. 2020,
+section 3.1.4; the public T5 code, `t5/data/preprocessors.py`): number of noise tokens = round(L * r)
+clamped to [1, L - 1]; number of spans = max(1, round(noise / mu)); the noise and the non-noise tokens
+are each split uniformly at random into that many non-empty segments; segments alternate, non-noise first;
+no roll. (Same distribution as T5, not the same bits for a given seed: T5 shuffles with seqio's
+stateless_shuffle, we draw the cut points with a stateless top-k.)
 
 Span count rounding (`rounding`): "t5" is T5's `round(noise / mu)` (half to even). UL2 (section 3.1.2)
 defines mu as the *mean span length*, and T5's rounding misses it when noise / mu is small: a 512-token
@@ -14,8 +14,9 @@ mu = 64 gives 1 span of 75 (+17%). "unbiased" rounds stochastically instead: flo
 one more with probability frac(noise / mu), so E[spans] = noise / mu and E[noise] / E[spans] = mu exactly
 (whenever noise >= mu; below that one span is the minimum). The draw uses its own stateless seed.
 
-`random_prefix_pivot` reproduces T5's `random_prefix_noise_mask` (papers.md section 4, `prefix_lm`;
-checklist item 5): prefix length ~ U[max(1, round((1 - 2d)(L - 1))), L - 1], so d = 0.5 gives U[1, L - 1].
+`random_prefix_pivot` reproduces T5's `random_prefix_noise_mask` (the public T5 code,
+`t5/data/preprocessors.py`, used by its `prefix_lm` objective): prefix length
+~ U[max(1, round((1 - 2d)(L - 1))), L - 1], so d = 0.5 gives U[1, L - 1].
 
 Randomness is stateless: every op takes an explicit shape-[2] seed (`tf.random.stateless_*`), so the same
 seed always gives the same mask.

@@ -1,10 +1,13 @@
-"""Benchmark files on local disk: every missing or malformed file is an error naming the path (and the
-row or example), and which macro points at the directory."""
+"""Benchmark files (local, or remote such as gs://, through flan_ul2r.fs): every missing or malformed
+file is an error naming the path (and the row or example), and which macro points at the directory."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
+
+from etils.epath import Path
+
+from flan_ul2r import fs
 
 
 class BenchmarkFileError(ValueError):
@@ -16,7 +19,7 @@ def require_dir(path: str | Path | None, macro: str, expected: str) -> Path:
     if path is None or str(path) in ("", "None"):
         raise BenchmarkFileError(f"{macro} is not set: point it at a directory holding {expected} "
                                  f"(--gin.{macro}=/path)")
-    p = Path(path).expanduser()
+    p = fs.path(path)
     if not p.is_dir():
         raise BenchmarkFileError(f"{macro}={path}: no such directory (expected {expected})")
     return p

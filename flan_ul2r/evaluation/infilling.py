@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flan_ul2r import fs
 from flan_ul2r.evaluation.metrics import mean_percent, squad_scores
 
 WINDOW_WORDS = 24
@@ -84,9 +85,9 @@ def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir
     metrics = {"exact_match": mean_percent(r["correct"] for r in rows),
                "f1": mean_percent(r["f1"] for r in rows)}
     if out_dir is not None:
-        folder = Path(out_dir) / "predictions"
+        folder = fs.path(out_dir) / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "infilling.jsonl", "w", encoding="utf-8") as f:
+        with (folder / "infilling.jsonl").open("w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     task = {"benchmark": BENCHMARK, "metrics": metrics, "primary_metric": "exact_match",
             "score": metrics["exact_match"], "count": len(rows), "random": 0.0, "mode": "infill",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flan_ul2r import fs
 from flan_ul2r.evaluation.metrics import NORMALIZED_AVERAGE_COMPONENTS, normalized_average
 from flan_ul2r.evaluation.runner import TaskResult
 
@@ -89,10 +90,10 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def write_outputs(out_dir: str | Path, results: Sequence[TaskResult], summary: dict[str, Any]) -> Path:
     """Writes results.json, results.md and predictions/<task>.jsonl; returns the directory."""
-    out = Path(out_dir)
+    out = fs.path(out_dir)
     (out / "predictions").mkdir(parents=True, exist_ok=True)
     for r in results:
-        with open(out / "predictions" / f"{r.name}.jsonl", "w", encoding="utf-8") as f:
+        with (out / "predictions" / f"{r.name}.jsonl").open("w", encoding="utf-8") as f:
             for row in r.predictions:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "results.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-# MaxText's conversion checks accept a KL up to 0.015 (anchors.md); float32 conversions land far below.
+# MaxText's checkpoint-conversion tests accept a KL up to 0.015; float32 conversions land far below.
 MAX_KL = 0.015
 
 

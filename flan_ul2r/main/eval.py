@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import gin
+from flan_ul2r import fs
 from flan_ul2r.evaluation.runner import EvalSettings
 
 USAGE = """usage: flan-ul2r eval --gin_file=gin/runs/eval.gin --gin.CHECKPOINT_PATH=DIR
@@ -40,12 +41,13 @@ example:
 """
 
 
-def default_output_dir(checkpoint_path: str, suite: str) -> Path:
-    """MODEL_DIR/eval/<step>/<suite> for a training checkpoint, else ./eval/<directory name>/<suite>."""
-    p = Path(checkpoint_path).expanduser().resolve()
+def default_output_dir(checkpoint_path: str, suite: str) -> Any:
+    """MODEL_DIR/eval/<step>/<suite> for a training checkpoint (local or remote), else
+    ./eval/<directory name>/<suite>."""
+    p = fs.absolute(checkpoint_path)
     if re.fullmatch(r"\d+", p.name) and p.parent.name == "checkpoints":
         return p.parent.parent / "eval" / p.name / suite
-    return Path.cwd() / "eval" / p.name / suite
+    return fs.path(Path.cwd() / "eval" / p.name / suite)
 
 
 @gin.configurable
@@ -59,14 +61,14 @@ def evaluate_checkpoint(checkpoint_path: str = gin.REQUIRED, suite: str = "heldo
     from flan_ul2r.evaluation.seqio_tasks import eval_task, suite_tasks
 
     names = suite_tasks(suite)  # an unknown suite fails before the model is loaded
-    path = Path(checkpoint_path).expanduser()
+    path = fs.path(checkpoint_path)
     if not path.exists():
         raise FileNotFoundError(f"CHECKPOINT_PATH={checkpoint_path}: no such directory")
     model = flan_ul2r.load_model(str(path))
     check_model(model, f"CHECKPOINT_PATH={checkpoint_path}")
     settings = EvalSettings(max_examples=max_examples, batch_size=batch_size, num_samples=num_samples,
                             temperature=temperature, seed=seed, append_eos=append_eos, progress=progress)
-    out = Path(output_dir) if output_dir else default_output_dir(checkpoint_path, suite)
+    out = fs.path(output_dir) if output_dir else default_output_dir(checkpoint_path, suite)
     summary, _ = evaluate(model, [eval_task(n) for n in names], settings, out_dir=out,
                           model_path=str(path), suite=suite)
     print(f"wrote {out}/results.json, results.md and predictions/", file=sys.stderr)
@@ -74,7 +76,7 @@ def evaluate_checkpoint(checkpoint_path: str = gin.REQUIRED, suite: str = "heldo
 
 
 def main(argv: Sequence[str]) -> int:
-    from flan_ul2r.gin_utils import parse_gin, split_gin_args
+    from flan_ul2r.gin_utils import configure_verb, split_gin_args
 
     if any(a in ("-h", "--help", "help") for a in argv):
         print(USAGE)
@@ -84,15 +86,8 @@ def main(argv: Sequence[str]) -> int:
         problem = f"unexpected arguments {rest}" if rest else "give --gin_file"
         print(f"flan-ul2r eval: {problem}\n", USAGE, file=sys.stderr)
         return 2
-    import flan_ul2r.tasks
-
-    flan_ul2r.tasks.import_all()
-    try:
-        parse_gin(files, bindings)
-    except (ValueError, KeyError, OSError) as e:
-        print(f"flan-ul2r eval: gin error: {e}", file=sys.stderr)
+    if configure_verb("eval", files, bindings) is not None:
         return 2
-    flan_ul2r.tasks.register_after_gin()
     try:
         summary = evaluate_checkpoint()
     except (ValueError, FileNotFoundError) as e:

@@ -53,7 +53,7 @@ def pipeline(model_dir: str = gin.REQUIRED, ul2r: RunConfig = gin.REQUIRED, flan
 
 
 def main(argv: Sequence[str]) -> int:
-    from flan_ul2r.gin_utils import parse_gin, split_gin_args
+    from flan_ul2r.gin_utils import configure_verb, split_gin_args
     from flan_ul2r.pipeline.stages import StageInterrupted
 
     if any(a in ("-h", "--help", "help") for a in argv):
@@ -64,15 +64,8 @@ def main(argv: Sequence[str]) -> int:
         problem = f"unexpected arguments {rest}" if rest else "give --gin_file"
         print(f"flan-ul2r pipeline: {problem}\n\n{USAGE}", file=sys.stderr)
         return 2
-    import flan_ul2r.tasks
-
-    flan_ul2r.tasks.import_all()
-    try:
-        parse_gin(files, bindings)
-    except (ValueError, KeyError, OSError) as e:
-        print(f"flan-ul2r pipeline: gin error: {e}", file=sys.stderr)
+    if configure_verb("pipeline", files, bindings) is not None:
         return 2
-    flan_ul2r.tasks.register_after_gin()
     try:
         report = pipeline()
     except StageInterrupted as e:

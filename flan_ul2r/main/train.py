@@ -91,7 +91,7 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
 
 
 def main(argv: Sequence[str]) -> int:
-    from flan_ul2r.gin_utils import import_task_modules, parse_gin, split_gin_args
+    from flan_ul2r.gin_utils import configure_verb, import_task_modules, split_gin_args
 
     compile_only = "--compile_only" in argv  # training/aot.py: compile for TOPOLOGY, report, run nothing
     files, bindings, rest = split_gin_args([a for a in argv if a != "--compile_only"])
@@ -109,15 +109,8 @@ def main(argv: Sequence[str]) -> int:
         import jax
 
         jax.distributed.initialize()  # TPU pods auto-detect; GPU/CPU clusters read JAX_* variables
-    import flan_ul2r.tasks
-
-    flan_ul2r.tasks.import_all()
-    try:
-        parse_gin(files, bindings)
-    except (ValueError, KeyError, OSError) as e:
-        print(f"flan-ul2r train: gin error: {e}", file=sys.stderr)
+    if configure_verb("train", files, bindings) is not None:
         return 2
-    flan_ul2r.tasks.register_after_gin()  # the gin-chosen corpus, vocabulary, denoisers, Flan rates
     try:
         import_task_modules()  # MIXTURE_OR_TASK_MODULE: the user's seqio registrations (after the built-ins)
     except ValueError as e:

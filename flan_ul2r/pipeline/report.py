@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from etils.epath import Path
+
+from flan_ul2r import fs
 from flan_ul2r.training.metrics import read_metrics
 
 MODELS = ("base", "ul2r", "flan", "flan_ul2r")  # the 2x2: neither, UL2R, Flan, both (Flan paper Table 5)
@@ -80,8 +82,7 @@ def plot_losses(stage_dirs: Mapping[str, Path], path: Path) -> None:
     ax.set_title("training loss per stage")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_results(rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -103,8 +104,19 @@ def plot_results(rows: Sequence[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("score")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Writes a PNG to a local or remote path (one write) and closes the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    fs.path(path).write_bytes(buffer.getvalue())
 
 
 def write_report(model_dir: Path, results: Mapping[str, Mapping[str, Any]], ledger: dict[str, Any],
@@ -113,8 +125,8 @@ def write_report(model_dir: Path, results: Mapping[str, Mapping[str, Any]], ledg
     rows = table(results)
     report = {"title": title, "table": rows, "ledger": ledger, "stages": list(stages),
               "results_files": {m: str(model_dir / "eval" / m / "results.json") for m in results}}
-    (model_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    (model_dir / "report.md").write_text(markdown(rows, ledger, stages, title))
+    fs.write_text(model_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    fs.write_text(model_dir / "report.md", markdown(rows, ledger, stages, title))
     plot_losses(stage_dirs, model_dir / "loss_curves.png")
     if rows:
         plot_results(rows, model_dir / "results.png")

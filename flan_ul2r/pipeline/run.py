@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from etils.epath import Path
+
+from flan_ul2r import fs
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.pipeline import ledger as ledger_lib
 from flan_ul2r.pipeline.config import EvalStageConfig, PipelineConfig
@@ -21,10 +23,10 @@ COMPUTE_GROUPS = {"UL2R": ["ul2r"], "Flan on the base": ["flan"], "Flan on the U
 
 def run_pipeline(cfg: PipelineConfig, operative_config: str | None = None) -> dict[str, Any]:
     """Runs every stage that is not finished and returns report.json's content."""
-    root = Path(cfg.model_dir)
+    root = fs.path(cfg.model_dir)
     root.mkdir(parents=True, exist_ok=True)
     if operative_config is not None:
-        (root / "config.gin").write_text(operative_config)
+        fs.write_text(root / "config.gin", operative_config)
     if cfg.pretrain is not None:
         base = train_stage(root, "base", cfg.pretrain, None, operative_config)
     else:
@@ -77,8 +79,7 @@ def eval_stage(root: Path, model: str, checkpoint: str, cfg: EvalStageConfig) ->
                                      too_long=cfg.too_long)
         merged["benchmarks"].update(filled["benchmarks"])
         merged["tasks"].update(filled["tasks"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(merged, indent=1) + "\n")
+    fs.write_text(out / "results.json", json.dumps(merged, indent=1) + "\n")
     mark_finished(root, name, {"checkpoint": checkpoint, "results": str(out / "results.json")})
     return merged
 

@@ -7,9 +7,11 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from etils.epath import Path
+
+from flan_ul2r import fs
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.pipeline.ledger import StageCost, stage_cost
 from flan_ul2r.training import checkpoints
@@ -24,7 +26,7 @@ class StageInterrupted(RuntimeError):
 
 
 def stage_dir(model_dir: str | Path, stage: str) -> Path:
-    return Path(model_dir) / stage
+    return fs.path(model_dir) / stage
 
 
 def finished(model_dir: str | Path, stage: str) -> dict[str, Any] | None:
@@ -34,12 +36,11 @@ def finished(model_dir: str | Path, stage: str) -> dict[str, Any] | None:
 
 
 def mark_finished(model_dir: str | Path, stage: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Writes the record atomically (temp file + rename), so a kill never leaves half a marker."""
+    """Writes the record at once (fs.write_text: temp file + rename, or one upload), so a kill never leaves
+    half a marker."""
     folder = stage_dir(model_dir, stage)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"stage": stage, **record}, indent=1))
-    tmp.replace(folder / MARKER)
+    fs.write_text(folder / MARKER, json.dumps({"stage": stage, **record}, indent=1))
     return {"stage": stage, **record}
 
 

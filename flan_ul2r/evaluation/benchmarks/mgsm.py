@@ -11,6 +11,7 @@ url-nlp repository, `mgsm/exemplars.py`). Prompt: "Q: ...\\nA: ..." blocks, then
 from __future__ import annotations
 
 import csv
+import io
 
 from flan_ul2r.evaluation.extract import last_number, normalize_number
 from flan_ul2r.evaluation.files import BenchmarkFileError, need_str, read_jsonl, require_dir, require_file
@@ -24,7 +25,7 @@ PROTOCOL = Protocol("MGSM-CoT", shape="number", cot=True, max_new_tokens=256, st
 
 def read_tsv(path) -> list[tuple[str, str]]:
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(path.read_text(encoding="utf-8"), newline="") as f:  # epath: local or gs://
         for n, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
             if len(row) != 2 or normalize_number(row[1]) is None:
                 raise BenchmarkFileError(f"{path}: row {n}: expected 'question<TAB>answer number', got "

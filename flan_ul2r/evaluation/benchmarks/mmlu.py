@@ -20,6 +20,7 @@ section 2.3), direct and chain-of-thought.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from flan_ul2r.evaluation.files import BenchmarkFileError, read_json, require_dir, require_file
@@ -54,7 +55,7 @@ COT = Protocol("MMLU-CoT", shape="letter", cot=True, max_new_tokens=256, stop_se
 def read_csv(path: Path) -> list[tuple[str, tuple[str, ...], str]]:
     """Rows (question, (A, B, C, D), answer letter); a malformed row is an error naming file and row."""
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(path.read_text(encoding="utf-8"), newline="") as f:  # epath: local or gs://
         for n, row in enumerate(csv.reader(f), 1):
             if len(row) != 6:
                 raise BenchmarkFileError(f"{path}: row {n} has {len(row)} fields; expected 6 "
