@@ -29,6 +29,9 @@ from flan_ul2r.decoding.prompts import encode_prompt, encode_text, prompt_is_pre
 from flan_ul2r.decoding.sampling import check_sampling
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
+from flan_ul2r.training.tpu_topology import quiet_libtpu
+
+quiet_libtpu()  # libtpu installed without TPU chips (the test extra): no init errors on the first device use
 
 # Used when neither train_info.json nor an HF config gives a length: UL2R's 1024 + 1024 tokens
 # (U-PaLM section 2.2).

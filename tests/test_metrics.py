@@ -3,6 +3,7 @@
 import json
 
 import matplotlib.axes
+import pytest
 
 from flan_ul2r.training.metrics import MetricsWriter, plot_losses, read_metrics, read_rows, resume_steps
 
@@ -44,3 +45,17 @@ def test_hiding_the_bar_still_writes_metrics_tensorboard_and_the_plot(tmp_path, 
     assert "train:" not in capsys.readouterr().err  # no bar
     _run(tmp_path / "shown", 0, 2, loss_offset=0.0, show_bar=True)
     assert "train:" in capsys.readouterr().err
+
+
+def test_a_row_cut_short_by_a_kill_is_dropped_and_the_resumed_run_appends_whole_rows(tmp_path):
+    _run(tmp_path, 0, 4, loss_offset=0.0)
+    path = tmp_path / "metrics.jsonl"
+    whole = path.read_text()
+    path.write_text(whole + '{"step": 5, "loss": 4.')  # SIGKILL in the middle of an append
+    assert [r["step"] for r in read_rows(path)] == [1, 2, 3, 4]  # readable while cut
+    _run(tmp_path, 4, 6, loss_offset=0.0)  # resumed
+    assert path.read_text().startswith(whole) and path.read_text().endswith("\n")
+    assert [r["step"] for r in read_rows(path)] == [1, 2, 3, 4, 5, 6]
+    path.write_text(whole.replace('{"step": 2', '{"step" 2', 1))
+    with pytest.raises(ValueError, match="line 2 is not a JSON object"):
+        read_rows(path)

@@ -43,6 +43,7 @@ class MetricsWriter:
             from flan_ul2r.training.tensorboard import summary_writer
 
             self.model_dir.mkdir(parents=True, exist_ok=True)
+            drop_partial_row(self.model_dir / "metrics.jsonl")
             self._tb = summary_writer(str(self.model_dir / "tb"))
         self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
                          disable=not show_bar, dynamic_ncols=True)
@@ -90,9 +91,32 @@ class MetricsWriter:
             plot_losses(path, self.model_dir / "loss.png")
 
 
+def drop_partial_row(path: fs.PathLike) -> None:
+    """Cuts a last row left unfinished by a process killed mid-append (no final newline), so that the
+    resumed run appends whole rows after whole rows."""
+    path = fs.path(path)
+    if not path.exists():
+        return
+    text = fs.read_text(path)
+    if text and not text.endswith("\n"):
+        fs.write_text(path, text[: text.rfind("\n") + 1])
+
+
 def read_rows(path: fs.PathLike) -> list[dict[str, Any]]:
-    """Every row of a metrics.jsonl as written (replayed steps appear again after a resume)."""
-    return [json.loads(line) for line in fs.read_text(path).splitlines() if line.strip()]
+    """Every row of a metrics.jsonl as written (replayed steps appear again after a resume). A last row
+    cut short by a kill (no final newline) is left out; any other bad row is an error naming its line."""
+    text = fs.read_text(path)
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines = lines[:-1]
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {n} is not a JSON object ({e.msg})") from None
+    return rows
 
 
 def latest_per_step(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
