@@ -74,6 +74,20 @@ def configure_verb(verb: str, gin_files: Sequence[str], bindings: Sequence[str])
     return None
 
 
+def start_verb(verb: str, argv: Sequence[str], usage: str) -> int | None:
+    """A gin-only verb's start: `usage` for --help (returns 0); only --gin_file/--gin.X arguments, at least
+    one file (else returns 2, printed); then `configure_verb`. None: go on."""
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(usage)
+        return 0
+    files, bindings, rest = split_gin_args(argv)
+    if rest or not files:
+        problem = f"unexpected arguments {rest}" if rest else "give --gin_file"
+        print(f"flan-ul2r {verb}: {problem}\n\n{usage}", file=sys.stderr)
+        return 2
+    return configure_verb(verb, files, bindings)
+
+
 def _open_remote(path: str):
     from flan_ul2r import fs
 

@@ -76,18 +76,11 @@ def evaluate_checkpoint(checkpoint_path: str = gin.REQUIRED, suite: str = "heldo
 
 
 def main(argv: Sequence[str]) -> int:
-    from flan_ul2r.gin_utils import configure_verb, split_gin_args
+    from flan_ul2r.gin_utils import start_verb
 
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE)
-        return 0
-    files, bindings, rest = split_gin_args(argv)
-    if rest or not files:
-        problem = f"unexpected arguments {rest}" if rest else "give --gin_file"
-        print(f"flan-ul2r eval: {problem}\n", USAGE, file=sys.stderr)
-        return 2
-    if configure_verb("eval", files, bindings) is not None:
-        return 2
+    status = start_verb("eval", argv, USAGE)
+    if status is not None:
+        return status
     try:
         summary = evaluate_checkpoint()
     except (ValueError, FileNotFoundError) as e:

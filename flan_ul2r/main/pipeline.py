@@ -53,19 +53,12 @@ def pipeline(model_dir: str = gin.REQUIRED, ul2r: RunConfig = gin.REQUIRED, flan
 
 
 def main(argv: Sequence[str]) -> int:
-    from flan_ul2r.gin_utils import configure_verb, split_gin_args
+    from flan_ul2r.gin_utils import start_verb
     from flan_ul2r.pipeline.stages import StageInterrupted
 
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE)
-        return 0
-    files, bindings, rest = split_gin_args(argv)
-    if rest or not files:
-        problem = f"unexpected arguments {rest}" if rest else "give --gin_file"
-        print(f"flan-ul2r pipeline: {problem}\n\n{USAGE}", file=sys.stderr)
-        return 2
-    if configure_verb("pipeline", files, bindings) is not None:
-        return 2
+    status = start_verb("pipeline", argv, USAGE)
+    if status is not None:
+        return status
     try:
         report = pipeline()
     except StageInterrupted as e:
