@@ -179,11 +179,12 @@ def test_real_scale_pipeline_gins_configure_the_papers_recipe(name, tokens, laye
                                                   "UL2R_VOCABULARY='hf:/models/m'"])
         cli.pipeline()
         topology = gin.query_parameter("%TOPOLOGY") if preset else None
+        streamed = gin.query_parameter("ul2r_corpus.cache") is False  # per host, never cached whole
     finally:
         gin.clear_config()
     cfg = seen["cfg"]
     assert cfg.import_hf_dir == "/models/m" and cfg.pretrain is None and cfg.export_hf
-    assert cfg.base_pretraining_tokens == tokens and topology == preset
+    assert cfg.base_pretraining_tokens == tokens and topology == preset and streamed
     u, f = cfg.ul2r, cfg.flan
     assert (u.mixture_or_task_name, dict(u.task_feature_lengths), u.batch_size, u.train_steps) == \
         ("ul2r", {"inputs": 1024, "targets": 1024}, 32, 20000)
