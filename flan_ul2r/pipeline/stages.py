@@ -38,9 +38,7 @@ def finished(model_dir: str | Path, stage: str) -> dict[str, Any] | None:
 def mark_finished(model_dir: str | Path, stage: str, record: dict[str, Any]) -> dict[str, Any]:
     """Writes the record at once (fs.write_text: temp file + rename, or one upload), so a kill never leaves
     half a marker."""
-    folder = stage_dir(model_dir, stage)
-    folder.mkdir(parents=True, exist_ok=True)
-    fs.write_text(folder / MARKER, json.dumps({"stage": stage, **record}, indent=1))
+    fs.write_text(stage_dir(model_dir, stage) / MARKER, json.dumps({"stage": stage, **record}, indent=1))
     return {"stage": stage, **record}
 
 

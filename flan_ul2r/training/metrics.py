@@ -91,26 +91,25 @@ class MetricsWriter:
             plot_losses(path, self.model_dir / "loss.png")
 
 
+def _whole_rows(text: str) -> str:
+    """`text` without a last row that a process killed mid-append left unfinished (no final newline)."""
+    return text[: text.rfind("\n") + 1]
+
+
 def drop_partial_row(path: fs.PathLike) -> None:
-    """Cuts a last row left unfinished by a process killed mid-append (no final newline), so that the
-    resumed run appends whole rows after whole rows."""
+    """Cuts an unfinished last row, so that the resumed run appends whole rows after whole rows."""
     path = fs.path(path)
-    if not path.exists():
-        return
-    text = fs.read_text(path)
-    if text and not text.endswith("\n"):
-        fs.write_text(path, text[: text.rfind("\n") + 1])
+    if path.exists():
+        text = fs.read_text(path)
+        if _whole_rows(text) != text:
+            fs.write_text(path, _whole_rows(text))
 
 
 def read_rows(path: fs.PathLike) -> list[dict[str, Any]]:
     """Every row of a metrics.jsonl as written (replayed steps appear again after a resume). A last row
     cut short by a kill (no final newline) is left out; any other bad row is an error naming its line."""
-    text = fs.read_text(path)
-    lines = text.splitlines()
-    if lines and not text.endswith("\n"):
-        lines = lines[:-1]
     rows = []
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(_whole_rows(fs.read_text(path)).splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
