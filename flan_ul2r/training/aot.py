@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
+from flan_ul2r.models import attention_kernels, remat
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.training import compute, hlo_stats, partitioning, tpu_topology
 from flan_ul2r.training.config import RunConfig
@@ -113,15 +114,17 @@ def _report_lines(r: CompileReport) -> list[str]:
     return lines
 
 
-def platform_model(cfg: ModelConfig, platform: str) -> ModelConfig:
-    """The model config with its 'auto' runtime fields resolved for `platform`, as the model resolves them
-    on that platform at trace time (models/decoder.py: scan_layers, models/attention.py: auto); compiling
-    for a TPU from a CPU machine would otherwise pick the CPU's choices."""
-    changes: dict[str, Any] = {}
+def platform_model(cfg: ModelConfig, platform: str, length: int) -> ModelConfig:
+    """The model config with its 'auto' runtime fields resolved for `platform` and sequence `length`, as the
+    model resolves them there at trace time (models/decoder.py: scan_layers, models/attention_kernels.py:
+    attention_impl), so that the report names them; an impossible choice (a kernel that cannot run, host
+    offloading without host memory) is refused here, before compiling."""
+    changes: dict[str, Any] = {"attention_impl": attention_kernels.choose(
+        cfg.attention_impl, platform, dtype=cfg.dtype, head_dim=cfg.head_dim, length=length,
+        logit_softcap=getattr(cfg, "logit_softcap", None))}
     if cfg.scan_layers is None:
         changes["scan_layers"] = platform != "cpu"
-    if cfg.attention_impl == "auto":
-        changes["attention_impl"] = "blocked" if platform == "cpu" else "xla"
+    remat.check_offload(cfg.remat_policy, platform)
     return cfg.replace(**changes)
 
 
@@ -157,7 +160,7 @@ def compile_train_step(cfg: RunConfig, model_cfg: ModelConfig, topology: str | N
         raise ValueError(f"MeshConfig(data={cfg.mesh.data}, fsdp={cfg.mesh.fsdp}, tensor={cfg.mesh.tensor}) "
                          f"does not fit {target}: {e}") from e
     platform = devices[0].platform
-    model_cfg = platform_model(model_cfg, platform)
+    model_cfg = platform_model(model_cfg, platform, cfg.sequence_length)
     tx, lr = cfg.optimizer.build(cfg.train_steps)
     trainer = Trainer(model_cfg, tx, mesh, rules, z_loss=cfg.z_loss, num_microbatches=cfg.num_microbatches,
                       learning_rate_fn=lr, chunked_loss=cfg.chunked_loss, platform=platform)
