@@ -138,8 +138,10 @@ def _zero_dead_rows(out: Array, live: Array) -> Array:
 
 
 def splash_attention(q: Array, k: Array, v: Array, mask: AttentionMask, *, window: int | None = None,
-                     logit_softcap: float | None = None, interpret: bool | None = None) -> Array:
-    """Splash attention (module doc), [b, l, h, d] in and out; `interpret` defaults to CPU = interpret."""
+                     logit_softcap: float | None = None, interpret: bool | None = None,
+                     block: int | None = None) -> Array:
+    """Splash attention (module doc), [b, l, h, d] in and out; `interpret` defaults to CPU = interpret;
+    `block` (default: the largest of SPLASH_BLOCKS that divides the length) is the tile of all its kernels."""
     b, length, h, d = q.shape
     problem = kernel_problem("splash", dtype=q.dtype, head_dim=d, length=length, logit_softcap=logit_softcap)
     if problem:
@@ -158,7 +160,7 @@ def splash_attention(q: Array, k: Array, v: Array, mask: AttentionMask, *, windo
     qs = (q * jnp.asarray(d ** -0.5, q.dtype)).transpose(0, 2, 1, 3)  # [b, h, l, d], softmax scale folded in
     kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
     kernel = functools.partial(_splash_shard, static=static, window=window, logit_softcap=logit_softcap,
-                               interpret=interpret)
+                               interpret=interpret, block=block or _block(length))
     out = _per_shard(kernel, qs, kt, vt, extra)
     return _zero_dead_rows(out.transpose(0, 2, 1, 3), live)
 
@@ -168,13 +170,12 @@ def _block(length: int) -> int:
 
 
 def _splash_shard(q: Array, k: Array, v: Array, extra: Array, *, static: bool, window, logit_softcap,
-                  interpret: bool) -> Array:
+                  interpret: bool, block: int) -> Array:
     """One shard: q [b, h, l, d], k/v [b, kv, l, d]; `extra` the segment ids [b, l] (static mask) or the
     dense mask [b, 1, l, l] (dynamic)."""
     from jax.experimental.pallas.ops.tpu import splash_attention as splash
 
     length = q.shape[2]
-    block = _block(length)
     sizes = splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
                               block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block,
                               block_kv_dq=block)
@@ -190,7 +191,10 @@ def _splash_shard(q: Array, k: Array, v: Array, extra: Array, *, static: bool, w
             return kernel(q1, k1, v1, segment_ids=splash.SegmentIds(seg, seg))
     else:
         def run(q1, k1, v1, dense):  # one example's mask [1, l, l]: splash's dynamic mask
-            return make(dense)(q1, k1, v1)
+            kernel = make(dense)
+            # Its `is_dynamic_mask` flag (only a named_scope's label) becomes a traced bool under shard_map.
+            kernel.fwd_mask_info = kernel.fwd_mask_info._replace(is_dynamic_mask=None)
+            return kernel(q1, k1, v1)
     return jax.vmap(run)(q, k, v, extra)
 
 
