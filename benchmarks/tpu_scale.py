@@ -1,5 +1,5 @@
 """Per-chip memory, predicted tokens/s and collectives of the real train step across TPU slice sizes,
-compiled ahead of time on this (CPU) machine through libtpu (`pip install -e .[tpu_compile]`).
+compiled ahead of time on this (CPU) machine through libtpu (`pip install -e .[tpu-compile]`).
 
     python benchmarks/tpu_scale.py                        # llama3_8b, v5p 8..256 chips, both loss paths
     python benchmarks/tpu_scale.py --layers 4 --topologies v5p:2x2x1 v5p:2x2x2 --loss dense
