@@ -46,6 +46,26 @@ def train_flops_per_token(cfg: ModelConfig, seq_len: int, attention: str = "full
     return 6.0 * matmul_params(cfg) + factor * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
 
 
+# What each remat policy recomputes in the backward pass (models/remat.py), per layer: the q/k/v and out
+# projections, the attention itself (its forward), the MLP. With an attention kernel (splash, cuDNN) the
+# attention is not a dot, so even the dot-saving policies recompute it.
+RECOMPUTED = {
+    "none": (), "full": ("qkv", "attention", "out", "mlp"), "dots_saveable": ("attention",),
+    "dots_with_no_batch_dims_saveable": ("attention",), "offload_dots_with_no_batch_dims": ("attention",),
+    "save_attention": ("out", "mlp"), "save_attention_proj": ("attention", "mlp"),
+    "save_qkv_proj": ("attention", "out", "mlp"), "offload_qkv_proj": ("attention", "out", "mlp"),
+}
+
+
+def recompute_flops_per_token(cfg: ModelConfig, seq_len: int, policy: str, attention: str = "full") -> float:
+    """Forward FLOPs per token that `policy` repeats in the backward pass (matmuls only, as 6N: 2 FLOPs per
+    multiply-add); the attention term in the given convention (4 * H * Dh * T in full, half of it halved)."""
+    d, h, kv, hd = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    parts = {"qkv": 2 * d * hd * (h + 2 * kv), "out": 2 * h * hd * d, "mlp": 6 * d * cfg.d_ff,
+             "attention": (4.0 if attention == "full" else 2.0) * h * hd * seq_len}
+    return cfg.num_layers * sum(parts[p] for p in RECOMPUTED[policy])
+
+
 def device_peak_tflops(device: jax.Device | None = None) -> float | None:
     """The table's peak for a device kind, or None (e.g. CPU: measure it with `measure_matmul_peak`)."""
     kind = (device or jax.devices()[0]).device_kind
