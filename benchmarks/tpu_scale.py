@@ -112,7 +112,11 @@ def main() -> int:
         chips = tpu_topology.parse_slice(topology).chips
         for chunked, remat in ((c, r) for c in losses for r in args.remat):
             cfg = run_config(args, chips, chunked, remat)
-            report = aot.compile_train_step(cfg, cfg.model.resolve(None), topology)
+            try:
+                report = aot.compile_train_step(cfg, cfg.model.resolve(None), topology)
+            except Exception as e:  # one failing policy (e.g. no host memory) must not lose the others
+                print(f"{topology} remat={remat}: {type(e).__name__}: {str(e).splitlines()[0]}", flush=True)
+                continue
             rows.append(row(report, chunked, cfg.model.resolve(None)))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             if args.json:
