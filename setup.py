@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 JAX = "jax>=0.6,<0.12"
 JAX_CI = "jax==0.10.2"
 # libtpu compiles for TPU topologies from any machine. Each jax release's `tpu` extra pins the libtpu it was
-# built with (jax 0.10.2 -> libtpu 0.0.42.*, 0.11.2 -> 0.0.46.*), so the same range with [tpu] keeps the two
+# built with (jax 0.10.2 -> libtpu 0.0.42.*, 0.11.2 -> 0.0.48.*), so the same range with [tpu] keeps the two
 # consistent.
 LIBTPU = "jax[tpu]>=0.6,<0.12"
 

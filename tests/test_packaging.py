@@ -43,7 +43,7 @@ def test_jax_range_allows_0_11_and_ci_pins_one_version(metadata):
 
 
 @pytest.mark.skipif(not os.environ.get("FLAN_UL2R_SLOW_TESTS"), reason="set FLAN_UL2R_SLOW_TESTS=1: "
-                    "resolves the whole dependency tree from the package index (about 3 minutes)")
+                    "resolves the whole dependency tree from the package index (about 3 to 6 minutes)")
 def test_tpu_compile_extra_resolves_with_the_pip_of_a_fresh_venv(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "v")], check=True)
     pip = str(tmp_path / "v" / "bin" / "pip")
