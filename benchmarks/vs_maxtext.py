@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -121,7 +122,10 @@ def maxtext_command(args: argparse.Namespace) -> list[str]:
 
 def maxtext(args: argparse.Namespace) -> dict[str, float]:
     cmd = maxtext_command(args)
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    # What libtpu needs on a machine without TPU chips (training/tpu_topology.py: quiet_libtpu).
+    env = {"TPU_ACCELERATOR_TYPE": args.topology, "TPU_WORKER_HOSTNAMES": "localhost",
+           "ALLOW_MULTIPLE_LIBTPU_LOAD": "1", **os.environ}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
     text = run.stdout + run.stderr
     stats = dict(re.findall(r"(\w+)_size_in_bytes=(\d+)", text.split("Memory analysis:", 1)[-1]))
     if run.returncode or "argument" not in stats:
