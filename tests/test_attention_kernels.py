@@ -49,11 +49,19 @@ def _xla(q, k, v, mask):
     return jnp.where(mask.dense[:, 0].any(-1)[:, :, None, None], out, 0.0)  # XLA averages dead rows
 
 
+def _out_and_grads(fn, q, k, v, cot):
+    """fn's output and the gradients of <fn, cot> for q, k, v, in one compiled function."""
+    def loss(*a):
+        out = fn(*a)
+        return jnp.sum(out * cot), out
+
+    (_, out), grads = jax.jit(jax.value_and_grad(loss, (0, 1, 2), has_aux=True))(q, k, v)
+    return out, grads
+
+
 def _compare(fn, ref, q, k, v, cot, atol_out=2e-5, atol_grad=5e-5):
-    got, want = fn(q, k, v), ref(q, k, v)
+    (got, grads), (want, wants) = _out_and_grads(fn, q, k, v, cot), _out_and_grads(ref, q, k, v, cot)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=atol_out)
-    grads = jax.grad(lambda *a: jnp.sum(fn(*a) * cot), (0, 1, 2))(q, k, v)
-    wants = jax.grad(lambda *a: jnp.sum(ref(*a) * cot), (0, 1, 2))(q, k, v)
     for name, g, w in zip("qkv", grads, wants):
         assert np.isfinite(np.asarray(g)).all(), name
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=atol_grad, err_msg=f"d{name}")
@@ -101,7 +109,7 @@ def test_splash_sharded_over_batch_and_heads_equals_one_device(kv):
     def loss(q, k, v):
         return jnp.sum(splash_attention(q, k, v, mask, block=BLOCK) * cot)
 
-    want = jax.value_and_grad(loss, (0, 1, 2))(q, k, v)
+    want = jax.jit(jax.value_and_grad(loss, (0, 1, 2)))(q, k, v)
     with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.rules_for("fsdp_tensor")):
         got = jax.jit(jax.value_and_grad(loss, (0, 1, 2)))(q, k, v)
     np.testing.assert_allclose(float(got[0]), float(want[0]), rtol=1e-5)
@@ -113,13 +121,13 @@ def test_model_with_splash_equals_xla_logits_and_gradients_under_remat():
     """The whole decoder (scanned layers, `save_attention` remat: splash's residuals by name) on a packed
     prefix-LM batch: logits and parameter gradients as with XLA attention."""
     rng = np.random.default_rng(3)
-    tokens = jnp.asarray(rng.integers(3, 100, size=(2, 256)), jnp.int32)
-    seg = np.ones((2, 256), np.int32)
-    seg[0, 170:] = 2
-    seg[1, 200:] = 0
-    prefix = np.zeros((2, 256), np.int32)
-    prefix[:, :60] = 1
-    prefix[0, 170:190] = 1
+    tokens = jnp.asarray(rng.integers(3, 100, size=(2, 128)), jnp.int32)
+    seg = np.ones((2, 128), np.int32)
+    seg[0, 70:] = 2
+    seg[1, 100:] = 0
+    prefix = np.zeros((2, 128), np.int32)
+    prefix[:, :30] = 1
+    prefix[0, 70:90] = 1
     feats = dict(segment_ids=jnp.asarray(seg), causal_attention=jnp.asarray(prefix))
     cfgs = {impl: preset("tiny", vocab_size=101, attention_impl=impl, remat_policy="save_attention",
                          scan_layers=True) for impl in ("xla", "splash")}
@@ -129,7 +137,8 @@ def test_model_with_splash_equals_xla_logits_and_gradients_under_remat():
     def loss(p, cfg):
         return jnp.sum(Decoder(cfg).apply({"params": p}, tokens, **feats) * weights) / 1e3
 
-    out = {impl: jax.value_and_grad(loss)(params, cfg) for impl, cfg in cfgs.items()}
+    step = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+    out = {impl: step(params, cfg) for impl, cfg in cfgs.items()}
     np.testing.assert_allclose(float(out["splash"][0]), float(out["xla"][0]), rtol=1e-5)
     for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(out["splash"][1]),
                             jax.tree.leaves(out["xla"][1])):
