@@ -55,7 +55,7 @@ def row(report, chunked: bool, model_cfg) -> dict:
             "recompute_flops_per_step": recompute * tokens,
             "recompute_share": recompute * tokens / report.flops_per_step,
             "arguments_gib": report.argument_bytes / gib, "temporaries_gib": report.temp_bytes / gib,
-            "total_gib": report.total_bytes / gib,
+            "total_gib": report.total_bytes / gib, "host_gib": report.host_temp_bytes / gib,
             "tokens_per_s_per_chip_50pct": report.tokens_per_second_per_chip(0.5),
             "collectives": {k: c.counts[k] for k in c.counts if c.counts[k]},
             "collective_gib": {k: round(c.bytes[k] / gib, 2) for k in c.bytes if c.bytes[k]},

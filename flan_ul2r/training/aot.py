@@ -56,6 +56,7 @@ class CompileReport:
     compile_seconds: float
     attention_impl: str = ""
     remat_policy: str = ""
+    host_temp_bytes: int = 0  # pinned host memory per chip (remat policies that offload, models/remat.py)
     flops_per_step_causal_halved: float | None = None
 
     @property
@@ -101,7 +102,8 @@ def _report_lines(r: CompileReport) -> list[str]:
         f"{r.sequence_length} tokens ({r.batch_size / r.chips:g} {plural} per chip)",
         f"  memory per chip: arguments {gib(r.argument_bytes)} + temporaries {gib(r.temp_bytes)} + outputs "
         f"not donated {gib(r.output_bytes - r.alias_bytes)} = {gib(r.total_bytes)}{hbm}",
-        f"  attention {r.attention_impl or '?'}, remat {r.remat_policy or '?'}",
+        f"  attention {r.attention_impl or '?'}, remat {r.remat_policy or '?'}"
+        + (f", host memory (offloaded) {gib(r.host_temp_bytes)}" if r.host_temp_bytes else ""),
         f"  FLOPs per step (analytic, {compute.ATTENTION_CONVENTIONS['full']}): {r.flops_per_step:.3e}",
     ]
     if r.flops_per_step_causal_halved:
@@ -197,6 +199,7 @@ def compile_train_step(cfg: RunConfig, model_cfg: ModelConfig, topology: str | N
         hbm_bytes=None if hbm is None else int(hbm), flops_per_step=flops, peak_tflops=peak,
         collectives=hlo_stats.collectives(compiled.as_text()), compile_seconds=seconds,
         attention_impl=model_cfg.attention_impl, remat_policy=model_cfg.remat_policy,
+        host_temp_bytes=int(getattr(memory, "host_temp_size_in_bytes", 0) or 0),
         flops_per_step_causal_halved=halved)
 
 
