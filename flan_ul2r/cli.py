@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flan_ul2r.training.tpu_topology import quiet_libtpu
 
         hide_accelerators_from_tensorflow()
-        quiet_libtpu()  # libtpu installed (tpu_compile extra) on a machine without TPUs: no init warnings
+        quiet_libtpu()  # libtpu installed (tpu-compile extra) on a machine without TPUs: no init warnings
     module = importlib.import_module(VERBS[verb][0])
     try:
         return int(module.main(rest) or 0)

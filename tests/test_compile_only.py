@@ -10,7 +10,8 @@ import pytest
 import flan_ul2r.tasks
 import gin
 from flan_ul2r.main import train
-from flan_ul2r.training import aot, hlo_stats
+from flan_ul2r.models.config import preset
+from flan_ul2r.training import aot, compute, hlo_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ["--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
@@ -39,6 +40,9 @@ def test_local_devices_report(tmp_path, capsys):
     assert rc == 0, err
     assert "compiled the train step for the local devices (8 x cpu)" in out
     assert "memory per chip: arguments" in out
+    assert "attention blocked, remat none" in out  # 'auto' on CPU, resolved and named
+    assert "FLOPs per step (analytic, 6N + 12*L*H*Dh*T per token, attention over all T keys (PaLM" in out
+    assert "FLOPs per step (6N + 6*L*H*Dh*T per token, causal attention halved (MaxText))" in out
     report = json.loads(out.strip().splitlines()[-1])
     assert report["chips"] == 8 and report["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
     assert report["batch_size"] == 8 and report["sequence_length"] == 256  # cpu_smoke.gin: 8 x (128 + 128)
@@ -87,3 +91,17 @@ def test_libtpu_refusing_a_program_over_hbm_names_both_sizes(tmp_path, capsys):
                             "--gin.train.chunked_loss=False")
     assert rc == 1 and "does not fit v5e:1x1 (1 chip of TPU v5e, 16 GiB HBM" in err
     assert re.search(r"temporaries \(\d+\.\d+G\) exceeds available HBM \(15\.\d+G\)", err), err
+
+
+def test_flop_conventions_for_llama3_8b_at_2048_tokens():
+    """By hand: 6 * L * H * Dh * T = 6 * 32 * 32 * 128 * 2048 = 1.611e9 FLOPs per token separate the two
+    conventions, 3.3% of PaLM's count (the issue's figure). Full remat repeats each layer's forward matmuls:
+    2 * (4096 * 128 * (32 + 16) + 32 * 128 * 4096 + 3 * 4096 * 14336) + 4 * 32 * 128 * 2048 per layer."""
+    cfg = preset("llama3_8b")
+    full, halved = (compute.train_flops_per_token(cfg, 2048, c) for c in ("full", "causal_halved"))
+    assert full - halved == 6 * 32 * 32 * 128 * 2048
+    assert (full - halved) / full == pytest.approx(0.033, abs=0.0005)
+    assert compute.recompute_flops_per_token(cfg, 2048, "full") == 32 * 469_762_048
+    out_and_mlp = 2 * (16_777_216 + 176_160_768)
+    assert compute.recompute_flops_per_token(cfg, 2048, "save_attention") == 32 * out_and_mlp
+    assert compute.recompute_flops_per_token(cfg, 2048, "none") == 0

@@ -7,7 +7,7 @@ import jax
 import pytest
 
 from flan_ul2r.models.config import preset
-from flan_ul2r.training import aot, optim, partitioning
+from flan_ul2r.training import aot, optim, partitioning, tpu_topology
 from flan_ul2r.training.config import MeshConfig, ModelSpec, OptimizerConfig, RunConfig
 from flan_ul2r.training.tpu_topology import parse_slice
 from flan_ul2r.training.trainer import Trainer
@@ -61,3 +61,29 @@ def test_activation_constraints_reach_the_traced_step():
     batch_sharded = [c for c in constraints if "'data', 'fsdp'" in c]
     # embedding output, each block's output, final norm, logits (+ attention q / out): forward and backward
     assert len(batch_sharded) >= 4, constraints
+
+
+@pytest.mark.parametrize("prefix_lm", [False, True], ids=["causal", "prefix_lm"])
+def test_auto_attention_lowers_to_the_splash_kernel_for_a_tpu_slice(prefix_lm):
+    """Compiling for TPU from this CPU machine, `auto` resolves to splash (not the CPU's blocked attention)
+    and the train step carries the Pallas kernel as TPU custom calls, run per shard (shard_map)."""
+    devices = tpu_topology.topology_devices(parse_slice("v5p:2x2x1"))
+    cfg = RunConfig(
+        model_dir="/nonexistent", mixture_or_task_name="ul2r", train_steps=100, batch_size=4,
+        task_feature_lengths={"inputs": 128, "targets": 128} if prefix_lm else {"targets": 256},
+        model=ModelSpec(dtype="bfloat16", remat_policy="full", scan_layers=True),
+        mesh=MeshConfig(data=1, fsdp=-1, tensor=1, rules="fsdp"), optimizer=OptimizerConfig(name="adamw"))
+    model = aot.platform_model(preset("tiny"), "tpu", cfg.sequence_length)
+    assert model.attention_impl == "splash"
+    mesh, rules = cfg.mesh.build(devices)
+    tx, _ = cfg.optimizer.build(cfg.train_steps)
+    trainer = Trainer(model, tx, mesh, rules, chunked_loss=False, platform="tpu")
+    batch = aot.abstract_batch(4, cfg.sequence_length, mesh, prefix_lm)
+    with trainer.context():
+        text = trainer.jitted_step(batch).lower(trainer.abstract_state, batch).as_text()
+    kernels = set(re.findall(r'kernel_name = "(\w+)"', text))  # forward, and the backward's dq and dk/dv
+    # Causal: lazy causal mask + segment ids ("segmented"); prefix-LM: per-example dynamic mask.
+    seg = "" if prefix_lm else "segmented_"
+    assert kernels == {f"splash_mha_{k}" for k in (f"fwd_{seg}residuals", f"dq_{seg}no_residuals",
+                                                    f"dkv_{seg}no_residuals")}
+    assert "manual_computation" in text  # shard_map: each chip runs the kernel on its share of the batch

@@ -33,8 +33,10 @@ def test_smoke_run_learns_and_writes_everything(smoke_run):
     assert [r["step"] for r in rows] == list(range(1, 31))  # every step logged in smoke runs
     losses = [r["loss"] for r in rows]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3, losses
-    for key in ("accuracy", "learning_rate", "grad_norm", "tokens_per_second", "mfu", "tflops_per_device"):
+    for key in ("accuracy", "learning_rate", "grad_norm", "tokens_per_second", "mfu", "tflops_per_device",
+                "mfu_causal_halved"):
         assert key in rows[-1]
+    assert 0 < rows[-1]["mfu_causal_halved"] < rows[-1]["mfu"]  # MaxText's count: attention halved
     assert sorted(p.name for p in (model_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["20", "30"]
     assert any(f.name.startswith("events.out.tfevents") for f in (model_dir / "tb").iterdir())
     operative = (model_dir / "config.gin").read_text()

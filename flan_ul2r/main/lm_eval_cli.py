@@ -34,7 +34,7 @@ def main(argv: Sequence[str]) -> int:
         import lm_eval.models  # noqa: F401 - lm-eval's own models stay available next to ours
         from lm_eval.__main__ import cli_evaluate
     except ImportError:
-        print("flan-ul2r lm-eval: lm-eval is not installed (pip install 'flan-ul2r[lm_eval]')",
+        print("flan-ul2r lm-eval: lm-eval is not installed (pip install 'flan-ul2r[lm-eval]')",
               file=sys.stderr)
         return 2
     import flan_ul2r.evaluation.lm_eval_backend  # noqa: F401 - registers --model flan-ul2r

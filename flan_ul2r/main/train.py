@@ -48,7 +48,7 @@ example:
 Running the same command again resumes from the newest checkpoint in MODEL_DIR.
 --compile_only compiles the train step and prints memory per chip, FLOPs, predicted tokens/s and
 collectives instead of training; with --gin.TOPOLOGY=v5p-64 (or v5p:4x4x2, v5e-256, ...) for that TPU
-slice through libtpu (pip install -e ".[tpu_compile]"), else for the local devices.
+slice through libtpu (pip install -e ".[tpu-compile]"), else for the local devices.
 exit status: 0 done (also when MODEL_DIR is already at TRAIN_STEPS), {PREEMPTED_EXIT_CODE} preempted after
 saving a checkpoint (run it again to resume), 1 run error, 2 bad arguments or gin.
 """

@@ -42,7 +42,7 @@ class ModelConfig:
     # True: the layer loop is a lax.scan; False: unrolled; None: unrolled on CPU (~6% faster there,
     # benchmarks/train_step.py), scanned on accelerators (compile time independent of depth).
     scan_layers: bool | None = None
-    # "auto": blocked flash attention on CPU, jax.nn.dot_product_attention (cuDNN / XLA) elsewhere.
+    # "auto": splash on TPU, cuDNN on GPU, blocked flash attention on CPU (models/attention_kernels.py).
     attention_impl: str = "auto"
 
     def __post_init__(self) -> None:
@@ -89,8 +89,10 @@ class ModelConfig:
         return self.num_layers * (attn + mlp + norms) + self.vocab_size * d + head + d
 
 
-ATTENTION_IMPLS = ("auto", "xla", "blocked")  # flan_ul2r/models/attention.py
-REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
+ATTENTION_IMPLS = ("auto", "xla", "blocked", "splash", "cudnn")  # flan_ul2r/models/attention_kernels.py
+OFFLOADING_POLICIES = ("offload_dots_with_no_batch_dims", "offload_qkv_proj")
+REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable", "save_attention",
+                  "save_attention_proj", "save_qkv_proj") + OFFLOADING_POLICIES  # flan_ul2r/models/remat.py
 
 # Published shapes. PaLM 8B: Chowdhery et al. 2022 Table 1 (32 layers, d 4096, 16 heads x 256, d_ff 4d,
 # multi-query, 256k vocabulary). Llama-3-8B/70B, Gemma-2B, Qwen2-0.5B: their HF config.json files.

@@ -15,10 +15,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
-from flan_ul2r.models.attention import attend_to_cache, dot_product_attention
+from flan_ul2r.models.attention import attend_to_cache
+from flan_ul2r.models.attention_kernels import AttentionMask, attend
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.projection import output_logits
+from flan_ul2r.models.remat import ATTENTION_OUT, OUT_PROJ, QKV_NAMES, remat_policy
 
 Array = jax.Array
 
@@ -137,11 +140,14 @@ class Attention(nn.Module):
         k = rope(k, positions, cfg.rope_theta, cfg.rope_scaling)
         q = nn.with_logical_constraint(q, ("act_batch", "act_length", "act_heads", None))
         if layer_cache is None:
-            out = dot_product_attention(q, k, v, mask, cfg.attention_impl)
+            q, k, v = (checkpoint_name(a, n) for a, n in zip((q, k, v), QKV_NAMES))  # remat policies
+            impl = "xla" if self.is_initializing() else cfg.attention_impl  # init: shapes only, any length
+            out = checkpoint_name(attend(q, k, v, mask, impl, window=cfg.sliding_window), ATTENTION_OUT)
         else:
             out, k, v = attend_to_cache(q, k, v, *layer_cache, mask)
         out = nn.with_logical_constraint(out, ("act_batch", "act_length", "act_heads", None))
-        return _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", axis=(-2, -1))(out), (k, v)
+        out = _dense(cfg.d_model, ("heads", "head_dim", "embed"), cfg, "o", axis=(-2, -1))(out)
+        return checkpoint_name(out, OUT_PROJ), (k, v)  # names: remat policies (models/remat.py)
 
 
 class Mlp(nn.Module):
@@ -185,9 +191,7 @@ class Block(nn.Module):
 def _remat(block: type[Block], policy: str):
     if policy == "none":
         return block
-    policies = {"full": None, "dots_saveable": jax.checkpoint_policies.dots_saveable,
-                "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
-    return nn.remat(block, policy=policies[policy], prevent_cse=False)
+    return nn.remat(block, policy=remat_policy(policy), prevent_cse=False)
 
 
 class LmHead(nn.Module):
@@ -220,7 +224,8 @@ class Decoder(nn.Module):
             positions = jnp.broadcast_to(jnp.arange(length), (b, length))
         if segment_ids is None:
             segment_ids = jnp.ones((b, length), jnp.int32)
-        mask = attention_mask(segment_ids, causal_attention, cfg.sliding_window)
+        mask = AttentionMask(segment_ids, causal_attention,
+                             attention_mask(segment_ids, causal_attention, cfg.sliding_window))
         embedding = self.param(
             "embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0), ("vocab", "embed")),
             (cfg.vocab_size, cfg.d_model), _dtype(cfg.param_dtype))

@@ -7,7 +7,8 @@ the local devices. What `flan-ul2r train --compile_only` runs (MaxText's train_c
 The step is `Trainer.jitted_step` with the run's own mesh, rules, optimizer, microbatches and loss path,
 lowered on abstract state and batch (`jax.ShapeDtypeStruct`s with their shardings) and compiled; nothing is
 allocated or run. The report holds `compiled.memory_analysis()` per chip, the analytic FLOPs per step
-(training/compute.py: PaLM's 6N + 12*L*H*Dh*T per token; XLA's cost analysis counts a scanned layer loop
+(training/compute.py: PaLM's 6N + 12*L*H*Dh*T per token, and with causal attention halved as MaxText
+counts; XLA's cost analysis counts a scanned layer loop
 once, so it is not used), the step time and tokens/s predicted at given MFUs, and the collectives of the
 compiled HLO (training/hlo_stats.py).
 """
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
+from flan_ul2r.models import attention_kernels, remat
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.training import compute, hlo_stats, partitioning, tpu_topology
 from flan_ul2r.training.config import RunConfig
@@ -52,6 +54,10 @@ class CompileReport:
     peak_tflops: float | None
     collectives: hlo_stats.Collectives
     compile_seconds: float
+    attention_impl: str = ""
+    remat_policy: str = ""
+    host_temp_bytes: int = 0  # pinned host memory per chip (remat policies that offload, models/remat.py)
+    flops_per_step_causal_halved: float | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -96,8 +102,13 @@ def _report_lines(r: CompileReport) -> list[str]:
         f"{r.sequence_length} tokens ({r.batch_size / r.chips:g} {plural} per chip)",
         f"  memory per chip: arguments {gib(r.argument_bytes)} + temporaries {gib(r.temp_bytes)} + outputs "
         f"not donated {gib(r.output_bytes - r.alias_bytes)} = {gib(r.total_bytes)}{hbm}",
-        f"  FLOPs per step (analytic, 6N + 12*L*H*Dh*T per token): {r.flops_per_step:.3e}",
+        f"  attention {r.attention_impl or '?'}, remat {r.remat_policy or '?'}"
+        + (f", host memory (offloaded) {gib(r.host_temp_bytes)}" if r.host_temp_bytes else ""),
+        f"  FLOPs per step (analytic, {compute.ATTENTION_CONVENTIONS['full']}): {r.flops_per_step:.3e}",
     ]
+    if r.flops_per_step_causal_halved:
+        lines.append(f"  FLOPs per step ({compute.ATTENTION_CONVENTIONS['causal_halved']}): "
+                     f"{r.flops_per_step_causal_halved:.3e}; MFU below counts attention in full (PaLM)")
     for mfu in MFU_POINTS:
         step = r.step_seconds(mfu)
         if step is None:
@@ -113,15 +124,17 @@ def _report_lines(r: CompileReport) -> list[str]:
     return lines
 
 
-def platform_model(cfg: ModelConfig, platform: str) -> ModelConfig:
-    """The model config with its 'auto' runtime fields resolved for `platform`, as the model resolves them
-    on that platform at trace time (models/decoder.py: scan_layers, models/attention.py: auto); compiling
-    for a TPU from a CPU machine would otherwise pick the CPU's choices."""
-    changes: dict[str, Any] = {}
+def platform_model(cfg: ModelConfig, platform: str, length: int) -> ModelConfig:
+    """The model config with its 'auto' runtime fields resolved for `platform` and sequence `length`, as the
+    model resolves them there at trace time (models/decoder.py: scan_layers, models/attention_kernels.py:
+    attention_impl), so that the report names them; an impossible choice (a kernel that cannot run, host
+    offloading without host memory) is refused here, before compiling."""
+    changes: dict[str, Any] = {"attention_impl": attention_kernels.choose(
+        cfg.attention_impl, platform, dtype=cfg.dtype, head_dim=cfg.head_dim, length=length,
+        logit_softcap=getattr(cfg, "logit_softcap", None))}
     if cfg.scan_layers is None:
         changes["scan_layers"] = platform != "cpu"
-    if cfg.attention_impl == "auto":
-        changes["attention_impl"] = "blocked" if platform == "cpu" else "xla"
+    remat.check_offload(cfg.remat_policy, platform)
     return cfg.replace(**changes)
 
 
@@ -157,7 +170,7 @@ def compile_train_step(cfg: RunConfig, model_cfg: ModelConfig, topology: str | N
         raise ValueError(f"MeshConfig(data={cfg.mesh.data}, fsdp={cfg.mesh.fsdp}, tensor={cfg.mesh.tensor}) "
                          f"does not fit {target}: {e}") from e
     platform = devices[0].platform
-    model_cfg = platform_model(model_cfg, platform)
+    model_cfg = platform_model(model_cfg, platform, cfg.sequence_length)
     tx, lr = cfg.optimizer.build(cfg.train_steps)
     trainer = Trainer(model_cfg, tx, mesh, rules, z_loss=cfg.z_loss, num_microbatches=cfg.num_microbatches,
                       learning_rate_fn=lr, chunked_loss=cfg.chunked_loss, platform=platform)
@@ -177,13 +190,17 @@ def compile_train_step(cfg: RunConfig, model_cfg: ModelConfig, topology: str | N
     memory = compiled.memory_analysis()
     tokens = cfg.batch_size * cfg.sequence_length
     flops = compute.train_flops_per_token(model_cfg, cfg.sequence_length) * tokens
+    halved = compute.train_flops_per_token(model_cfg, cfg.sequence_length, "causal_halved") * tokens
     return CompileReport(
         target=target, chips=len(devices), mesh=dict(mesh.shape), chunked_loss=trainer.chunked_loss,
         batch_size=cfg.batch_size, sequence_length=cfg.sequence_length,
         argument_bytes=int(memory.argument_size_in_bytes), temp_bytes=int(memory.temp_size_in_bytes),
         output_bytes=int(memory.output_size_in_bytes), alias_bytes=int(memory.alias_size_in_bytes),
         hbm_bytes=None if hbm is None else int(hbm), flops_per_step=flops, peak_tflops=peak,
-        collectives=hlo_stats.collectives(compiled.as_text()), compile_seconds=seconds)
+        collectives=hlo_stats.collectives(compiled.as_text()), compile_seconds=seconds,
+        attention_impl=model_cfg.attention_impl, remat_policy=model_cfg.remat_policy,
+        host_temp_bytes=int(getattr(memory, "host_temp_size_in_bytes", 0) or 0),
+        flops_per_step_causal_halved=halved)
 
 
 def does_not_fit_message(report: CompileReport) -> str:

@@ -8,7 +8,8 @@ checkpoint is written only for a finite loss and finite parameters).
 
 Metrics per logged step (metrics.jsonl, TensorBoard, the progress bar): the step's loss terms, accuracy,
 gradient norm and learning rate, plus tokens/s, step time, TFLOP/s per device and MFU against the
-device's peak (training/compute.py). Step time is the time between two consecutive metric fetches (the
+device's peak in both attention conventions of training/compute.py: `mfu` (attention counted in full, PaLM)
+and `mfu_causal_halved` (MaxText's count). Step time is the time between two consecutive metric fetches (the
 device's pace, once the queue is full). A non-finite loss stops the run, one step late at the latest,
 without saving that state; the newest checkpoint is the last good one. A preemption notice
 (training/preemption.py) ends the run after the current step with a checkpoint of that step. Every
@@ -71,6 +72,7 @@ class _Logger:
                  writer: MetricsWriter, start_step: int):
         self.cfg, self.ckpts, self.writer = cfg, ckpts, writer
         self.flops_per_token = compute.train_flops_per_token(trainer.cfg, cfg.sequence_length)
+        self.causal_halved = compute.train_flops_per_token(trainer.cfg, cfg.sequence_length, "causal_halved")
         self.peak = compute.device_peak_tflops() or compute.measure_matmul_peak()
         self.last: dict[str, float] = {}
         self.evaluator: PeriodicEval | None = None
@@ -87,6 +89,7 @@ class _Logger:
         self._clock, self._clock_step = now, pending.step
         tokens = float(pending.tokens) * jax.process_count()
         values.update(_throughput(tokens, seconds, self.flops_per_token, self.peak))
+        values["mfu_causal_halved"] = values["mfu"] * self.causal_halved / self.flops_per_token  # compute.py
         self.writer.write(pending.step, values)
         self.last = values
         return values

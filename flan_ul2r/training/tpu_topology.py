@@ -7,7 +7,7 @@ docs, "TPU versions"); `v5litepod-N` is v5e's. A slice name maps to the standard
 shapes MaxText's `accelerator_to_spec_map.py` uses: 2x2x1, 2x2x2, 2x2x4, 2x4x4, 4x4x4, 4x4x8, 4x8x8, ...);
 give other shapes in the `GEN:AxBxC` form.
 
-`topology_devices` asks libtpu (the `tpu_compile` extra) for the slice's devices: one per chip, except on
+`topology_devices` asks libtpu (the `tpu-compile` extra) for the slice's devices: one per chip, except on
 v4, which libtpu 0.0.42 describes per TensorCore (2 devices per chip, no megacore); figures are then per
 TensorCore, against half a chip's HBM and peak. Without local TPU chips it
 first sets `TPU_ACCELERATOR_TYPE` and `TPU_WORKER_HOSTNAMES=localhost` (otherwise libtpu warns that it
@@ -119,7 +119,7 @@ def topology_devices(tpu: TpuSlice) -> list[Any]:
     """The slice's devices (abstract: for lowering and compiling, not for running)."""
     if importlib.util.find_spec("libtpu") is None:
         raise ValueError(f"TOPOLOGY={tpu.name!r}: compiling for a TPU slice needs libtpu; install it with "
-                         "`pip install -e .[tpu_compile]`")
+                         "`pip install -e .[tpu-compile]`")
     quiet_libtpu(f"{tpu.generation}-{tpu.chips * _CORES_PER_CHIP_IN_NAME[tpu.generation]}")
     from jax.experimental import topologies
 

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from flan_ul2r.models import remat
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
 from flan_ul2r.models.fused_loss import linear_cross_entropy_sums
@@ -53,6 +54,7 @@ class Trainer:
         if chunked_loss is None:
             chunked_loss = default_chunked_loss(self.platform)
         self.chunked_loss = bool(chunked_loss)
+        remat.check_offload(cfg.remat_policy, self.platform)
         self.model = Decoder(cfg)
         self.z_loss, self.num_microbatches = z_loss, int(num_microbatches)
         self.learning_rate_fn = learning_rate_fn
