@@ -134,6 +134,8 @@ def cot_exemplars(prefix: str) -> tuple[str, list[tuple[str, str]]]:
 def load(mmlu_dir: str | Path | None, subject: str, *, split: str = "val", cot: bool = False,
          num_shots: int = NUM_SHOTS) -> list[EvalExample]:
     """The subject's `split` questions as prompts (5 dev exemplars, in file order)."""
+    if split not in SPLITS:
+        raise BenchmarkFileError(f"MMLU_SPLIT={split!r}: use one of {SPLITS}")
     rows = subject_rows(mmlu_dir, subject, split)
     if cot:
         path = require_file(require_dir(mmlu_dir, "MMLU_DIR", LAYOUT) / COT_FILE, "MMLU_DIR",
