@@ -80,8 +80,9 @@ def find_split(root: Path, splits: str | Sequence[str], config: str | None = Non
 
 def has_hf_files(root: Path) -> bool:
     """Whether `root` holds any parquet file or save_to_disk folder (to name the format in errors)."""
-    return bool(_glob(root, "**/*.parquet") or _glob(root, "**/dataset_dict.json")
-                or _glob(root, "**/state.json"))
+    patterns = ("*.parquet", "*/*.parquet", "*/*/*.parquet", "dataset_dict.json", "*/dataset_dict.json",
+                "*/state.json", "*/*/state.json")  # no "**": remote stores would list everything
+    return any(_glob(root, p) for p in patterns)
 
 
 def _table(path: Path, kind: str) -> Any:

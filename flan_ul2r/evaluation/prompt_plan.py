@@ -11,7 +11,8 @@ hundreds of tokens). `EvalSettings.max_new_tokens` replaces all of this when set
 Too long (`EvalSettings.too_long`): a prompt plus its budget (or its longest answer choice) must fit the
 model's `max_length`. "error" stops the run before anything is decoded, naming every task and its count;
 "skip" leaves such examples out and lists them; "truncate_left" drops the oldest exemplars first, then the
-left of the prompt (the BOS token kept), as lm-evaluation-harness truncates its contexts from the left.
+left of the prompt (the BOS token kept), as lm-evaluation-harness truncates its contexts from the left, and
+leaves out (listed as skipped) an example whose budget alone exceeds the model.
 """
 from __future__ import annotations
 
@@ -111,8 +112,8 @@ def plan_task(model: Any, task: EvalTask, examples: Sequence[EvalExample], *, to
         if len(ids) + extra > limit:
             fixed = _truncate(model, ex, ids, limit - extra, eos) if too_long == "truncate_left" else None
             if fixed is None:
-                (plan.skipped.append(ex.id) if too_long == "skip" else
-                 plan.too_long.append((ex.id, len(ids), extra)))
+                (plan.too_long if too_long == "error" else plan.skipped).append(
+                    (ex.id, len(ids), extra) if too_long == "error" else ex.id)
                 continue
             ex, ids, plan.truncated[ex.id] = fixed
         plan.examples.append(ex)
