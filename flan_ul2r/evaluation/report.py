@@ -38,9 +38,10 @@ def summarize(results: Sequence[TaskResult], *, model_path: str, suite: str, set
               wall_seconds: float) -> dict[str, Any]:
     benches = benchmark_scores(results)
     norm = None
+    scored = {k: v for k, v in benches.items() if v["tasks"]}  # every example skipped: no score
     if any(c in benches for c in NORMALIZED_AVERAGE_COMPONENTS):
-        norm = normalized_average({k: v["score"] for k, v in benches.items()},
-                                  {k: v["random"] for k, v in benches.items()})
+        norm = normalized_average({k: v["score"] for k, v in scored.items()},
+                                  {k: v["random"] for k, v in scored.items()})
     return {"model_path": model_path, "suite": suite, "settings": settings,
             "wall_seconds": round(wall_seconds, 3), "num_examples": sum(len(r.predictions) for r in results),
             "benchmarks": benches, "normalized_average": norm,
