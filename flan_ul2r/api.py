@@ -302,12 +302,15 @@ def load_model(path: str | os.PathLike, dtype: str = "float32", mesh: Any = None
     `partitioning.make_mesh(data=1, fsdp=-1)`) with `rules` shards the params as training does; None =
     one device.
 
+    `dtype` ("float32" or "bfloat16"): the weights' and the computation's.
     `max_length`: train_info.json's `sequence_length`, else the HF config's `max_position_embeddings`
     (config.json, or hf_config.json kept with an import), else DEFAULT_MAX_LENGTH. `prefix_lm`:
     train_info.json's `prefix_lm`, else False (causal, e.g. an HF import)."""
     from flan_ul2r import fs
     from flan_ul2r.training.checkpoints import read_json_beside, restore_params
 
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype={dtype!r}: float32 or bfloat16")
     path = fs.absolute(path)
     if (path / "config.json").is_file():
         from flan_ul2r.convert.hf_import import attach_vocabulary, load_hf_params
@@ -327,7 +330,10 @@ def load_model(path: str | os.PathLike, dtype: str = "float32", mesh: Any = None
         info = read_json_beside(path, "train_info") or {}
         length = info.get("sequence_length") or _max_position_embeddings(read_json_beside(path, "hf_config"))
         vocab, problem = _checkpoint_vocabulary(path)
-        model = LoadedModel(ModelConfig.from_dict(cfg_dict).replace(dtype=dtype), params, vocab,
-                            max_length=int(length or DEFAULT_MAX_LENGTH), path=str(path),
+        if dtype != "float32":  # decoding reads the weights in `dtype` (bfloat16: half the memory traffic)
+            params = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                                  params)
+        cfg = ModelConfig.from_dict(cfg_dict).replace(dtype=dtype, param_dtype=dtype)
+        model = LoadedModel(cfg, params, vocab, max_length=int(length or DEFAULT_MAX_LENGTH), path=str(path),
                             prefix_lm=bool(info.get("prefix_lm", False)), vocab_problem=problem)
     return model if mesh is None else model.with_mesh(mesh, rules)

@@ -38,12 +38,12 @@ def model(request):
 
 
 def test_mmlu_rank_scores_equal_the_plain_path(model):
-    examples = mmlu.load(FIX / "mmlu", "abstract_algebra", split="val")
+    examples = mmlu.load(FIX / "mmlu", "abstract_algebra", split="val", num_shots=3)  # short: one length
     contexts = [model.encode_prompt(ex.prompt) for ex in examples for _ in mmlu.LETTERS]
     continuations = [model.tokenize(f" {letter}") for _ in examples for letter in mmlu.LETTERS]
     continuations[1] = model.tokenize(" B. 4 (x + 1)")          # a multi-token continuation too
     shared = prefix_cache.shared_length(contexts, model.config, False, model.placement)
-    assert shared > 800                                            # the header and the 5 dev exemplars
+    assert shared > 450                                            # the header and the 3 dev exemplars
     cached = model.score(contexts, continuations, batch_size=4)
     plain = model.score(contexts, continuations, batch_size=4, share_prefix=False)
     np.testing.assert_allclose([s for s, _ in cached], [s for s, _ in plain], atol=1e-5, rtol=0)
@@ -51,9 +51,9 @@ def test_mmlu_rank_scores_equal_the_plain_path(model):
 
 
 def test_bbh_cot_generations_are_identical(model):
-    examples = bbh.load(FIX / "bbh", "boolean_expressions", cot=True)  # 3 queries behind 3 CoT exemplars
-    prompts = [model.encode_prompt(ex.prompt) for ex in examples]
-    assert prefix_cache.shared_length(prompts, model.config, False, model.placement) > 1000
+    examples = bbh.load(FIX / "bbh", "boolean_expressions", cot=True)  # 3 queries behind CoT exemplars
+    prompts = [model.encode_prompt(ex.without_oldest_shots(1).prompt) for ex in examples]  # 2 of them
+    assert prefix_cache.shared_length(prompts, model.config, False, model.placement) > 700
     kwargs = dict(max_new_tokens=12, batch_size=2, stop_at_eos=False)
     cached = model.generate_batch(prompts, **kwargs)
     assert cached == model.generate_batch(prompts, **kwargs, share_prefix=False)
@@ -76,3 +76,24 @@ def test_shared_length_is_the_common_prefix_short_of_the_shortest_prompt():
     assert prefix_cache.shared_length([head[:20] + [5], head[:20] + [6]], cfg, False, Placement()) == 0
     assert prefix_cache.shared_length([head + [5]], cfg, False, Placement()) == 0
     assert [prefix_cache.prefix_bucket(n) for n in (5, 40, 900, 1025)] == [8, 40, 1024, 1280]
+
+
+def test_bfloat16_weights_decode_and_score_close_to_float32(tmp_path):
+    from flan_ul2r.api import load_model
+    from flan_ul2r.training import checkpoints
+
+    f32 = _model("llama_gqa")
+    checkpoints.save_params(tmp_path / "run", f32.params, f32.config.to_dict(), {"vocab": VOCAB.describe()})
+    bf16 = load_model(tmp_path / "run", dtype="bfloat16")
+    leaves = jax.tree.leaves(bf16.params)
+    assert all(x.dtype == jnp.bfloat16 for x in leaves) and bf16.config.dtype == "bfloat16"
+    contexts = [bf16.encode_prompt("The capital of France is"), bf16.encode_prompt("2 + 2 =")]
+    conts = [bf16.tokenize(" Paris"), bf16.tokenize(" 4")]
+    ours = [s for s, _ in bf16.score(contexts, conts)]
+    ref = [s for s, _ in f32.score(contexts, conts)]
+    # bfloat16 keeps 8 significant bits (relative error 2^-8 per rounding): a few-token log-likelihood of a
+    # 2-layer model moves by a few hundredths at most
+    np.testing.assert_allclose(ours, ref, atol=0.1)
+    assert len(bf16.generate(contexts[0], max_new_tokens=6, stop_at_eos=False)) == 6
+    with pytest.raises(ValueError, match="dtype='float16': float32 or bfloat16"):
+        load_model(tmp_path / "run", dtype="float16")
