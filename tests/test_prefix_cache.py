@@ -94,6 +94,7 @@ def test_bfloat16_weights_decode_and_score_close_to_float32(tmp_path):
     # bfloat16 keeps 8 significant bits (relative error 2^-8 per rounding): a few-token log-likelihood of a
     # 2-layer model moves by a few hundredths at most
     np.testing.assert_allclose(ours, ref, atol=0.1)
-    assert len(bf16.generate(contexts[0], max_new_tokens=6, stop_at_eos=False)) == 6
+    out = bf16.generate_batch(contexts, max_new_tokens=6, stop_at_eos=False, batch_size=2)  # a batch
+    assert [len(rows[0]) for rows in out] == [6, 6]
     with pytest.raises(ValueError, match="dtype='float16': float32 or bfloat16"):
         load_model(tmp_path / "run", dtype="float16")

@@ -165,12 +165,15 @@ def attend_to_cache(q: Array, k: Array, v: Array, k_cache: Array, v_cache: Array
     at = (0, 0, index, 0)
     k_cache = jax.lax.dynamic_update_slice(k_cache, k.swapaxes(1, 2).astype(k_cache.dtype), at)
     v_cache = jax.lax.dynamic_update_slice(v_cache, v.swapaxes(1, 2).astype(v_cache.dtype), at)
-    qg = (q * jnp.asarray(d ** -0.5, q.dtype)).reshape(b, t, kv, h // kv, d)
-    s = jnp.einsum("btkgd,bksd->bkgts", qg, k_cache, preferred_element_type=jnp.float32)
+    g = h // kv
+    # (group, token) as one query axis: 3-d batched matmuls, which XLA's CPU backend also runs in bfloat16
+    qg = (q * jnp.asarray(d ** -0.5, q.dtype)).reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4)
+    qg = qg.reshape(b, kv, g * t, d)
+    s = jnp.einsum("bkqd,bksd->bkqs", qg, k_cache, preferred_element_type=jnp.float32)
     mask = key_mask[:, None, None, None, :] if key_mask.ndim == 2 else key_mask[:, None, None, :, :]
-    s = jnp.where(mask, s, _MASKED)
+    s = jnp.where(mask, s.reshape(b, kv, g, t, -1), _MASKED)
     p = jnp.exp(s - s.max(-1, keepdims=True))
-    out = jnp.einsum("bkgts,bksd->btkgd", p.astype(v_cache.dtype), v_cache,
+    out = jnp.einsum("bkqs,bksd->bkqd", p.reshape(b, kv, g * t, -1).astype(v_cache.dtype), v_cache,
                      preferred_element_type=jnp.float32)
-    out = out / p.sum(-1).transpose(0, 3, 1, 2)[..., None]
-    return out.reshape(b, t, h, d).astype(q.dtype), k_cache, v_cache
+    out = out.reshape(b, kv, g, t, d) / p.sum(-1)[..., None]
+    return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d).astype(q.dtype), k_cache, v_cache
