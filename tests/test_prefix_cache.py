@@ -1,6 +1,7 @@
 """The shared few-shot prefix (flan_ul2r/decoding/prefix_cache.py) on real few-shot prompts (MMLU 5-shot and
 BBH 3-shot CoT from the fixtures, byte vocabulary): scores equal the plain path's to 1e-5 and greedy
 generations are identical, for a Llama-style and a PaLM/Gemma-style model; and where it must not apply."""
+import functools
 from pathlib import Path
 
 import flax.linen as nn
@@ -26,9 +27,13 @@ CONFIGS = {
 }
 
 
+@functools.cache
 def _model(name: str) -> LoadedModel:
     cfg = CONFIGS[name]
     params = nn.meta.unbox(Decoder(cfg).init(jax.random.PRNGKey(1), jnp.ones((1, 8), jnp.int32))["params"])
+    # embeddings at the usual initializer range (0.02, as HF configs), so log-likelihoods have a trained
+    # model's magnitudes (a few nats per token) and 1e-5 is a meaningful float32 tolerance
+    params["embedding"] = params["embedding"] * 0.02
     return LoadedModel(cfg, params, VOCAB, max_length=2048, prefix_lm=False)
 
 
@@ -50,7 +55,8 @@ def test_mmlu_rank_scores_equal_the_plain_path(model):
     assert [g for _, g in cached] == [g for _, g in plain]
 
 
-def test_bbh_cot_generations_are_identical(model):
+def test_bbh_cot_generations_are_identical():
+    model = _model("llama_gqa")   # the suffix pass is the scoring test's, checked there on both models
     examples = bbh.load(FIX / "bbh", "boolean_expressions", cot=True)  # 3 queries behind CoT exemplars
     prompts = [model.encode_prompt(ex.without_oldest_shots(1).prompt) for ex in examples]  # 2 of them
     assert prefix_cache.shared_length(prompts, model.config, False, model.placement) > 700
@@ -58,8 +64,6 @@ def test_bbh_cot_generations_are_identical(model):
     cached = model.generate_batch(prompts, **kwargs)
     assert cached == model.generate_batch(prompts, **kwargs, share_prefix=False)
     assert all(len(rows[0]) == 12 for rows in cached)
-    if model.config.parallel_block:
-        return
     kwargs.update(temperature=0.8, num_samples=2, seed=3)   # sampling reads the same per-row keys
     assert model.generate_batch(prompts, **kwargs) == model.generate_batch(prompts, **kwargs,
                                                                            share_prefix=False)
