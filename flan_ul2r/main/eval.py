@@ -12,6 +12,7 @@ results.json, results.md and predictions/<task>.jsonl.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -109,6 +110,7 @@ def main(argv: Sequence[str]) -> int:
         return 1
     norm = summary.get("normalized_average") or {}
     print(json.dumps({"suite": summary["suite"], "num_examples": summary["num_examples"],
-                      "benchmarks": {k: round(v["score"], 2) for k, v in summary["benchmarks"].items()},
+                      "benchmarks": {k: None if math.isnan(v["score"]) else round(v["score"], 2)
+                                     for k, v in summary["benchmarks"].items()},
                       "normalized_average": norm.get("value")}))
     return 0
