@@ -56,8 +56,8 @@ def write_mmlu(root: Path, sentences: list[str], subjects: int, questions: int, 
         for split, n in (("dev", 5), ("val", questions)):
             with open(root / split / f"{name}_{split}.csv", "w", newline="") as f:
                 for _ in range(n):
-                    q = " ".join(rng.choice(sentences, 2)) + " Which statement follows?"
-                    opts = [" ".join(rng.choice(sentences, 1))[:90] for _ in range(4)]
+                    q = " ".join(rng.choice(sentences, 1 + rng.integers(2))) + " Which statement follows?"
+                    opts = [str(rng.choice(sentences))[:70] for _ in range(4)]
                     csv.writer(f).writerow([q, *opts, LETTERS[rng.integers(4)]])
     return names
 
@@ -68,7 +68,7 @@ def write_bbh(root: Path, sentences: list[str], tasks: int, prompts: int, rng) -
     (root / "cot-prompts").mkdir()
     for name in names:
         shots = [f"Q: {' '.join(rng.choice(sentences, 2))}\nA: Let's think step by step. "
-                 f"{' '.join(rng.choice(sentences, 5))} So the answer is ({LETTERS[rng.integers(4)]})."
+                 f"{' '.join(rng.choice(sentences, 7))} So the answer is ({LETTERS[rng.integers(4)]})."
                  for _ in range(3)]
         (root / "cot-prompts" / f"{name}.txt").write_text("Answer the question.\n\n" + "\n\n".join(shots))
         rows = [{"input": " ".join(rng.choice(sentences, 2)), "target": "(A)"} for _ in range(prompts)]
