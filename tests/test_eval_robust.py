@@ -157,6 +157,10 @@ def test_a_killed_run_resumes_without_recomputing_finished_tasks(tmp_path):
     model = ScriptedModel(answer)
     summary, _ = evaluate(model, suite(data), settings, out_dir=out, model_path="m")
     assert [c["n"] for c in model.generate_calls] == [2, 1]            # BBH and TyDiQA only
+    (out / "tasks" / "tydiqa_direct.finnish.json").unlink()          # killed between its two files
+    model = ScriptedModel(answer)
+    evaluate(model, suite(data), settings, out_dir=out, model_path="m")
+    assert [c["n"] for c in model.generate_calls] == [1]
     clean, _ = evaluate(ScriptedModel(answer), suite(data), settings, out_dir=tmp_path / "clean",
                         model_path="m")
     for key in ("benchmarks", "num_examples", "complete"):
