@@ -63,9 +63,13 @@ def shared_length(seqs: Sequence[Sequence[int]], cfg: ModelConfig, prefix_lm: bo
     """Tokens of the common prefix to cache once (0: use the plain path; module docstring)."""
     if prefix_lm or cfg.sliding_window is not None or placement.mesh is not None or len(seqs) < 2:
         return 0
-    first, n = seqs[0], min(len(s) for s in seqs) - 1
+    n = min(len(s) for s in seqs) - 1
+    first = np.asarray(seqs[0][:n])
     for s in seqs[1:]:
-        n = next((i for i in range(n) if s[i] != first[i]), n)
+        same = np.asarray(s[:n]) == first[:n]
+        n = n if same.all() else int(np.argmin(same))
+        if n < MIN_SHARED_TOKENS:
+            return 0
     return n if n >= MIN_SHARED_TOKENS else 0
 
 

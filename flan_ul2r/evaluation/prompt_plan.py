@@ -21,6 +21,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from flan_ul2r.evaluation.protocol import EvalExample, EvalTask
 
 TOO_LONG = ("error", "skip", "truncate_left")
@@ -69,7 +71,7 @@ class TaskPlan:
 
     task: EvalTask
     examples: list[EvalExample]
-    prompts: list[list[int]]
+    prompts: list[np.ndarray]  # int32 ids
     choices: list[list[list[int]]]  # rank tasks: each example's choices as ids
     budget: int
     skipped: list[str] = dataclasses.field(default_factory=list)
@@ -117,7 +119,7 @@ def plan_task(model: Any, task: EvalTask, examples: Sequence[EvalExample], *, to
                 continue
             ex, ids, plan.truncated[ex.id] = fixed
         plan.examples.append(ex)
-        plan.prompts.append(ids)
+        plan.prompts.append(np.asarray(ids, np.int32))  # a suite's prompts stay in memory until they run
         plan.choices.append(choices)
     return plan
 
