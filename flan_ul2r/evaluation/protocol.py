@@ -4,8 +4,10 @@ A `Protocol` says how a task is run and scored: `generate` (decode, extract the 
 (score each choice's log-likelihood, the highest wins: rank classification, U-PaLM section 11.2), which
 answer shape to extract (`extract.SHAPES`), the metric, and which benchmark row it feeds. It is also the
 seqio `postprocess_fn` of the registered task (`__call__` extracts the answer), so the seqio registry
-carries the whole protocol. Token budgets (`max_new_tokens`) and stop sequences are ours, sized for each
-benchmark's answer form (a letter, a line, a chain of thought); the papers do not state them.
+carries the whole protocol. Token budgets (`max_new_tokens`, in subword tokens) and stop sequences are ours,
+sized for each benchmark's answer form (a letter, a line, a chain of thought); the papers do not state them.
+The runner scales a budget for byte-level vocabularies and raises it to cover the task's longest exemplar
+answer (evaluation/prompt_plan.py).
 """
 from __future__ import annotations
 

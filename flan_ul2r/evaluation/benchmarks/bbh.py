@@ -4,6 +4,8 @@ Them"): 23 tasks = 27 entries (subtasks count individually), scored unweighted (
 Layout (`BBH_DIR`, the BIG-Bench-Hard repository root): `bbh/<task>.json` = {"examples": [{"input",
 "target"}]} and `cot-prompts/<task>.txt` = optional canary lines, a `-----` line, the task description,
 then three exemplars "Q: ...\\nA: Let's think step by step.\\n... So the answer is X.", blank-line separated.
+The examples may instead come from a Hugging Face copy (lukaemon/bbh: `<task>/test`, columns input and
+target); its exemplars are still `cot-prompts/<task>.txt`, which that copy lacks.
 
 - CoT: the prompt file's description and exemplars as published, then "\\n\\nQ: {input}\\nA: Let's think step
   by step."; the answer follows "So the answer is".

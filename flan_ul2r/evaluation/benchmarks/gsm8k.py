@@ -1,7 +1,8 @@
 """GSM8K (Cobbe et al. 2021), 8-shot chain-of-thought, scored on the last number (Wei et al. 2022).
 
 Layout (`GSM8K_DIR`, the release's `grade_school_math/data/` folder): `train.jsonl` and `test.jsonl`, one
-{"question", "answer"} per line, the answer a worked solution ending "#### N".
+{"question", "answer"} per line, the answer a worked solution ending "#### N"; or a Hugging Face copy
+(openai/gsm8k: `main/` with the same columns, parquet or save_to_disk).
 
 Exemplars: Wei et al. 2022 wrote 8 exemplars by hand; those are not in the GSM8K release, so we use the
 first 8 problems of `train.jsonl` (a local file), their solutions with the calculator annotations

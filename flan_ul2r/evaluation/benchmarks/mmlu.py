@@ -2,8 +2,9 @@
 
 Layout: the original release's `data/` folder (`MMLU_DIR`): `dev/<subject>_dev.csv` (5 exemplars per
 subject), `val/<subject>_val.csv`, `test/<subject>_test.csv`; rows are question, A, B, C, D, answer letter,
-no header. The Flan paper scores the validation split with 5 exemplars from `dev` (Chung et al. 2022,
-section 2.3), direct and chain-of-thought.
+no header. Or a Hugging Face copy (cais/mmlu, parquet or save_to_disk; `hf_subject_rows`). The Flan paper
+scores the validation split with 5 exemplars from `dev` (Chung et al. 2022, section 2.3), direct and
+chain-of-thought: `split="val"` by default (`MMLU_SPLIT` in gin/runs/eval.gin; "test" for the test split).
 
 - Direct: Hendrycks et al.'s prompt (their `evaluate.py`): "The following are multiple choice questions
   (with answers) about {subject}.\\n\\n", then each exemplar as the question, "\\nA. ..." per choice and

@@ -2,8 +2,9 @@
 exact match, over the 8 languages other than English (Chung et al. 2022, section 2.3); F1 is reported too.
 
 Layout (`TYDIQA_DIR`): `tydiqa-goldp-v1.1-dev.json` and `tydiqa-goldp-v1.1-train.json` as released
-({"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers": [{"text"}]}]}]}]}); an
-example's language is its id prefix ("arabic-...").
+({"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers": [{"text"}]}]}]}]}), or a
+Hugging Face copy (google/tydiqa `secondary_task`: train / validation, columns id, context, question,
+answers {text}); an example's language is its id prefix ("arabic-...").
 The exemplar is the first training question of the same language. Prompt: "{passage}\\n\\nQ: {question}\\n
 \\nA: {answer}" for the exemplar, a blank line, then the query ending "A:"; the answer is the first line.
 Metrics: SQuAD v1.1 normalisation, exact match and F1 against the best gold answer.
