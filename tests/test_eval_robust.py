@@ -116,15 +116,15 @@ def test_budgets_scale_for_byte_vocabularies_and_cover_the_longest_exemplar():
     assert new_token_budget(byte, cot, exs, override=50) == 50       # MAX_NEW_TOKENS
 
 
-def test_every_heldout_chain_of_thought_fits_its_byte_budget():
-    budget = heldout.COT_TOKENS * 4
+def test_every_heldout_answer_and_chain_of_thought_fits_its_byte_budget():
     for task in heldout.held_out_tasks():
         for i, ex in enumerate(generate(task, 100, "validation")):
+            assert len(str(ex["answer"]).encode()) + 1 <= heldout.ANSWER_TOKENS * 4, (task.name, ex)  # + EOS
             if not ex.get("rationale"):
-                break
+                continue
             t = i % len(task.templates)
             _, target = render(ex, task.templates[t], "fs_cot", (), task=task.name, template_index=t)
-            assert len(target.encode()) <= budget, (task.name, target)
+            assert len(target.encode()) <= heldout.COT_TOKENS * 4, (task.name, target)
 
 
 def _copy_fixtures(tmp_path):

@@ -23,9 +23,9 @@ NUM_SHOTS = 3  # a few exemplars, as BBH's 3-shot prompts (Chung et al. 2022, se
 STYLES = ("zs", "fs", "cot", "rank")
 STOP = ("\n\n",)  # FLAN v2 few-shot layout: "\n\n" between input and target, "\n\n\n" between exemplars
 # Budgets sized on the suite's own targets: answers are at most 37 bytes and chains of thought ("... So the
-# answer is X.") at most about 330 bytes, so 32 and 96 subword tokens (4x in bytes for a byte-level
+# answer is X.") at most about 330 bytes, so 12 and 96 subword tokens (4x in bytes for a byte-level
 # vocabulary, evaluation/prompt_plan.py) hold them (tests/test_eval_robust.py checks every target fits).
-ANSWER_TOKENS = 32
+ANSWER_TOKENS = 12
 COT_TOKENS = 96
 
 
