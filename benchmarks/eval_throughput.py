@@ -99,6 +99,16 @@ def encode(tok, text: str) -> list[int]:
     return [0] + tok.encode(text).ids  # BOS, as a Llama tokenizer adds it
 
 
+def _log_probs(model, seqs: list[list[int]]):
+    """log-softmax of a forward pass over right-padded `seqs` (causal: padding after a row is never seen)."""
+    import torch
+
+    ids = torch.zeros((len(seqs), max(len(s) for s in seqs)), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, :len(s)] = torch.as_tensor(s)
+    return torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+
+
 def hf_scores(model, pairs: list[tuple[list[int], list[int]]], batch: int) -> list[float]:
     """lm-evaluation-harness's HF loglikelihood: sorted by length, right-padded batches, full forwards."""
     import torch
@@ -108,12 +118,7 @@ def hf_scores(model, pairs: list[tuple[list[int], list[int]]], batch: int) -> li
     with torch.inference_mode():
         for b0 in range(0, len(order), batch):
             idx = order[b0:b0 + batch]
-            seqs = [(pairs[i][0] + pairs[i][1])[:-1] for i in idx]
-            width = max(len(s) for s in seqs)
-            ids = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, s in enumerate(seqs):
-                ids[r, :len(s)] = torch.as_tensor(s)
-            logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+            logp = _log_probs(model, [(pairs[i][0] + pairs[i][1])[:-1] for i in idx])
             for r, i in enumerate(idx):
                 ctx, cont = pairs[i]
                 pos = torch.arange(len(ctx) - 1, len(ctx) - 1 + len(cont))
@@ -134,11 +139,7 @@ def hf_grouped_scores(model, pairs: list[tuple[list[int], list[int]]], batch: in
     with torch.inference_mode():
         for b0 in range(0, len(keys), batch):
             group = keys[b0:b0 + batch]
-            width = max(len(c) for c in group)
-            ids = torch.zeros((len(group), width), dtype=torch.long)
-            for r, c in enumerate(group):
-                ids[r, :len(c)] = torch.as_tensor(c)
-            logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+            logp = _log_probs(model, [list(c) for c in group])
             for r, c in enumerate(group):
                 for i in contexts[c]:
                     out[i] = float(logp[r, len(c) - 1, pairs[i][1][0]])
