@@ -1,5 +1,7 @@
-"""Greedy decoding throughput on this machine: flan-ul2r's KV-cache decoding (JAX) vs HF transformers
-`generate` (PyTorch, its own KV cache), the same weights and prompts, measured in the same run.
+"""Greedy decoding throughput on this machine: flan-ul2r's KV-cache decoding (JAX) with float32 weights and
+with bfloat16 weights (`load_model(..., dtype="bfloat16")`: half the bytes read per token) vs HF
+transformers `generate` (PyTorch, its own KV cache, float32), the same weights and prompts, measured in the
+same run.
 
     python benchmarks/decode.py [--layers 4 --d_model 512 --batch 8 --prompt 64 --new 128 --rounds 5]
 
@@ -8,12 +10,14 @@ with transformers, saved as safetensors in a temporary directory and loaded by `
 the same weights on both sides. `--batch` prompts of `--prompt` random tokens (`--mixed`: lengths spread
 from half to full, left-padded on both sides) each get exactly `--new` greedy tokens (no EOS stop). Both
 are warmed up (compilation) first; then `--rounds` rounds time each contender in turn, so drift of a
-shared machine hits both alike, and the median round gives new tokens/s. Prints both figures, the ratio
-(target >= 2x) and how many generated tokens agree.
+shared machine hits all alike, and the median round gives new tokens/s. Prints the figures, the ratios
+(target >= 2x) and how many generated tokens agree (bfloat16 rounds the weights, so its greedy tokens may
+part from float32's after a while).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 
@@ -62,10 +66,10 @@ def hf_runner(model, prompts: list[list[int]], new: int):
     return run
 
 
-def ours_runner(directory: str, prompts: list[list[int]], new: int):
+def ours_runner(directory: str, prompts: list[list[int]], new: int, dtype: str = "float32"):
     import flan_ul2r
 
-    model = flan_ul2r.load_model(directory)
+    model = flan_ul2r.load_model(directory, dtype=dtype)
 
     def run() -> list[list[int]]:
         out = model.generate_batch(prompts, max_new_tokens=new, stop_at_eos=False, batch_size=len(prompts))
@@ -96,11 +100,12 @@ def main() -> None:
         hf_model = build_hf(a, d)
         n_params = sum(x.numel() for x in hf_model.parameters())
         prompts = prompts_for(a)
-        runners = {"flan-ul2r (JAX, KV cache)": ours_runner(d, prompts, a.new),
+        runners = {"flan-ul2r (JAX, KV cache), float32": ours_runner(d, prompts, a.new),
+                   "flan-ul2r (JAX, KV cache), bfloat16 weights": ours_runner(d, prompts, a.new, "bfloat16"),
                    "HF transformers generate (PyTorch, KV cache)": hf_runner(hf_model, prompts, a.new)}
-        print(f"config: Llama-style {a.layers} layers, d_model {a.d_model}, {n_params / 1e6:.1f}M params, "
-              f"float32; batch {a.batch}, prompts of {'mixed ' if a.mixed else ''}{a.prompt} tokens, "
-              f"{a.new} new tokens, greedy")
+        print(f"config: Llama-style {a.layers} layers, d_model {a.d_model}, {n_params / 1e6:.1f}M params; "
+              f"batch {a.batch}, prompts of {'mixed ' if a.mixed else ''}{a.prompt} tokens, "
+              f"{a.new} new tokens, greedy; load average {os.getloadavg()[0]:.2f} (1 min)")
         outputs = {name: run() for name, run in runners.items()}  # warm-up (compilation) + outputs to compare
         times: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(a.rounds):
@@ -114,14 +119,18 @@ def main() -> None:
         rounds = ", ".join(f"{a.batch * a.new / t:.0f}" for t in times[name])
         best = a.batch * a.new / min(times[name])
         print(f"{name:46s} {tps[name]:8.0f} new tokens/s median, {best:.0f} best (rounds: {rounds})")
-    ours, theirs = list(tps.values())
-    print(f"ratio flan-ul2r / transformers: {ours / theirs:.2f}x (target >= 2x)")
-    a_out, b_out = list(outputs.values())
-    same = sum(x == y for ra, rb in zip(a_out, b_out) for x, y in zip(ra, rb))
-    first = [next((j for j, (x, y) in enumerate(zip(ra, rb)) if x != y), len(ra))
-             for ra, rb in zip(a_out, b_out)]
-    print(f"greedy tokens equal: {same}/{a.batch * a.new}; rows identical to the end: "
-          f"{sum(f == a.new for f in first)}/{a.batch} (first difference per row: {first})")
+    f32, bf16, theirs = list(tps.values())
+    print(f"ratio flan-ul2r float32 / transformers: {f32 / theirs:.2f}x (target >= 2x)")
+    print(f"ratio flan-ul2r bfloat16 / transformers: {bf16 / theirs:.2f}x; bfloat16 / float32: "
+          f"{bf16 / f32:.2f}x")
+    f32_out, bf16_out, hf_out = list(outputs.values())
+    pairs = (("float32 vs transformers", f32_out, hf_out), ("bfloat16 vs float32", bf16_out, f32_out))
+    for what, a_out, b_out in pairs:
+        same = sum(x == y for ra, rb in zip(a_out, b_out) for x, y in zip(ra, rb))
+        first = [next((j for j, (x, y) in enumerate(zip(ra, rb)) if x != y), len(ra))
+                 for ra, rb in zip(a_out, b_out)]
+        print(f"greedy tokens equal, {what}: {same}/{a.batch * a.new}; rows identical to the end: "
+              f"{sum(f == a.new for f in first)}/{a.batch} (first difference per row: {first})")
 
 
 if __name__ == "__main__":

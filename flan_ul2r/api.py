@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan_ul2r.decoding import batching, infill, scoring, stops
+from flan_ul2r.decoding import batching, infill, prefix_cache, scoring, stops
 from flan_ul2r.decoding.generate import DecodeSpec, Placement
 from flan_ul2r.decoding.prompts import encode_prompt, encode_text, prompt_is_prefix_lm
 from flan_ul2r.decoding.sampling import check_sampling
@@ -124,14 +124,20 @@ class LoadedModel:
     # --- generation ---------------------------------------------------------------------------------------
     def _generate(self, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int, temperature: float,
                   top_k: int, top_p: float, num_samples: int, seed: int, stop_ids: Sequence[Sequence[int]],
-                  stop_at_eos: bool, prefix_lm: bool, batch_size: int, progress: bool
-                  ) -> list[list[list[int]]]:
+                  stop_at_eos: bool, prefix_lm: bool, batch_size: int, progress: bool,
+                  share_prefix: bool = True) -> list[list[list[int]]]:
         check_sampling(temperature, top_k, top_p, num_samples)
         checked = batching.check_prompts(prompt_ids, max_new_tokens, self.max_length, self.config.vocab_size)
         spec = DecodeSpec(int(max_new_tokens), temperature == 0, int(top_k), bool(prefix_lm),
                           self._vocab_limit, bool(stop_at_eos))
         sampling = batching.SamplingSettings(float(temperature), int(top_k), float(top_p), int(num_samples),
                                              int(seed))
+        shared = prefix_cache.shared_length(checked, self.config, prefix_lm, self.placement) if share_prefix \
+            else 0
+        if shared:
+            return prefix_cache.generate_rows(self.config, self.params, checked, shared, spec, sampling,
+                                              eos_id=self._eos_id, stop_ids=stops.stop_id_array(stop_ids),
+                                              batch_size=batch_size, progress=progress)
         return batching.generate_rows(self.config, self.params, checked, spec, sampling, eos_id=self._eos_id,
                                       stop_ids=stops.stop_id_array(stop_ids), batch_size=batch_size,
                                       placement=self.placement, progress=progress)
@@ -150,18 +156,21 @@ class LoadedModel:
                        temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, num_samples: int = 1,
                        seed: int = 0, stop_sequences: Sequence[str] = (), stop_at_eos: bool = True,
                        prefix_lm: bool | None = None, batch_size: int = 8,
-                       stop_token_ids: Sequence[Sequence[int]] = (), progress: bool = False
-                       ) -> list[list[list[int]]]:
+                       stop_token_ids: Sequence[Sequence[int]] = (), progress: bool = False,
+                       share_prefix: bool = True) -> list[list[list[int]]]:
         """[prompt][sample] -> new ids, cut before EOS or a stop sequence (strings matched on the
         decoded text, `stop_token_ids` on ids). Prompts are ids as the model reads them (start them with BOS
         as training did: `encode_prompt`); `prefix_lm` None = `self.prefix_lm`. `temperature` 0 = greedy;
         `top_k` 0 and `top_p` 1 = off; samples are reproducible from `seed` (decoding/sampling.py).
-        `batch_size` = rows decoded together (each sample is a row)."""
+        `batch_size` = rows decoded together (each sample is a row). Prompts are sorted by length; with
+        `share_prefix`, a common prefix of causal prompts (few-shot exemplars) is computed once
+        (decoding/prefix_cache.py)."""
         vocab_stops = self._stop_ids(stop_sequences) + [list(s) for s in stop_token_ids]
         rows = self._generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                               top_p=top_p, num_samples=num_samples, seed=seed, stop_ids=vocab_stops,
                               stop_at_eos=stop_at_eos, batch_size=batch_size, progress=progress,
-                              prefix_lm=self.prefix_lm if prefix_lm is None else bool(prefix_lm))
+                              prefix_lm=self.prefix_lm if prefix_lm is None else bool(prefix_lm),
+                              share_prefix=share_prefix)
         return [[self._finish(ids, stop_sequences, stop_token_ids, stop_at_eos, False)[0] for ids in per]
                 for per in rows]
 
@@ -203,17 +212,24 @@ class LoadedModel:
 
     # --- scoring and infilling ----------------------------------------------------------------------------
     def score(self, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
-              prefix_lm: bool | None = None, batch_size: int = 8, progress: bool = False
-              ) -> list[tuple[float, bool]]:
+              prefix_lm: bool | None = None, batch_size: int = 8, progress: bool = False,
+              share_prefix: bool = True) -> list[tuple[float, bool]]:
         """[(sum of log p(continuation | context), every continuation token is the argmax)] per pair;
         `prefix_lm` (None = `self.prefix_lm`): the context is the bidirectional prefix
-        (flan_ul2r/decoding/scoring.py). An empty continuation scores (0.0, True)."""
+        (flan_ul2r/decoding/scoring.py). An empty continuation scores (0.0, True). With `share_prefix`, a
+        common prefix of causal contexts is computed once (decoding/prefix_cache.py)."""
         pairs = scoring.check_pairs(contexts, continuations, self.max_length, self.config.vocab_size)
         if not pairs:
             return []
+        prefix_lm = self.prefix_lm if prefix_lm is None else bool(prefix_lm)
+        shared = prefix_cache.shared_length([c for c, _ in pairs], self.config, prefix_lm, self.placement) \
+            if share_prefix else 0
+        if shared:
+            return prefix_cache.score_pairs(self.config, self.params, pairs, shared, batch_size=batch_size,
+                                            vocab_limit=self._vocab_limit, progress=progress)
         return scoring.score_pairs(self.config, self.params, pairs, batch_size=batch_size,
-                                   prefix_lm=self.prefix_lm if prefix_lm is None else bool(prefix_lm),
-                                   vocab_limit=self._vocab_limit, placement=self.placement, progress=progress)
+                                   prefix_lm=prefix_lm, vocab_limit=self._vocab_limit,
+                                   placement=self.placement, progress=progress)
 
     def infill_batch(self, texts: Sequence[str], *, mode: str | None = "nlu", **kwargs: Any
                      ) -> list[list[list[str]]]:
@@ -286,12 +302,15 @@ def load_model(path: str | os.PathLike, dtype: str = "float32", mesh: Any = None
     `partitioning.make_mesh(data=1, fsdp=-1)`) with `rules` shards the params as training does; None =
     one device.
 
+    `dtype` ("float32" or "bfloat16"): the weights' and the computation's.
     `max_length`: train_info.json's `sequence_length`, else the HF config's `max_position_embeddings`
     (config.json, or hf_config.json kept with an import), else DEFAULT_MAX_LENGTH. `prefix_lm`:
     train_info.json's `prefix_lm`, else False (causal, e.g. an HF import)."""
     from flan_ul2r import fs
     from flan_ul2r.training.checkpoints import read_json_beside, restore_params
 
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype={dtype!r}: float32 or bfloat16")
     path = fs.absolute(path)
     if (path / "config.json").is_file():
         from flan_ul2r.convert.hf_import import attach_vocabulary, load_hf_params
@@ -311,7 +330,10 @@ def load_model(path: str | os.PathLike, dtype: str = "float32", mesh: Any = None
         info = read_json_beside(path, "train_info") or {}
         length = info.get("sequence_length") or _max_position_embeddings(read_json_beside(path, "hf_config"))
         vocab, problem = _checkpoint_vocabulary(path)
-        model = LoadedModel(ModelConfig.from_dict(cfg_dict).replace(dtype=dtype), params, vocab,
-                            max_length=int(length or DEFAULT_MAX_LENGTH), path=str(path),
+        if dtype != "float32":  # decoding reads the weights in `dtype` (bfloat16: half the memory traffic)
+            params = jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                                  params)
+        cfg = ModelConfig.from_dict(cfg_dict).replace(dtype=dtype, param_dtype=dtype)
+        model = LoadedModel(cfg, params, vocab, max_length=int(length or DEFAULT_MAX_LENGTH), path=str(path),
                             prefix_lm=bool(info.get("prefix_lm", False)), vocab_problem=problem)
     return model if mesh is None else model.with_mesh(mesh, rules)

@@ -7,7 +7,8 @@ when a task is evaluated, and a missing one is an error naming the macro and the
 
 Tasks: `heldout_{zs,fs,cot,rank}.<task>` (embedded, no files), `mmlu_{direct,cot}.<subject>`,
 `bbh_{direct,cot}.<task>`, `gsm8k_cot`, `mgsm_cot.<lang>`, `tydiqa_direct.<language>`.
-Suites: `heldout` (the default), `flan_paper` (the six normalized-average scores, Chung et al. 2022 section
+Suites: `heldout` (the default; `heldout_zs`, `heldout_fs`, `heldout_cot`, `heldout_rank` one style each),
+`flan_paper` (the six normalized-average scores, Chung et al. 2022 section
 2.3), `mmlu`, `mmlu_direct`, `mmlu_cot`, `bbh`, `bbh_direct`, `bbh_cot`, `gsm8k`, `mgsm`, `tydiqa`.
 """
 from __future__ import annotations
@@ -23,8 +24,9 @@ from flan_ul2r.evaluation.seqio_tasks import register, register_suite
 def eval_data(mmlu_dir: str | None = None, bbh_dir: str | None = None, gsm8k_dir: str | None = None,
               mgsm_dir: str | None = None, tydiqa_dir: str | None = None, heldout_examples: int = 100,
               heldout_shots: int = 3, mmlu_split: str = "val") -> dict[str, Any]:
-    """gin edge: where the benchmarks live, and how many held-out examples (and few-shot exemplars) per
-    embedded task."""
+    """gin edge: where the benchmarks live (original layouts or Hugging Face copies), the MMLU split
+    (`MMLU_SPLIT`: val, test or dev), and how many held-out examples (and few-shot exemplars) per embedded
+    task."""
     return {"mmlu_dir": mmlu_dir, "bbh_dir": bbh_dir, "gsm8k_dir": gsm8k_dir, "mgsm_dir": mgsm_dir,
             "tydiqa_dir": tydiqa_dir, "heldout_examples": heldout_examples, "heldout_shots": heldout_shots,
             "mmlu_split": mmlu_split}
@@ -47,6 +49,7 @@ TYDIQA = _names(tydiqa.tasks(_setting("tydiqa_dir")))
 
 SUITES = {
     "heldout": HELDOUT,
+    **{f"heldout_{s}": [n for n in HELDOUT if n.startswith(f"heldout_{s}.")] for s in heldout.STYLES},
     "mmlu": MMLU,
     "mmlu_direct": [n for n in MMLU if n.startswith("mmlu_direct.")],
     "mmlu_cot": [n for n in MMLU if n.startswith("mmlu_cot.")],

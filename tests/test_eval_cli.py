@@ -60,7 +60,7 @@ def answer(prompt: str, k: int) -> str:
     return "So the answer is 7." if "step by step" in prompt[-40:] else "7"
 
 
-def scripted_loader(path):
+def scripted_loader(path, dtype="float32"):
     return ScriptedModel(answer, logprob=lambda context, continuation: -len(continuation))
 
 
@@ -88,7 +88,7 @@ def test_eval_verb_writes_results(tmp_path, monkeypatch, capsys):
 
 def test_eval_help_and_bad_inputs(tmp_path, capsys, monkeypatch):
     assert cli_main(["eval", "--help"]) == 0
-    assert "example:" in capsys.readouterr().out
+    assert "examples:" in capsys.readouterr().out
     base = ["eval", "--gin_file=gin/runs/eval.gin", "--gin.evaluate_checkpoint.progress=False"]
     assert cli_main(base + ["--gin.CHECKPOINT_PATH=/nonexistent/ckpt"]) == 1
     assert "CHECKPOINT_PATH=/nonexistent/ckpt: no such directory" in capsys.readouterr().err
@@ -111,3 +111,74 @@ def test_default_output_dir():
 
     assert default_output_dir("/runs/a/checkpoints/200", "bbh") == Path("/runs/a/eval/200/bbh")
     assert default_output_dir("/models/Llama-3.2-1B", "heldout") == Path.cwd() / "eval/Llama-3.2-1B/heldout"
+
+
+def _readme_eval_commands() -> list[list[str]]:
+    """The `flan-ul2r eval` commands of the README's section "Evaluate a checkpoint", as argv lists."""
+    import shlex
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text[text.index("## Evaluate a checkpoint"):]
+    block = section[section.index("```") + 3: section.index("```", section.index("```") + 3)]
+    return [shlex.split(c)[1:] for c in block.replace("\\\n", " ").splitlines() if c.startswith("flan-ul2r")]
+
+
+class SmokeSized(ScriptedModel):
+    """The README's Flan smoke checkpoint as the evaluator sees it: byte vocabulary, BOS-first prompts,
+    prefix-LM (prompts end with EOS), 128 + 128 tokens of context."""
+
+    def encode_prompt(self, text):
+        return [self.vocab.bos_id] + self.tokenize(text)
+
+
+def test_the_readme_eval_example_runs_on_the_readme_smoke_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(flan_ul2r, "load_model",
+                        lambda path, dtype="float32": SmokeSized(answer, max_length=256, prefix_lm=True,
+                                                                 logprob=lambda c, x: -len(x)))
+    argv = _readme_eval_commands()[0]
+    assert "--gin.CHECKPOINT_PATH=/tmp/flan_smoke/checkpoints/50" in argv
+    argv = [a.replace("/tmp/flan_smoke/checkpoints/50", str(tmp_path)) for a in argv]
+    rc = cli_main(argv + [f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'out'}", "--gin.MAX_EXAMPLES=4",
+                          "--gin.evaluate_checkpoint.progress=False"])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((tmp_path / "out/results.json").read_text())
+    assert res["complete"] and res["too_long"]["setting"] == "skip"
+    skipped = res["too_long"]["skipped"]
+    assert all(skipped.get(n) == 4 for n in res["tasks"] if n.startswith("heldout_cot."))  # no CoT fits
+    assert sum(t["count"] for n, t in res["tasks"].items() if n.startswith("heldout_zs.")) > 0
+    assert "Heldout-ZS" in res["benchmarks"]
+
+
+def test_too_long_budget_split_and_styles_are_eval_settings(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(flan_ul2r, "load_model",
+                        lambda path, dtype="float32": SmokeSized(answer, max_length=1010, prefix_lm=True))
+    base = ["eval", "--gin_file=gin/runs/eval.gin", f"--gin.CHECKPOINT_PATH={tmp_path}",
+            "--gin.evaluate_checkpoint.progress=False", f"--gin.MMLU_DIR={FIX / 'mmlu'}",
+            "--gin.EVAL_SUITE='mmlu_direct.abstract_algebra'"]
+    assert cli_main(base + [f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'a'}"]) == 1
+    err = capsys.readouterr().err
+    assert "mmlu_direct.abstract_algebra: 2 of 3 examples" in err and "--gin.TOO_LONG" in err
+    gin.clear_config()
+    assert cli_main(base + [f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'b'}", "--gin.TOO_LONG='truncate_left'",
+                            "--gin.MAX_NEW_TOKENS=5"]) == 0
+    res = json.loads((tmp_path / "b/results.json").read_text())
+    assert res["too_long"] == {"setting": "truncate_left", "skipped": {},     # 1112 + 5 > 1010 only
+                               "truncated": {"mmlu_direct.abstract_algebra": 1}}
+    assert res["settings"]["max_new_tokens"] == 5
+    assert res["tasks"]["mmlu_direct.abstract_algebra"]["count"] == 3
+    gin.clear_config()
+    assert cli_main(base + [f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'c'}", "--gin.MMLU_SPLIT='test'",
+                            "--gin.MAX_NEW_TOKENS=5"]) == 0
+    rows = (tmp_path / "c/predictions/mmlu_direct.abstract_algebra.jsonl").read_text().splitlines()
+    assert [json.loads(r)["id"] for r in rows] == ["abstract_algebra/test/0", "abstract_algebra/test/1"]
+    gin.clear_config()
+    assert cli_main(base + ["--gin.evaluate_checkpoint.too_long='cut'"]) == 1
+    assert "TOO_LONG='cut': use one of ('error', 'skip', 'truncate_left')" in capsys.readouterr().err
+    gin.clear_config()
+    assert cli_main(base + [f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'c'}", "--gin.MMLU_SPLIT='validation'"]) == 1
+    assert "MMLU_SPLIT='validation': use one of ('val', 'test', 'dev')" in capsys.readouterr().err
+    gin.clear_config()
+    assert cli_main(["eval", "--help"]) == 0
+    usage = capsys.readouterr().out
+    assert "MMLU_SPLIT" in usage and "'test'" in usage and "TOO_LONG" in usage and "heldout_zs" in usage
+    assert suite_tasks("heldout_zs") == [n for n in suite_tasks("heldout") if n.startswith("heldout_zs.")]

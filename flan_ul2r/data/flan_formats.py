@@ -136,17 +136,18 @@ CALCULATOR_ANNOTATION = re.compile(r"<<[^<>]*>>")  # GSM8K's "<<48/2=24>>"
 
 def read_cot(path: fs.PathLike, *, keep_calculator_annotations: bool = False) -> list[dict[str, Any]]:
     """GSM8K layout: the answer field is the rationale, then "#### " and the final answer."""
-    out = []
-    for n, r in _jsonl(path):
-        where = f"{path}:{n}"
-        question, answer = _need(r, "question", where), _need(r, "answer", where)
-        if "####" not in answer:
-            raise FormatError(f"{where}: field 'answer' has no '#### <final answer>' marker")
-        rationale, final = answer.rsplit("####", 1)
-        if not keep_calculator_annotations:
-            rationale = CALCULATOR_ANNOTATION.sub("", rationale)
-        out.append({"question": question, "rationale": " ".join(rationale.split()), "answer": final.strip()})
-    return out
+    return [cot_row(r, f"{path}:{n}", keep_calculator_annotations) for n, r in _jsonl(path)]
+
+
+def cot_row(r: dict[str, Any], where: str, keep_calculator_annotations: bool = False) -> dict[str, Any]:
+    """One GSM8K record {question, answer: "<rationale> #### <final>"} as {question, rationale, answer}."""
+    question, answer = _need(r, "question", where), _need(r, "answer", where)
+    if "####" not in answer:
+        raise FormatError(f"{where}: field 'answer' has no '#### <final answer>' marker")
+    rationale, final = answer.rsplit("####", 1)
+    if not keep_calculator_annotations:
+        rationale = CALCULATOR_ANNOTATION.sub("", rationale)
+    return {"question": question, "rationale": " ".join(rationale.split()), "answer": final.strip()}
 
 
 def read_options_qa(path: fs.PathLike) -> list[dict[str, Any]]:

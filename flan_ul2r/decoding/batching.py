@@ -9,13 +9,13 @@ do not depend on this grouping.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from flan_ul2r.decoding.generate import ONE_DEVICE, DecodeSpec, Placement, generate_padded
+from flan_ul2r.decoding.generate import ONE_DEVICE, DecodeSpec, Generated, Placement, generate_padded
 from flan_ul2r.decoding.sampling import row_keys
 from flan_ul2r.models.config import ModelConfig
 
@@ -66,8 +66,11 @@ class SamplingSettings:
 
 def generate_rows(cfg: ModelConfig, params: Any, prompts: list[list[int]], spec: DecodeSpec,
                   sampling: SamplingSettings, *, eos_id: int, stop_ids: np.ndarray, batch_size: int = 8,
-                  placement: Placement = ONE_DEVICE, progress: bool = False) -> list[list[list[int]]]:
-    """[prompt][sample] -> the generated ids, including the EOS / stop tokens that ended the row."""
+                  placement: Placement = ONE_DEVICE, progress: bool = False,
+                  forward: Callable[..., Generated] | None = None) -> list[list[list[int]]]:
+    """[prompt][sample] -> the generated ids, including the EOS / stop tokens that ended the row.
+    `forward(tokens, lengths, active, keys)` replaces `generate_padded` for each batch (the prompts are then
+    whatever it continues: decoding/prefix_cache.py passes suffixes behind a shared prefix)."""
     n = sampling.num_samples
     rows = sorted(((p, s) for p in range(len(prompts)) for s in range(n)), key=lambda r: -len(prompts[r[0]]))
     per_batch = round_up(max(1, int(batch_size)), placement.batch_shards)
@@ -85,9 +88,12 @@ def generate_rows(cfg: ModelConfig, params: Any, prompts: list[list[int]], spec:
             lengths[i], active[i] = len(prompts[p]), True
         indices = np.asarray(chunk + [(0, 0)] * (num_rows - len(chunk)))
         keys = row_keys(sampling.seed, indices[:, 0], indices[:, 1])
-        gen = generate_padded(cfg, params, tokens, lengths, active, keys, spec, eos_id=eos_id,
-                              stop_ids=stop_ids, temperature=sampling.temperature, top_p=sampling.top_p,
-                              placement=placement)
+        if forward is not None:
+            gen = forward(tokens, lengths, active, keys)
+        else:
+            gen = generate_padded(cfg, params, tokens, lengths, active, keys, spec, eos_id=eos_id,
+                                  stop_ids=stop_ids, temperature=sampling.temperature, top_p=sampling.top_p,
+                                  placement=placement)
         for i, (p, s) in enumerate(chunk):
             out[p][s] = gen.tokens[i, :gen.num_tokens[i]].tolist()
     return out

@@ -137,9 +137,7 @@ def _record(state: _Loop, logits: Array, token: Array, eos_id: Array, stop_ids: 
 def _generate(params: Any, tokens: Array, lengths: Array, active: Array, keys: Array, temperature: Array,
               top_p: Array, eos_id: Array, stop_ids: Array, *, cfg: ModelConfig, spec: DecodeSpec
               ) -> Generated:
-    model, (b, p), n = Decoder(cfg), tokens.shape, spec.max_new_tokens
-    sample = functools.partial(next_tokens, greedy=spec.greedy, temperature=temperature, top_k=spec.top_k,
-                               top_p=top_p)
+    model, p, n = Decoder(cfg), tokens.shape[1], spec.max_new_tokens
     start = p - lengths
     segment = (jnp.arange(p)[None, :] >= start[:, None]).astype(jnp.int32)
     positions = jnp.maximum(jnp.arange(p)[None, :] - start[:, None], 0)
@@ -148,6 +146,18 @@ def _generate(params: Any, tokens: Array, lengths: Array, active: Array, keys: A
                                            return_hidden=True, return_kv=True)
     cache = prefill_cache(k, v, start, p + n)
     logits = _project(hidden[:, -1], kernel, spec.vocab_limit)
+    return continue_decoding(params, cache, logits, active, keys, temperature, top_p, eos_id, stop_ids,
+                             cfg=cfg, spec=spec)
+
+
+def continue_decoding(params: Any, cache: KVCache, logits: Array, active: Array, keys: Array,
+                      temperature: Array, top_p: Array, eos_id: Array, stop_ids: Array, *, cfg: ModelConfig,
+                      spec: DecodeSpec) -> Generated:
+    """The decoding loop after a prefill: `logits` [b, vocab] predict each row's first new token, `cache`
+    holds the prompts (any KVCache; decoding/prefix_cache.py passes one with a shared prefix)."""
+    b, n = logits.shape[0], spec.max_new_tokens
+    sample = functools.partial(next_tokens, greedy=spec.greedy, temperature=temperature, top_k=spec.top_k,
+                               top_p=top_p)
     layers = split_layers(params, cfg.num_layers) if jax.default_backend() == "cpu" else None
     step0 = jnp.zeros((), jnp.int32)
     all_logits = jnp.zeros((b, n, logits.shape[-1]), jnp.float32) if spec.return_logits else None

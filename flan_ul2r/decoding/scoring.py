@@ -15,7 +15,7 @@ exact ties count as argmax, as the training accuracy does).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -35,6 +35,13 @@ def _score(params: Any, tokens: jax.Array, segment: jax.Array, prefix: jax.Array
            targets: jax.Array, weights: jax.Array, *, cfg: ModelConfig, prefix_lm: bool, vocab_limit: int):
     hidden, kernel = Decoder(cfg).apply({"params": params}, tokens, segment_ids=segment, return_hidden=True,
                                         causal_attention=prefix if prefix_lm else None)
+    return continuation_logprobs(hidden, kernel, at, targets, weights, vocab_limit)
+
+
+def continuation_logprobs(hidden: jax.Array, kernel: jax.Array, at: jax.Array, targets: jax.Array,
+                          weights: jax.Array, vocab_limit: int) -> tuple[jax.Array, jax.Array]:
+    """(sum of log p(target), every target is the argmax) per row, reading the logits of `targets` [b, c]
+    from the hidden states at positions `at` [b, c] (where `weights`), `CHUNK_POSITIONS` at a time."""
     b, c = at.shape
     chunk = min(c, CHUNK_POSITIONS)
 
@@ -98,19 +105,22 @@ def _batch_arrays(pairs: list[tuple[list[int], list[int]]], rows: int) -> list[n
 
 def score_pairs(cfg: ModelConfig, params: Any, pairs: list[tuple[list[int], list[int]]], *, prefix_lm: bool,
                 vocab_limit: int, batch_size: int = 8, placement: Placement = ONE_DEVICE,
-                progress: bool = False) -> list[tuple[float, bool]]:
-    """[(log p(continuation | context), continuation is greedy)] for checked pairs (`check_pairs`)."""
+                progress: bool = False, forward: Callable[..., Any] | None = None
+                ) -> list[tuple[float, bool]]:
+    """[(log p(continuation | context), continuation is greedy)] for checked pairs (`check_pairs`), longest
+    first. `forward(tokens, segment, prefix, at, targets, weights)` replaces the full forward pass per batch
+    (decoding/prefix_cache.py passes the contexts' suffixes behind a shared prefix)."""
     order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
     per_batch = round_up(max(1, int(batch_size)), placement.batch_shards)
     out: list[tuple[float, bool]] = [(0.0, True)] * len(pairs)
     starts = range(0, len(order), per_batch)
-    fn = _compiled(cfg, bool(prefix_lm), int(vocab_limit), placement)
+    fn = forward or functools.partial(_compiled(cfg, bool(prefix_lm), int(vocab_limit), placement), params)
     for b0 in tqdm(starts, desc="score", unit="batch", disable=not progress or len(starts) < 2):
         idx = order[b0:b0 + per_batch]
         rows = min(per_batch, round_up(bucket(len(idx), 1), placement.batch_shards))
         arrays = [placement.put_batch(a) for a in _batch_arrays([pairs[i] for i in idx], rows)]
         with placement.context():
-            logprob, greedy = fn(params, *arrays)
+            logprob, greedy = fn(*arrays)
         logprob, greedy = np.asarray(logprob), np.asarray(greedy)
         for j, i in enumerate(idx):
             out[i] = (float(logprob[j]), bool(greedy[j]))

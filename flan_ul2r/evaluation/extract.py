@@ -19,7 +19,14 @@ from collections.abc import Sequence
 
 _ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*", re.IGNORECASE)
 _MARKDOWN = re.compile(r"[*`#_]+")
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+# Digit grouping (Unicode CLDR number formats): English-style "1,234.5"; the decimal-comma style of German,
+# Spanish, French and Russian writes "1.234,5", "1 234,5" or "1 234,5" (a no-break or narrow no-break space).
+# A group separator is followed by exactly three digits; a leading 0 never starts a grouped number.
+_SPACES = "\u00a0\u202f\u2009"
+_NUMBER = re.compile(
+    rf"-?\$?[1-9]\d{{0,2}}(?:[,{_SPACES}]\d{{3}})+(?:\.\d+)?(?!\d)|-?\$?\d+(?:\.\d+)?|-?\.\d+")
+_NUMBER_DECIMAL_COMMA = re.compile(
+    rf"-?\$?[1-9]\d{{0,2}}(?:[. {_SPACES}]\d{{3}})+(?:,\d+)?(?!\d)|-?\$?\d+(?:[.,]\d+)?")
 SHAPES = ("letter", "number", "bbh", "option", "text")
 
 
@@ -46,9 +53,17 @@ def first_line(output: str) -> str:
     return ""
 
 
-def normalize_number(text: str) -> str | None:
-    """'1,234' -> '1234', '$18.00' -> '18', '-3.50' -> '-3.5'; None if `text` is not a number."""
-    t = text.replace(",", "").replace("$", "").strip().rstrip(".")
+def normalize_number(text: str, *, decimal_comma: bool = False) -> str | None:
+    """'1,234' -> '1234', '$18.00' -> '18', '-3.50' -> '-3.5'; with `decimal_comma` (German, Spanish, French,
+    Russian) '70.000' -> '70000', '70 000' -> '70000', '2,5' -> '2.5'. None if `text` is not a number."""
+    t = text.replace("$", "").strip().rstrip(".")
+    for space in " " + _SPACES:
+        t = t.replace(space, "")
+    if decimal_comma:
+        t = t.replace(".", "") if "," in t or _grouped(t, ".") else t
+        t = t.replace(",", ".")
+    else:
+        t = t.replace(",", "")
     try:
         value = float(t)
     except ValueError:
@@ -58,18 +73,26 @@ def normalize_number(text: str) -> str | None:
     return repr(value)
 
 
-def last_number(text: str) -> str | None:
-    """The last number in `text`, normalised (GSM8K/MGSM: Wei et al. 2022 score the last number)."""
-    found = _NUMBER.findall(text)
-    return normalize_number(found[-1]) if found else None
+def _grouped(t: str, sep: str) -> bool:
+    """'70.000' is 70 thousand in a decimal-comma language: every part after the first has 3 digits."""
+    parts = t.lstrip("-").split(sep)
+    return len(parts) > 1 and parts[0][:1] not in ("", "0") and all(len(p) == 3 for p in parts[1:])
+
+
+def last_number(text: str, *, decimal_comma: bool = False) -> str | None:
+    """The last number in `text`, normalised (GSM8K/MGSM: Wei et al. 2022 score the last number), read in
+    the language's digit grouping (`decimal_comma`: "Die Antwort ist 70.000." -> 70000)."""
+    found = (_NUMBER_DECIMAL_COMMA if decimal_comma else _NUMBER).findall(text)
+    return normalize_number(found[-1], decimal_comma=decimal_comma) if found else None
 
 
 def option_letter(text: str, letters: str = "ABCD", *, last: bool = False) -> str | None:
     """The chosen option letter: "Answer: (B)", "The answer is C.", "(D) Paris", "B", "**A.** ...".
 
-    Preference: an explicit "answer is/answer:" letter, then a parenthesised letter "(B)", then a letter
-    that opens the text ("B.", "B)", "B:"), then "option/choice B". `last=True` takes the last
-    parenthesised letter (CoT outputs without "the answer is").
+    Preference: an explicit "answer is/answer:" letter; then, for a direct answer, the letter that opens the
+    text ("B.", "B)", "(B)", "B:"; "D. (A), (B), and (C)" is D: option texts may name other letters), then
+    the first parenthesised letter; then "option/choice B". `last=True` (CoT outputs without "the answer is")
+    prefers the last parenthesised letter to the opening one.
     """
     text = _MARKDOWN.sub("", text)
     cls = f"[{letters}]"
@@ -77,11 +100,13 @@ def option_letter(text: str, letters: str = "ABCD", *, last: bool = False) -> st
     if explicit and explicit[-1].upper() in letters:
         return explicit[-1].upper()
     paren = re.findall(rf"\(({cls})\)", text)
-    if paren:
-        return paren[-1] if last else paren[0]
-    opening = re.match(rf"\s*({cls})(?:[.):,]|\s|$)", text)
+    opening = re.match(rf"\s*\(?({cls})(?:[.):,]|\s|$)", text)
+    if last and paren:
+        return paren[-1]
     if opening:
         return opening.group(1)
+    if paren:
+        return paren[0]
     named = re.findall(rf"\b(?:option|choice)\s*({cls})\b", text, re.IGNORECASE)
     return named[-1] if named else None
 
@@ -138,9 +163,9 @@ def _first_number(text: str) -> str | None:
 
 
 def extract(output: str, shape: str, *, cot: bool, target: str = "", options: Sequence[str] = (),
-            letters: str = "ABCD") -> str | None:
+            letters: str = "ABCD", decimal_comma: bool = False) -> str | None:
     """The answer in `output` for a protocol: CoT -> the "answer is" span (else the last match over the
-    whole output); direct -> the first non-empty line."""
+    whole output); direct -> the first non-empty line. `decimal_comma`: numbers in that digit grouping."""
     if shape not in SHAPES:
         raise ValueError(f"unknown answer shape {shape!r}; shapes are {SHAPES}")
     span = answer_span(output) if cot else first_line(output)
@@ -149,7 +174,7 @@ def extract(output: str, shape: str, *, cot: bool, target: str = "", options: Se
     if shape == "letter":
         return option_letter(text, letters, last=fallback)
     if shape == "number":
-        return last_number(text)
+        return last_number(text, decimal_comma=decimal_comma)
     if shape == "bbh":
         return bbh_answer(text, target, last=fallback)
     if shape == "option":

@@ -100,18 +100,20 @@ def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir
 
 def _fitting(model: Any, examples: Sequence[InfillExample], max_new_tokens: int, too_long: str
              ) -> tuple[list[InfillExample], list[str]]:
-    """(the examples that fit the model's context, the ids of those that do not) under `too_long`."""
+    """(the examples that fit the model's context, the ids of those that do not) under `too_long`. A passage
+    has no exemplars to drop and cutting it would change its blanks, so "truncate_left" leaves it out as
+    "skip" does (the eval suites' setting, shared by the pipeline)."""
     from flan_ul2r.decoding.infill import infill_prompt
 
-    if too_long not in ("error", "skip"):
-        raise ValueError(f"infilling: too_long={too_long!r}; use 'error' or 'skip'")
+    if too_long not in ("error", "skip", "truncate_left"):
+        raise ValueError(f"infilling: too_long={too_long!r}; use 'error', 'skip' or 'truncate_left'")
     limit = int(model.max_length)
     kept, skipped = [], []
     for ex in examples:
         need = len(infill_prompt(model.vocab, ex.text, "nlu")[0]) + max_new_tokens
         if need <= limit:
             kept.append(ex)
-        elif too_long == "skip":
+        elif too_long != "error":
             skipped.append(ex.id)
         else:
             raise ValueError(f"infilling: passage {ex.id}: {need} tokens with max_new_tokens "

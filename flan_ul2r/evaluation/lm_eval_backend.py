@@ -26,7 +26,7 @@ from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
 from flan_ul2r.evaluation.evaluate import check_model
-from flan_ul2r.evaluation.runner import encode
+from flan_ul2r.evaluation.prompt_plan import encode
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's HF backend default
 

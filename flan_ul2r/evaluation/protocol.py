@@ -4,8 +4,10 @@ A `Protocol` says how a task is run and scored: `generate` (decode, extract the 
 (score each choice's log-likelihood, the highest wins: rank classification, U-PaLM section 11.2), which
 answer shape to extract (`extract.SHAPES`), the metric, and which benchmark row it feeds. It is also the
 seqio `postprocess_fn` of the registered task (`__call__` extracts the answer), so the seqio registry
-carries the whole protocol. Token budgets (`max_new_tokens`) and stop sequences are ours, sized for each
-benchmark's answer form (a letter, a line, a chain of thought); the papers do not state them.
+carries the whole protocol. Token budgets (`max_new_tokens`, in subword tokens) and stop sequences are ours,
+sized for each benchmark's answer form (a letter, a line, a chain of thought); the papers do not state them.
+The runner scales a budget for byte-level vocabularies and raises it to cover the task's longest exemplar
+answer (evaluation/prompt_plan.py).
 """
 from __future__ import annotations
 
@@ -25,13 +27,37 @@ AGGREGATES = ("micro", "macro")
 class EvalExample:
     """One query: the full prompt (exemplars included), its reference answers (the first is the one shown),
     answer `choices` for rank classification / option extraction, and the per-example chance of a random
-    guess in percent (BBH: 100 / number of options) when it varies."""
+    guess in percent (BBH: 100 / number of options) when it varies.
+
+    Few-shot structure, where the benchmark knows it: `parts` = (head, exemplar 1, ..., exemplar k, query),
+    joined they are the prompt (too_long="truncate_left" drops exemplars oldest first); `exemplar_targets`
+    = what each exemplar's answer says (the new-token budget covers the longest: runner.new_token_budget).
+    """
 
     id: str
     prompt: str
     references: tuple[str, ...]
     choices: tuple[str, ...] = ()
     chance: float | None = None
+    parts: tuple[str, ...] = ()
+    exemplar_targets: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.parts and (len(self.parts) < 2 or "".join(self.parts) != self.prompt):
+            raise ValueError(f"example {self.id}: `parts` must be (head, exemplars..., query) joining to the "
+                             "prompt")
+
+    @property
+    def num_shots(self) -> int:
+        return max(len(self.parts) - 2, 0)
+
+    def without_oldest_shots(self, k: int) -> EvalExample:
+        """The example with its first `k` exemplars left out (the head and the query kept)."""
+        if not self.parts or k <= 0:
+            return self
+        parts = (self.parts[0],) + self.parts[1 + k:]
+        return dataclasses.replace(self, prompt="".join(parts), parts=parts,
+                                   exemplar_targets=self.exemplar_targets[k:])
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -39,7 +65,17 @@ class EvalExample:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> EvalExample:
         return cls(str(d["id"]), str(d["prompt"]), tuple(d["references"]), tuple(d.get("choices") or ()),
-                   None if d.get("chance") is None else float(d["chance"]))
+                   None if d.get("chance") is None else float(d["chance"]), tuple(d.get("parts") or ()),
+                   tuple(d.get("exemplar_targets") or ()))
+
+
+def few_shot(example_id: str, head: str, shots: Sequence[tuple[str, str]], query: str,
+             references: tuple[str, ...], **fields: Any) -> EvalExample:
+    """An example whose prompt is `head`, each exemplar's text, then `query`; `shots` = (exemplar text as it
+    appears in the prompt, the exemplar's answer as written)."""
+    parts = (head, *(text for text, _ in shots), query)
+    return EvalExample(example_id, "".join(parts), references, parts=parts,
+                       exemplar_targets=tuple(target for _, target in shots), **fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +92,7 @@ class Protocol:
     random: float = 0.0  # chance score in percent, unless examples carry their own `chance`
     aggregate: str = "macro"  # how task scores form the benchmark score: mean of tasks, or over examples
     letters: str = "ABCD"
+    decimal_comma: bool = False  # numbers written "70.000" / "70 000" / "2,5" (MGSM de, es, fr, ru)
 
     def __post_init__(self):
         for field, value, allowed in (("mode", self.mode, MODES), ("shape", self.shape, SHAPES),
@@ -66,7 +103,7 @@ class Protocol:
 
     def extract(self, output: str, example: EvalExample) -> str | None:
         return extract(output, self.shape, cot=self.cot, target=example.references[0],
-                       options=example.choices, letters=self.letters)
+                       options=example.choices, letters=self.letters, decimal_comma=self.decimal_comma)
 
     def __call__(self, output: Any, example: Mapping[str, Any] | None = None, is_target: bool = False
                  ) -> Any:

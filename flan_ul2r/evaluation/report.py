@@ -38,9 +38,10 @@ def summarize(results: Sequence[TaskResult], *, model_path: str, suite: str, set
               wall_seconds: float) -> dict[str, Any]:
     benches = benchmark_scores(results)
     norm = None
+    scored = {k: v for k, v in benches.items() if v["tasks"]}  # every example skipped: no score
     if any(c in benches for c in NORMALIZED_AVERAGE_COMPONENTS):
-        norm = normalized_average({k: v["score"] for k, v in benches.items()},
-                                  {k: v["random"] for k, v in benches.items()})
+        norm = normalized_average({k: v["score"] for k, v in scored.items()},
+                                  {k: v["random"] for k, v in scored.items()})
     return {"model_path": model_path, "suite": suite, "settings": settings,
             "wall_seconds": round(wall_seconds, 3), "num_examples": sum(len(r.predictions) for r in results),
             "benchmarks": benches, "normalized_average": norm,
@@ -56,6 +57,9 @@ def _fmt(x: Any) -> str:
 def markdown(summary: dict[str, Any]) -> str:
     """A table per benchmark (its tasks and metrics), then the benchmarks, then the normalized average."""
     lines = [f"# Evaluation of `{summary['model_path']}` (suite `{summary['suite']}`)", ""]
+    if summary.get("pending_tasks"):
+        lines += [f"Partial results: {len(summary['pending_tasks'])} task(s) still to run (a re-run of the "
+                  "same command resumes).", ""]
     for bench, b in summary["benchmarks"].items():
         tasks = {n: t for n, t in summary["tasks"].items() if t["benchmark"] == bench}
         keys = sorted({k for t in tasks.values() for k in t["metrics"]})
@@ -67,6 +71,10 @@ def markdown(summary: dict[str, Any]) -> str:
         if skipped:
             lines += ["", "Left out as longer than the model's max_length (EvalSettings.too_long='skip'): " +
                       ", ".join(f"{n} {k}" for n, k in skipped.items())]
+        truncated = {n: t["truncated"] for n, t in tasks.items() if t.get("truncated")}
+        if truncated:
+            lines += ["", "Prompts cut to fit (too_long='truncate_left': oldest exemplars, then the left): " +
+                      ", ".join(f"{n} {k}" for n, k in truncated.items())]
         lines += ["", f"{bench}: **{_fmt(b['score'])}** ({b['metric']}, {b['aggregate']} over {b['tasks']} "
                       f"task(s), {b['count']} examples; random {_fmt(b['random'])})", ""]
     lines += ["## Benchmarks", "", "| benchmark | score | random | examples |", "|---|---:|---:|---:|"]

@@ -1,11 +1,11 @@
 """Eval tasks in seqio's registry: one registry for training and evaluation.
 
 `register(eval_task)` adds a `seqio.Task` whose `FunctionDataSource` yields each example as string features
-(`inputs` = the prompt, `targets` = the first reference, `references` / `choices` as JSON lists, `chance`,
-`id`), whose `postprocess_fn` is the task's `Protocol` (answer extraction; the runner reads the whole
-protocol from it) and whose `metric_fns` compute the protocol's metric. A suite is a `seqio.Mixture` of
-eval tasks. `eval_task(name)` turns a registered task back into an `EvalTask` for the runner; nothing is
-read from disk before its dataset is iterated.
+(`inputs` = the prompt, `targets` = the first reference, `references` / `choices` / `parts` /
+`exemplar_targets` as JSON lists, `chance`, `id`), whose `postprocess_fn` is the task's `Protocol` (answer
+extraction; the runner reads the whole protocol from it) and whose `metric_fns` compute the protocol's
+metric. A suite is a `seqio.Mixture` of eval tasks. `eval_task(name)` turns a registered task back into an
+`EvalTask` for the runner; nothing is read from disk before its dataset is iterated.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from flan_ul2r.evaluation.metrics import exact_match, mean_percent, squad_scores
 from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
 
 SPLIT = "validation"
-FEATURES = ("inputs", "targets", "references", "choices", "chance", "id")
+FEATURES = ("inputs", "targets", "references", "choices", "chance", "id", "parts", "exemplar_targets")
 
 
 def _features() -> dict[str, seqio.Feature]:
@@ -31,7 +31,8 @@ def _features() -> dict[str, seqio.Feature]:
 def _record(ex: EvalExample) -> dict[str, str]:
     return {"inputs": ex.prompt, "targets": ex.references[0], "references": json.dumps(list(ex.references)),
             "choices": json.dumps(list(ex.choices)), "chance": "" if ex.chance is None else repr(ex.chance),
-            "id": ex.id}
+            "id": ex.id, "parts": json.dumps(list(ex.parts)),
+            "exemplar_targets": json.dumps(list(ex.exemplar_targets))}
 
 
 class ProtocolMetric:
@@ -81,8 +82,9 @@ def read_examples(task: seqio.Task) -> list[EvalExample]:
     for row in ds.as_numpy_iterator():
         chance = _str(row["chance"])
         refs, choices = json.loads(_str(row["references"])), json.loads(_str(row["choices"]))
+        parts, targets = json.loads(_str(row["parts"])), json.loads(_str(row["exemplar_targets"]))
         out.append(EvalExample(_str(row["id"]), _str(row["inputs"]), tuple(refs), tuple(choices),
-                               float(chance) if chance else None))
+                               float(chance) if chance else None, tuple(parts), tuple(targets)))
     return out
 
 

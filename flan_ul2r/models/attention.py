@@ -149,24 +149,31 @@ _flash.defvjp(_flash_fwd, _flash_bwd)
 
 def attend_to_cache(q: Array, k: Array, v: Array, k_cache: Array, v_cache: Array, index: Array,
                     key_mask: Array) -> tuple[Array, Array, Array]:
-    """The decode step's attention (models/kv_cache.py): writes one new token's k/v into its layer's cache
-    at slot `index`, then attends over the cache. Returns (out [b, 1, heads, d], k_cache, v_cache).
+    """The decode step's attention (models/kv_cache.py): writes the new tokens' k/v into their layer's cache
+    at slots `index`, `index + 1`, ..., then attends over the cache. Returns (out [b, t, heads, d], k_cache,
+    v_cache). One new token per row when decoding; t > 1 when a batch of prompt suffixes runs behind a
+    shared prefix (flan_ul2r/decoding/prefix_cache.py).
 
-    q [b, 1, heads, d] (rotated), k/v [b, 1, kv_heads, d], k_cache/v_cache [b, kv_heads, length, d],
-    key_mask bool [b, length] (the slots the token may see, its own included). Writing first, then reading
-    lets XLA update the cache in place (reading the old cache and writing the new one forces a copy).
-    Query head i reads kv head i // (heads / kv_heads), as in `blocked_attention` and HF's `repeat_kv`; the
-    cache layout makes both matmuls batched over (batch, kv_heads) with no transpose.
+    q [b, t, heads, d] (rotated), k/v [b, t, kv_heads, d], k_cache/v_cache [b, kv_heads, length, d],
+    key_mask bool [b, length] (t = 1) or [b, t, length]: the slots each token may see, its own included.
+    Writing first, then reading lets XLA update the cache in place (reading the old cache and writing the
+    new one forces a copy). Query head i reads kv head i // (heads / kv_heads), as in `blocked_attention`
+    and HF's `repeat_kv`; the cache layout makes both matmuls batched over (batch, kv_heads).
     """
-    b, _, h, d = q.shape
+    b, t, h, d = q.shape
     kv = k.shape[2]
     at = (0, 0, index, 0)
     k_cache = jax.lax.dynamic_update_slice(k_cache, k.swapaxes(1, 2).astype(k_cache.dtype), at)
     v_cache = jax.lax.dynamic_update_slice(v_cache, v.swapaxes(1, 2).astype(v_cache.dtype), at)
-    qg = (q[:, 0] * jnp.asarray(d ** -0.5, q.dtype)).reshape(b, kv, h // kv, d)
-    s = jnp.einsum("bkgd,bksd->bkgs", qg, k_cache, preferred_element_type=jnp.float32)
-    s = jnp.where(key_mask[:, None, None, :], s, _MASKED)
+    g = h // kv
+    # (group, token) as one query axis: 3-d batched matmuls, which XLA's CPU backend also runs in bfloat16
+    qg = (q * jnp.asarray(d ** -0.5, q.dtype)).reshape(b, t, kv, g, d).transpose(0, 2, 3, 1, 4)
+    qg = qg.reshape(b, kv, g * t, d)
+    s = jnp.einsum("bkqd,bksd->bkqs", qg, k_cache, preferred_element_type=jnp.float32)
+    mask = key_mask[:, None, None, None, :] if key_mask.ndim == 2 else key_mask[:, None, None, :, :]
+    s = jnp.where(mask, s.reshape(b, kv, g, t, -1), _MASKED)
     p = jnp.exp(s - s.max(-1, keepdims=True))
-    out = jnp.einsum("bkgs,bksd->bkgd", p.astype(v_cache.dtype), v_cache, preferred_element_type=jnp.float32)
-    out = out / p.sum(-1)[..., None]
-    return out.reshape(b, 1, h, d).astype(q.dtype), k_cache, v_cache
+    out = jnp.einsum("bkqs,bksd->bkqd", p.reshape(b, kv, g * t, -1).astype(v_cache.dtype), v_cache,
+                     preferred_element_type=jnp.float32)
+    out = out.reshape(b, kv, g, t, d) / p.sum(-1)[..., None]
+    return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d).astype(q.dtype), k_cache, v_cache

@@ -84,9 +84,12 @@ def split_layers(params: Any, num_layers: int) -> list[Any]:
     return [jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(num_layers)]
 
 
-def decode_step(cfg: ModelConfig, params: Any, layers: list[Any], tokens: Array, cache: KVCache
-                ) -> tuple[Array, Array, KVCache]:
-    """One token per row [batch, 1] -> (final normed hidden [batch, d_model], output kernel, new cache)."""
+def decode_step(cfg: ModelConfig, params: Any, layers: list[Any], tokens: Array, cache: KVCache,
+                all_positions: bool = False) -> tuple[Array, Array, KVCache]:
+    """One token per row [batch, 1] -> (final normed hidden [batch, d_model], output kernel, new cache).
+    Several tokens per row [batch, t] (a subclass of KVCache giving [batch, t, length] key masks and
+    [batch, t] positions, decoding/prefix_cache.py) -> the last token's hidden, or every token's
+    [batch, t, d_model] with `all_positions`."""
     mask, positions = cache.key_mask(cfg.sliding_window), cache.positions()
     x = embed(cfg, params["embedding"], tokens)
     block = Block(cfg, decode=True)
@@ -98,5 +101,5 @@ def decode_step(cfg: ModelConfig, params: Any, layers: list[Any], tokens: Array,
     x = RMSNorm(cfg.norm_eps, cfg.norm_scale_offset, cfg.dtype, cfg.param_dtype).apply(
         {"params": params["final_norm"]}, x)
     kernel = params["embedding"].T if cfg.tie_embeddings else params["lm_head"]["kernel"]
-    cache = cache.replace(k=tuple(ks), v=tuple(vs), index=cache.index + 1)
-    return x[:, 0], kernel.astype(x.dtype), cache
+    cache = cache.replace(k=tuple(ks), v=tuple(vs), index=cache.index + tokens.shape[1])
+    return (x if all_positions else x[:, -1]), kernel.astype(x.dtype), cache

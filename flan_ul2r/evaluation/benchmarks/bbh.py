@@ -4,6 +4,8 @@ Them"): 23 tasks = 27 entries (subtasks count individually), scored unweighted (
 Layout (`BBH_DIR`, the BIG-Bench-Hard repository root): `bbh/<task>.json` = {"examples": [{"input",
 "target"}]} and `cot-prompts/<task>.txt` = optional canary lines, a `-----` line, the task description,
 then three exemplars "Q: ...\\nA: Let's think step by step.\\n... So the answer is X.", blank-line separated.
+The examples may instead come from a Hugging Face copy (lukaemon/bbh: `<task>/test`, columns input and
+target); its exemplars are still `cot-prompts/<task>.txt`, which that copy lacks.
 
 - CoT: the prompt file's description and exemplars as published, then "\\n\\nQ: {input}\\nA: Let's think step
   by step."; the answer follows "So the answer is".
@@ -21,7 +23,8 @@ from pathlib import Path
 
 from flan_ul2r.evaluation.extract import answer_span, bbh_shape
 from flan_ul2r.evaluation.files import BenchmarkFileError, json_list, require_dir, require_file
-from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
+from flan_ul2r.evaluation.hf_files import find_split, nothing_found, read_rows
+from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol, few_shot
 
 TASKS = (
     "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa", "dyck_languages",
@@ -33,6 +36,8 @@ TASKS = (
     "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects", "web_of_lies",
     "word_sorting")
 LAYOUT = "bbh/<task>.json and cot-prompts/<task>.txt (the BIG-Bench-Hard repository)"
+HF_LAYOUT = ("lukaemon/bbh: <task>/test-*.parquet or save_to_disk (columns input, target), with "
+             "cot-prompts/<task>.txt")
 COT_TRIGGER = "Let's think step by step."  # Suzgun et al. 2022 (after Kojima et al. 2022)
 
 DIRECT = Protocol("BBH-Direct", shape="bbh", max_new_tokens=64, stop_sequences=("\n\n", "\nQ:"))
@@ -80,19 +85,43 @@ def chance(question: str, target: str) -> float:
     return 50.0 if shape in ("bool", "validity", "yesno") else 0.0
 
 
+def exemplar(question: str, cot_text: str, answer: str, cot: bool) -> tuple[str, str]:
+    """(the exemplar's block in the prompt, its answer text): "Q: ...\nA: <CoT or answer>\n\n"."""
+    target = cot_text if cot else answer
+    return f"Q: {question}\nA: {target}\n\n", target
+
+
+def query(question: str, cot: bool) -> str:
+    return f"Q: {question}\nA: {COT_TRIGGER}" if cot else f"Q: {question}\nA:"
+
+
 def build_prompt(description: str, shots: list[tuple[str, str, str]], question: str, cot: bool) -> str:
     head = f"{description}\n\n" if description else ""
-    blocks = [f"Q: {q}\nA: {cot_text if cot else answer}" for q, cot_text, answer in shots]
-    query = f"Q: {question}\nA: {COT_TRIGGER}" if cot else f"Q: {question}\nA:"
-    return head + "\n\n".join(blocks + [query])
+    return head + "".join(exemplar(*s, cot)[0] for s in shots) + query(question, cot)
+
+
+def read_task_rows(root: Path, task: str) -> list[tuple[str, str]]:
+    """The task's (input, target) rows: `bbh/<task>.json` (the BIG-Bench-Hard repository), else a Hugging
+    Face copy (lukaemon/bbh: `<task>/test-*.parquet` or a save_to_disk folder; columns input, target)."""
+    original = root / "bbh" / f"{task}.json"
+    if original.is_file() or (root / "bbh").is_dir():
+        return read_examples(require_file(original, "BBH_DIR", LAYOUT))
+    found = find_split(root, ("test", "train"), task)
+    if found is None:
+        raise nothing_found("BBH_DIR", root, LAYOUT, HF_LAYOUT)
+    return [(str(r["input"]), str(r["target"])) for r in read_rows(found, ("input", "target"), HF_LAYOUT)]
 
 
 def load(bbh_dir, task: str, *, cot: bool) -> list[EvalExample]:
     root = require_dir(bbh_dir, "BBH_DIR", LAYOUT)
-    rows = read_examples(require_file(root / "bbh" / f"{task}.json", "BBH_DIR", LAYOUT))
-    description, shots = parse_cot_prompt(require_file(root / "cot-prompts" / f"{task}.txt", "BBH_DIR",
-                                                       LAYOUT))
-    return [EvalExample(f"{task}/{i}", build_prompt(description, shots, q, cot), (t,), chance=chance(q, t))
+    rows = read_task_rows(root, task)
+    description, shots = parse_cot_prompt(require_file(
+        root / "cot-prompts" / f"{task}.txt", "BBH_DIR",
+        "the exemplars: cot-prompts/<task>.txt from the BIG-Bench-Hard repository, also beside a Hugging "
+        "Face copy, which has none"))
+    head = f"{description}\n\n" if description else ""
+    blocks = [exemplar(*shot, cot) for shot in shots]
+    return [few_shot(f"{task}/{i}", head, blocks, query(q, cot), (t,), chance=chance(q, t))
             for i, (q, t) in enumerate(rows)]
 
 

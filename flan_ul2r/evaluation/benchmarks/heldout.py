@@ -22,6 +22,11 @@ from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
 NUM_SHOTS = 3  # a few exemplars, as BBH's 3-shot prompts (Chung et al. 2022, section 2.3)
 STYLES = ("zs", "fs", "cot", "rank")
 STOP = ("\n\n",)  # FLAN v2 few-shot layout: "\n\n" between input and target, "\n\n\n" between exemplars
+# Budgets sized on the suite's own targets: answers are at most 37 bytes and chains of thought ("... So the
+# answer is X.") at most about 330 bytes, so 12 and 96 subword tokens (4x in bytes for a byte-level
+# vocabulary, evaluation/prompt_plan.py) hold them (tests/test_eval_robust.py checks every target fits).
+ANSWER_TOKENS = 12
+COT_TOKENS = 96
 
 
 def held_out_tasks() -> list[Any]:
@@ -41,7 +46,7 @@ def protocol(style: str, example: dict[str, Any]) -> Protocol:
         return Protocol("Heldout-Rank", mode="rank", shape="option", metric="accuracy")
     cot = style == "cot"
     return Protocol(f"Heldout-{style.upper() if style != 'cot' else 'CoT'}", shape=shape, cot=cot,
-                    max_new_tokens=128 if cot else 32, stop_sequences=STOP)
+                    max_new_tokens=COT_TOKENS if cot else ANSWER_TOKENS, stop_sequences=STOP)
 
 
 def render_style(task: Any, example: dict[str, Any], index: int, style: str, shots: list[dict]) -> str:

@@ -2,8 +2,9 @@
 
 Layout: the original release's `data/` folder (`MMLU_DIR`): `dev/<subject>_dev.csv` (5 exemplars per
 subject), `val/<subject>_val.csv`, `test/<subject>_test.csv`; rows are question, A, B, C, D, answer letter,
-no header. The Flan paper scores the validation split with 5 exemplars from `dev` (Chung et al. 2022,
-section 2.3), direct and chain-of-thought.
+no header. Or a Hugging Face copy (cais/mmlu, parquet or save_to_disk; `hf_subject_rows`). The Flan paper
+scores the validation split with 5 exemplars from `dev` (Chung et al. 2022, section 2.3), direct and
+chain-of-thought: `split="val"` by default (`MMLU_SPLIT` in gin/runs/eval.gin; "test" for the test split).
 
 - Direct: Hendrycks et al.'s prompt (their `evaluate.py`): "The following are multiple choice questions
   (with answers) about {subject}.\\n\\n", then each exemplar as the question, "\\nA. ..." per choice and
@@ -21,11 +22,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 from flan_ul2r.evaluation.files import BenchmarkFileError, read_json, require_dir, require_file
+from flan_ul2r.evaluation.hf_files import find_split, nothing_found, read_rows
 from flan_ul2r.evaluation.metrics import MMLU_RANDOM
-from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
+from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol, few_shot
 
 SUBJECTS = (
     "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology",
@@ -44,6 +47,10 @@ SUBJECTS = (
 LETTERS = "ABCD"
 NUM_SHOTS = 5  # Hendrycks et al. 2021 and Chung et al. 2022 section 2.3: 5-shot from dev
 LAYOUT = "dev/<subject>_dev.csv, val/<subject>_val.csv, test/<subject>_test.csv (MMLU's data/ folder)"
+HF_LAYOUT = ("cais/mmlu: <subject>/ or all/ with dev, validation, test splits; columns question, choices, "
+             "answer (0-3), subject")
+HF_SPLITS = {"val": ("validation", "val"), "dev": ("dev",), "test": ("test",)}
+SPLITS = ("val", "test", "dev")
 COT_FILE = "mmlu-cot.json"
 
 DIRECT = Protocol("MMLU-Direct", shape="letter", max_new_tokens=8, stop_sequences=("\n",),
@@ -68,8 +75,39 @@ def read_csv(path: Path) -> list[tuple[str, tuple[str, ...], str]]:
 
 
 def subject_rows(mmlu_dir: str | Path | None, subject: str, split: str) -> list[tuple[str, tuple, str]]:
+    """The subject's rows of `split` from the original CSVs, or from a Hugging Face copy (cais/mmlu's
+    parquet or a save_to_disk folder: `hf_subject_rows`) when the original layout is not there."""
     root = require_dir(mmlu_dir, "MMLU_DIR", LAYOUT)
-    return read_csv(require_file(root / split / f"{subject}_{split}.csv", "MMLU_DIR", LAYOUT))
+    original = root / split / f"{subject}_{split}.csv"
+    if original.is_file() or (root / "dev").is_dir():
+        return read_csv(require_file(original, "MMLU_DIR", LAYOUT))
+    return hf_subject_rows(root, subject, split)
+
+
+def hf_subject_rows(root: Path, subject: str, split: str) -> list[tuple[str, tuple, str]]:
+    """cais/mmlu's columns: question, choices (4 strings), answer (index 0-3), subject; split names
+    `validation` (our `val`), `dev`, `test`; a per-subject config folder or `all` (filtered by subject)."""
+    names = HF_SPLITS.get(split, (split,))
+    found = find_split(root, names, subject) or find_split(root, names, "all")
+    if found is None:
+        raise nothing_found("MMLU_DIR", root, LAYOUT, HF_LAYOUT)
+    rows = read_rows(found, ("question", "choices", "answer"), HF_LAYOUT)
+    in_subject_folder = (root / subject) in found.files[0].parents
+    out = []
+    for n, r in enumerate(rows):
+        if not in_subject_folder and r.get("subject", subject) != subject:
+            continue
+        answer = r["answer"]
+        letter = LETTERS[answer] if isinstance(answer, int) and 0 <= answer < 4 else str(answer).strip()
+        choices = r["choices"]
+        if letter not in LETTERS or not isinstance(choices, list) or len(choices) != 4:
+            raise BenchmarkFileError(f"{found}: row {n}: expected 4 choices and an answer index 0-3 (got "
+                                     f"{len(choices) if isinstance(choices, list) else choices!r} choices, "
+                                     f"answer {answer!r})")
+        out.append((str(r["question"]), tuple(str(c) for c in choices), letter))
+    if not out:
+        raise BenchmarkFileError(f"{found}: no rows of subject {subject!r}")
+    return out
 
 
 def format_example(question: str, choices: tuple[str, ...], answer: str | None = None) -> str:
@@ -83,18 +121,22 @@ def header(subject: str) -> str:
     return f"The following are multiple choice questions (with answers) about {topic}.\n\n"
 
 
-def direct_prompt(subject: str, shots: list[tuple[str, tuple, str]], question: str, choices: tuple) -> str:
-    return header(subject) + "".join(format_example(*s) for s in shots) + format_example(question, choices)
+def _options(choices: tuple[str, ...]) -> str:
+    return " ".join(f"({letter}) {c}" for letter, c in zip(LETTERS, choices))
 
 
-def cot_prompt(prefix: str, question: str, choices: tuple[str, ...]) -> str:
-    options = " ".join(f"({letter}) {c}" for letter, c in zip(LETTERS, choices))
-    return f"{prefix.rstrip()}\n\nQ: {question}\n{options}\nA: Let's think step by step."
+def cot_exemplars(prefix: str) -> tuple[str, list[tuple[str, str]]]:
+    """Flan's CoT prompt for a subject as (head, [(exemplar block, its answer text)]): blocks start at
+    "Q: " and their answer follows "\nA: "."""
+    head, *blocks = re.split(r"(?m)^(?=Q: )", prefix.rstrip() + "\n\n")
+    return head, [(b, b.split("\nA: ", 1)[-1].strip()) for b in blocks]
 
 
 def load(mmlu_dir: str | Path | None, subject: str, *, split: str = "val", cot: bool = False,
          num_shots: int = NUM_SHOTS) -> list[EvalExample]:
     """The subject's `split` questions as prompts (5 dev exemplars, in file order)."""
+    if split not in SPLITS:
+        raise BenchmarkFileError(f"MMLU_SPLIT={split!r}: use one of {SPLITS}")
     rows = subject_rows(mmlu_dir, subject, split)
     if cot:
         path = require_file(require_dir(mmlu_dir, "MMLU_DIR", LAYOUT) / COT_FILE, "MMLU_DIR",
@@ -102,12 +144,13 @@ def load(mmlu_dir: str | Path | None, subject: str, *, split: str = "val", cot: 
         prompts = read_json(path)
         if not isinstance(prompts, dict) or subject not in prompts:
             raise BenchmarkFileError(f"{path}: no prompt for subject {subject!r}")
-        prefix = str(prompts[subject])
-        make = lambda q, c: cot_prompt(prefix, q, c)  # noqa: E731
+        head, shots = cot_exemplars(str(prompts[subject]))
+        query = lambda q, c: f"Q: {q}\n{_options(c)}\nA: Let's think step by step."  # noqa: E731
     else:
-        shots = subject_rows(mmlu_dir, subject, "dev")[:num_shots]
-        make = lambda q, c: direct_prompt(subject, shots, q, c)  # noqa: E731
-    return [EvalExample(f"{subject}/{split}/{i}", make(q, c), (a,), tuple(LETTERS))
+        head = header(subject)
+        shots = [(format_example(*row), row[2]) for row in subject_rows(mmlu_dir, subject, "dev")[:num_shots]]
+        query = format_example  # noqa: E731
+    return [few_shot(f"{subject}/{split}/{i}", head, shots, query(q, c), (a,), choices=tuple(LETTERS))
             for i, (q, c, a) in enumerate(rows)]
 
 
