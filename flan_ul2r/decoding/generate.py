@@ -34,6 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flan_ul2r.decoding.sampling import next_tokens
 from flan_ul2r.decoding.stops import ANY, stop_id_array
+from flan_ul2r.models.attention import soft_cap
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
 from flan_ul2r.models.kv_cache import KVCache, decode_step, prefill_cache, split_layers
@@ -106,8 +107,8 @@ class _Loop(NamedTuple):
     cache: KVCache
 
 
-def _project(hidden: Array, kernel: Array, vocab_limit: int) -> Array:
-    logits = jnp.einsum("be,ev->bv", hidden, kernel, preferred_element_type=jnp.float32)
+def _project(hidden: Array, kernel: Array, vocab_limit: int, softcap: float | None = None) -> Array:
+    logits = soft_cap(jnp.einsum("be,ev->bv", hidden, kernel, preferred_element_type=jnp.float32), softcap)
     if vocab_limit < logits.shape[-1]:
         logits = jnp.where(jnp.arange(logits.shape[-1]) < vocab_limit, logits, -jnp.inf)
     return logits
@@ -146,8 +147,8 @@ def _generate(params: Any, tokens: Array, lengths: Array, active: Array, keys: A
     (hidden, kernel), (k, v) = model.apply({"params": params}, tokens, positions, segment,
                                            causal_attention=segment if spec.prefix_lm else None,
                                            return_hidden=True, return_kv=True)
-    cache = prefill_cache(k, v, start, p + n)
-    logits = _project(hidden[:, -1], kernel, spec.vocab_limit)
+    cache = prefill_cache(k, v, start, p + n, [cfg.layer_window(i) for i in range(cfg.num_layers)])
+    logits = _project(hidden[:, -1], kernel, spec.vocab_limit, cfg.final_logit_softcap)
     layers = split_layers(params, cfg.num_layers) if jax.default_backend() == "cpu" else None
     step0 = jnp.zeros((), jnp.int32)
     all_logits = jnp.zeros((b, n, logits.shape[-1]), jnp.float32) if spec.return_logits else None
@@ -163,7 +164,7 @@ def _generate(params: Any, tokens: Array, lengths: Array, active: Array, keys: A
     def body(s: _Loop) -> _Loop:
         per_layer = layers if layers is not None else split_layers(params, cfg.num_layers)
         h, out_kernel, new_cache = decode_step(cfg, params, per_layer, s.token[:, None], s.cache)
-        step_logits = _project(h, out_kernel, spec.vocab_limit)
+        step_logits = _project(h, out_kernel, spec.vocab_limit, cfg.final_logit_softcap)
         s = s._replace(step=s.step + 1, cache=new_cache)
         return _record(s, step_logits, sample(step_logits, keys, s.step), eos_id, stop_ids, spec)
 

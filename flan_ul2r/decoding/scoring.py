@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from flan_ul2r.decoding.batching import bucket, round_up
 from flan_ul2r.decoding.generate import ONE_DEVICE, Placement
+from flan_ul2r.models.attention import soft_cap
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
 
@@ -42,6 +43,7 @@ def _score(params: Any, tokens: jax.Array, segment: jax.Array, prefix: jax.Array
         at_c, y_c = xs  # [b, chunk]
         h = jnp.take_along_axis(hidden, at_c[..., None], axis=1)
         logits = jnp.einsum("bce,ev->bcv", h, kernel, preferred_element_type=jnp.float32)
+        logits = soft_cap(logits, cfg.final_logit_softcap)
         if vocab_limit < logits.shape[-1]:
             logits = jnp.where(jnp.arange(logits.shape[-1]) < vocab_limit, logits, -jnp.inf)
         target = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]
