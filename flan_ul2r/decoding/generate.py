@@ -17,6 +17,10 @@ Prompt encoding: `prefix_lm=True` prefills with bidirectional attention over eac
 slots), as UL2R and Flan models were trained (U-PaLM section 2.2; docs/ARCHITECTURE.md section 1: the
 bidirectional region is BOS + inputs, and the first target is predicted from the last input position);
 generated tokens attend causally. `prefix_lm=False` prefills causally.
+
+LongRoPE (Phi-3): when the sequence first grows past the original length, the cache is rebuilt by a full
+forward with the long factors (`kv_cache.recompute_cache`), as transformers' Phi-3 does; otherwise each new
+token is rotated with the factors its own length selects.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from flan_ul2r.decoding.stops import ANY, stop_id_array
 from flan_ul2r.models.attention import soft_cap
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
-from flan_ul2r.models.kv_cache import KVCache, decode_step, prefill_cache, split_layers
+from flan_ul2r.models.kv_cache import KVCache, decode_step, prefill_cache, recompute_cache, split_layers
 
 Array = jax.Array
 
@@ -161,9 +165,19 @@ def _generate(params: Any, tokens: Array, lengths: Array, active: Array, keys: A
     def cond(s: _Loop) -> Array:
         return (s.step + 1 < n) & ~jnp.all(s.done)
 
-    def body(s: _Loop) -> _Loop:
+    def step(s: _Loop) -> tuple[Array, Array, KVCache]:
         per_layer = layers if layers is not None else split_layers(params, cfg.num_layers)
-        h, out_kernel, new_cache = decode_step(cfg, params, per_layer, s.token[:, None], s.cache)
+        return decode_step(cfg, params, per_layer, s.token[:, None], s.cache)
+
+    def body(s: _Loop) -> _Loop:
+        if cfg.rope_scaling is not None and cfg.rope_scaling[0] == "longrope":  # as transformers' Phi-3
+            seen = jnp.concatenate([tokens, s.out.tokens], axis=1)
+            prefix = p if spec.prefix_lm else None
+            h, out_kernel, new_cache = jax.lax.cond(
+                s.cache.index == int(cfg.rope_scaling[1]),
+                lambda: recompute_cache(cfg, params, seen, s.cache.index + 1, start, prefix), lambda: step(s))
+        else:
+            h, out_kernel, new_cache = step(s)
         step_logits = _project(h, out_kernel, spec.vocab_limit, cfg.final_logit_softcap)
         s = s._replace(step=s.step + 1, cache=new_cache)
         return _record(s, step_logits, sample(step_logits, keys, s.step), eos_id, stop_ids, spec)

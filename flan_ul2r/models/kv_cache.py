@@ -36,10 +36,9 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from flan_ul2r.models.config import ModelConfig
-from flan_ul2r.models.decoder import Block, RMSNorm, embed
+from flan_ul2r.models.decoder import Block, Decoder, RMSNorm, embed
 from flan_ul2r.models.rope import layer_inputs
 
 Array = jax.Array
@@ -85,28 +84,49 @@ def _constrain(x: Array) -> Array:
     return nn.with_logical_constraint(x, CACHE_AXES)
 
 
-def _layer_prefill(x: Array, length: int, window: int | None) -> Array:
-    """One layer's prompt keys (or values) [batch, prompt, kv_heads, head_dim] as its cache
-    [batch, kv_heads, slots, head_dim]: every slot padded to `length`, or the window's ring."""
+def _layer_prefill(x: Array, length: int, window: int | None, written: Array | int | None = None) -> Array:
+    """One layer's keys (or values) [batch, slots, kv_heads, head_dim] of which the first `written` slots are
+    filled (default: all) as its cache [batch, kv_heads, ...]: every slot padded to `length`, or the ring of
+    a windowed layer."""
     x = x.swapaxes(1, 2)
-    prompt = x.shape[2]
+    slots = x.shape[2]
     if window is None or min(window, length) == length:
-        return _constrain(jnp.pad(x, ((0, 0), (0, 0), (0, length - prompt), (0, 0))))
+        return _constrain(jnp.pad(x, ((0, 0), (0, 0), (0, length - slots), (0, 0))))
     ring = min(window, length)
-    held = (prompt - 1) - (prompt - 1 - np.arange(ring)) % ring  # the prompt slot each ring position holds
-    taken = jnp.take(x, np.maximum(held, 0), axis=2)
+    last = (slots if written is None else written) - 1
+    held = last - (last - jnp.arange(ring)) % ring  # the slot each ring position holds
+    taken = jnp.take(x, jnp.maximum(held, 0), axis=2)
     return _constrain(jnp.where((held >= 0)[None, None, :, None], taken, jnp.zeros_like(taken)))
 
 
 def prefill_cache(k: Array, v: Array, start: Array, length: int,
-                  windows: Sequence[int | None] | None = None) -> KVCache:
-    """The cache after a prefill: k, v [layers, batch, prompt, kv_heads, head_dim] from
+                  windows: Sequence[int | None] | None = None, written: Array | None = None) -> KVCache:
+    """The cache after a prefill: k, v [layers, batch, slots, kv_heads, head_dim] from
     `Decoder(..., return_kv=True)` over left-padded prompts, room for `length` slots in all; `windows`: each
-    layer's `ModelConfig.layer_window` (a windowed layer keeps a ring of min(window, length) slots)."""
+    layer's `ModelConfig.layer_window` (a windowed layer keeps a ring of min(window, length) slots);
+    `written`: how many slots hold tokens (default: all of k's)."""
     windows = list(windows) if windows is not None else [None] * k.shape[0]
-    ks = tuple(_layer_prefill(k[i], length, windows[i]) for i in range(k.shape[0]))
-    vs = tuple(_layer_prefill(v[i], length, windows[i]) for i in range(v.shape[0]))
-    return KVCache(k=ks, v=vs, start=jnp.asarray(start, jnp.int32), index=jnp.asarray(k.shape[2], jnp.int32))
+    ks = tuple(_layer_prefill(k[i], length, windows[i], written) for i in range(k.shape[0]))
+    vs = tuple(_layer_prefill(v[i], length, windows[i], written) for i in range(v.shape[0]))
+    index = jnp.asarray(k.shape[2] if written is None else written, jnp.int32)
+    return KVCache(k=ks, v=vs, start=jnp.asarray(start, jnp.int32), index=index)
+
+
+def recompute_cache(cfg: ModelConfig, params: Any, tokens: Array, written: Array, start: Array,
+                    prefix_slots: int | None) -> tuple[Array, Array, KVCache]:
+    """A fresh prefill over the first `written` slots of tokens [batch, length] (rows start at `start`; the
+    first `prefix_slots` slots bidirectional when given): (last hidden [batch, d_model], output kernel,
+    cache). What transformers' Phi-3 does when generation crosses longrope's original length: every key is
+    recomputed with the long factors (Phi3ForCausalLM.prepare_inputs_for_generation drops the cache)."""
+    length = tokens.shape[1]
+    slots = jnp.arange(length)[None, :]
+    segment = ((slots >= start[:, None]) & (slots < written)).astype(jnp.int32)
+    positions = jnp.where(segment > 0, slots - start[:, None], 0)
+    prefix = None if prefix_slots is None else segment * (slots < prefix_slots)
+    (hidden, kernel), (k, v) = Decoder(cfg).apply({"params": params}, tokens, positions, segment,
+                                                  causal_attention=prefix, return_hidden=True, return_kv=True)
+    cache = prefill_cache(k, v, start, length, [cfg.layer_window(i) for i in range(cfg.num_layers)], written)
+    return jnp.take(hidden, written - 1, axis=1), kernel, cache
 
 
 def split_layers(params: Any, num_layers: int) -> list[Any]:
