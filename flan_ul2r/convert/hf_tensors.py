@@ -46,17 +46,18 @@ def tensors(cfg: ModelConfig, family: str = "llama") -> list[Tensor]:
     p = "model.layers.{i}."
     attn, mlp = ("layers", "attn"), ("layers", "mlp")
     out = [Tensor("model.embed_tokens.weight", (("embedding",),), "copy", False),
-           Tensor("model.norm.weight", (("final_norm", "scale"),), "copy", False), *_norms(cfg, p),
-           Tensor(p + "self_attn.o_proj.weight", ((*attn, "o", "kernel"),), "o"),
-           Tensor(p + "mlp.down_proj.weight", ((*mlp, "down", "kernel"),), "linear")]
+           Tensor("model.norm.weight", (("final_norm", "scale"),), "copy", False), *_norms(cfg, p)]
     if family == "phi3":
         out += [Tensor(p + "self_attn.qkv_proj.weight", tuple((*attn, n, "kernel") for n in "qkv"), "qkv"),
+                Tensor(p + "self_attn.o_proj.weight", ((*attn, "o", "kernel"),), "o"),
                 Tensor(p + "mlp.gate_up_proj.weight", ((*mlp, "gate", "kernel"), (*mlp, "up", "kernel")),
                        "gate_up")]
     else:
         out += [Tensor(p + f"self_attn.{n}_proj.weight", ((*attn, n, "kernel"),), "q" if n == "q" else "kv")
                 for n in "qkv"]
+        out += [Tensor(p + "self_attn.o_proj.weight", ((*attn, "o", "kernel"),), "o")]
         out += [Tensor(p + f"mlp.{n}_proj.weight", ((*mlp, n, "kernel"),), "linear") for n in ("gate", "up")]
+    out.append(Tensor(p + "mlp.down_proj.weight", ((*mlp, "down", "kernel"),), "linear"))
     if cfg.qkv_bias:
         out += [Tensor(p + f"self_attn.{n}_proj.bias", ((*attn, n, "bias"),),
                        "bias_q" if n == "q" else "bias_kv") for n in "qkv"]
