@@ -70,7 +70,7 @@ def _hf_logits(model, tokens, **kw):
         return model(torch.as_tensor(tokens), **kw).logits.float().numpy()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _forward(cfg):
     return jax.jit(lambda params, tokens, pos, seg, prefix: Decoder(cfg).apply(
         {"params": params}, tokens, positions=pos, segment_ids=seg, causal_attention=prefix))
@@ -104,8 +104,8 @@ def test_logits_match_transformers_past_the_window(arch):
     np.testing.assert_allclose(_ours(ours.config, ours.params, tokens), ref, atol=1e-4, rtol=0)
     if name == "phi3":  # up to 32 positions: the short factors, as transformers picks them by length
         short = tokens[:, :24]
-        np.testing.assert_allclose(_ours(ours.config, ours.params, short), _hf_logits(model, short), atol=1e-4,
-                                   rtol=0)
+        got = _ours(ours.config, ours.params, short)
+        np.testing.assert_allclose(got, _hf_logits(model, short), atol=1e-4, rtol=0)
     if name == "gemma2":  # each cap binds: without it the logits move 100x the tolerance
         for field in ("attn_logit_softcap", "final_logit_softcap"):
             uncapped = ours.config.replace(**{field: None})
@@ -195,7 +195,8 @@ def test_export_loads_in_transformers_with_the_same_logits(arch, tmp_path):
     name, model, directory, ours = arch
     import_hf(directory, tmp_path / "ck")
     export_hf(tmp_path / "ck", tmp_path / "out")
-    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", attn_implementation="eager").eval()
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", attn_implementation="eager")
+    back.eval()
     assert type(back).__name__ == ARCHS[name][1]
     tokens = np.random.default_rng(5).integers(3, V, size=(2, 40))
     np.testing.assert_allclose(_hf_logits(back, tokens), _hf_logits(model, tokens), atol=1e-5, rtol=0)

@@ -94,14 +94,23 @@ def _bytes_to_unicode() -> list[str]:
     return chars
 
 
-def tokenizer_config(vocab: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
-    """tokenizer_config.json for a tokenizer.json we built: special-token names of the vocabulary's ids."""
+def tokenizer_config(vocab: dict[str, Any], tokenizer_json: str) -> dict[str, Any]:
+    """tokenizer_config.json for a tokenizer.json we built: the names of the vocabulary's bos/eos/pad ids and
+    of the tokenizer model's unknown token."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(tokenizer_json)
+    names = {i: t for t, i in tok.get_vocab(with_added_tokens=True).items()}
     cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast",
                            "clean_up_tokenization_spaces": False}
-    for role in ("bos", "eos", "pad", "unk"):
+    for role in ("bos", "eos", "pad"):
         token_id = vocab.get(f"{role}_id")
         if token_id is not None and int(token_id) in names:
             cfg[f"{role}_token"] = names[int(token_id)]
+    model = json.loads(tokenizer_json)["model"]
+    unk = model.get("unk_token") or (names.get(model["unk_id"]) if model.get("unk_id") is not None else None)
+    if unk:
+        cfg["unk_token"] = unk
     return cfg
 
 
@@ -128,11 +137,8 @@ def write_tokenizer(out: epath.Path, tokenizer_dir: epath.Path | None, vocab: di
         notes.append(f"{len(vocab['appended_ids'])} sentinel/mode-token ids were appended to the vocabulary; "
                      "they are special tokens of tokenizer.json (mapping also in flan_ul2r_vocab.json)")
     if not (out / "tokenizer_config.json").is_file():
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_str(fs.read_text(out / "tokenizer.json"))
-        names = {i: t for t, i in tok.get_vocab(with_added_tokens=True).items()}
-        fs.write_json(out / "tokenizer_config.json", tokenizer_config(vocab, names))
+        config = tokenizer_config(vocab, fs.read_text(out / "tokenizer.json"))
+        fs.write_json(out / "tokenizer_config.json", config)
     return notes
 
 

@@ -160,8 +160,48 @@ NORM_LAYOUTS = ("pre", "sandwich", "post")
 ATTENTION_IMPLS = ("auto", "xla", "blocked")  # flan_ul2r/models/attention.py
 REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
+def _qwen3(layers: int, d: int, heads: int, d_ff: int, tied: bool) -> dict[str, Any]:
+    return dict(vocab_size=151_936, num_layers=layers, d_model=d, num_heads=heads, num_kv_heads=8,
+                head_dim=128, d_ff=d_ff, rope_theta=1_000_000.0, qk_norm="head", tie_embeddings=tied)
+
+
+# Gemma's switches (GeGLU, RMSNorm stored as scale - 1, sqrt(d) embedding scale, tied embeddings); Gemma 2/3
+# add the sandwich norms and query_pre_attn_scalar 256.
+_GEMMA = dict(head_dim=256, mlp_activation="gelu_tanh", norm_scale_offset=1.0, embed_scale=True,
+              tie_embeddings=True, norm_layout="sandwich", query_pre_attn_scalar=256.0)
+
+
+def _gemma3(vocab: int, layers: int, d: int, heads: int, kv: int, d_ff: int, window: int,
+            scaling: tuple | None) -> dict[str, Any]:
+    """Gemma 3: 5 local layers (own RoPE base 10k) then 1 global (1M), q/k norms."""
+    return dict(vocab_size=vocab, num_layers=layers, d_model=d, num_heads=heads, num_kv_heads=kv, d_ff=d_ff,
+                **_GEMMA, qk_norm="head", sliding_window=window, global_layers=tuple(range(5, layers, 6)),
+                rope_theta=1_000_000.0, rope_local_theta=10_000.0, rope_scaling=scaling)
+
+
+def _gemma2(layers: int, d: int, heads: int, kv: int, d_ff: int) -> dict[str, Any]:
+    """Gemma 2: local (4096) and global layers alternate; attention / final logits capped at 50 / 30."""
+    return dict(vocab_size=256_000, num_layers=layers, d_model=d, num_heads=heads, num_kv_heads=kv, d_ff=d_ff,
+                **_GEMMA, sliding_window=4096, global_layers=tuple(range(1, layers, 2)),
+                attn_logit_softcap=50.0, final_logit_softcap=30.0)
+
+
+def _llama3_2(layers: int, d: int, heads: int, head_dim: int) -> dict[str, Any]:
+    return dict(vocab_size=128_256, num_layers=layers, d_model=d, num_heads=heads, num_kv_heads=8,
+                head_dim=head_dim, d_ff=8192, rope_theta=500_000.0, norm_eps=1e-5, tie_embeddings=True,
+                rope_scaling=("llama3", 32.0, 1.0, 4.0, 8192))
+
+
+def _olmo2(layers: int, d: int, heads: int, d_ff: int) -> dict[str, Any]:
+    """OLMo 2: post-norm blocks, RMSNorm over the whole q and k projections."""
+    return dict(vocab_size=100_352, num_layers=layers, d_model=d, num_heads=heads, num_kv_heads=heads,
+                head_dim=128, d_ff=d_ff, rope_theta=500_000.0, norm_layout="post", qk_norm="full")
+
+
 # Published shapes. PaLM 8B: Chowdhery et al. 2022 Table 1 (32 layers, d 4096, 16 heads x 256, d_ff 4d,
-# multi-query, 256k vocabulary). Llama-3-8B/70B, Gemma-2B, Qwen2-0.5B: their HF config.json files.
+# multi-query, 256k vocabulary). The others: their HF config.json files (Llama-3-8B/70B, Llama-3.2-1B/3B,
+# Gemma-2B, gemma-2-2b/9b, gemma-3-1b/4b (text), Qwen2-0.5B, Qwen3-0.6B/1.7B/4B/8B, Phi-3-mini-4k,
+# OLMo-2-0425-1B / OLMo-2-1124-7B); Gemma 3's layers 5, 11, ... are global (1 in 6), Gemma 2's odd ones.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(vocab_size=512, num_layers=2, d_model=64, num_heads=4, num_kv_heads=2, head_dim=16,
                  d_ff=192),
@@ -180,6 +220,20 @@ PRESETS: dict[str, dict[str, Any]] = {
                     head_dim=256, d_ff=16_384, parallel_block=True, tie_embeddings=True),
     "qwen2_0_5b": dict(vocab_size=151_936, num_layers=24, d_model=896, num_heads=14, num_kv_heads=2,
                        head_dim=64, d_ff=4864, qkv_bias=True, rope_theta=1_000_000.0, tie_embeddings=True),
+    "qwen3_0_6b": _qwen3(28, 1024, 16, 3072, tied=True),
+    "qwen3_1_7b": _qwen3(28, 2048, 16, 6144, tied=True),
+    "qwen3_4b": _qwen3(36, 2560, 32, 9728, tied=True),
+    "qwen3_8b": _qwen3(36, 4096, 32, 12_288, tied=False),
+    "gemma3_1b": _gemma3(262_144, 26, 1152, 4, 1, 6912, window=512, scaling=None),
+    "gemma3_4b": _gemma3(262_208, 34, 2560, 8, 4, 10_240, window=1024, scaling=("linear", 8.0)),
+    "gemma2_2b": _gemma2(26, 2304, 8, 4, 9216),
+    "gemma2_9b": _gemma2(42, 3584, 16, 8, 14_336),
+    "llama3_2_1b": _llama3_2(16, 2048, 32, 64),
+    "llama3_2_3b": _llama3_2(28, 3072, 24, 128),
+    "phi3_mini": dict(vocab_size=32_064, num_layers=32, d_model=3072, num_heads=32, num_kv_heads=32,
+                      head_dim=96, d_ff=8192, norm_eps=1e-5, sliding_window=2047),
+    "olmo2_1b": _olmo2(16, 2048, 16, 8192),
+    "olmo2_7b": _olmo2(32, 4096, 32, 11_008),
 }
 
 
