@@ -85,7 +85,6 @@ def test_gemma_style_model_trains_alike_chunked_dense_and_sharded(batches):
     np.testing.assert_allclose(sharded, chunked, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(chunked_state.params), jax.tree.leaves(dense_state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
-    assert chunked[-1] < chunked[0]
 
 
 def test_microbatching_gives_the_same_step(batches):
