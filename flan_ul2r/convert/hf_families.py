@@ -34,7 +34,9 @@ def family_of(hf: dict[str, Any]) -> str:
     for a in archs:
         if a in ARCHITECTURES:
             return ARCHITECTURES[a]
-    raise ValueError(f"config.json: architectures={archs} is not supported; supported: "
+    hint = (" (the text model of a multimodal Gemma 3 checkpoint is not read: export it as Gemma3ForCausalLM "
+            "first)" if "Gemma3ForConditionalGeneration" in archs else "")
+    raise ValueError(f"config.json: architectures={archs} is not supported{hint}; supported: "
                      f"{', '.join(ARCHITECTURES)}")
 
 
