@@ -1,7 +1,9 @@
 """Compute accounting: model FLOPs per token, MFU against a per-device peak, and a measured CPU peak.
 
 Model FLOPs follow PaLM (Chowdhery et al. 2022, appendix B): training costs 6N FLOPs per token for the N
-matmul parameters, plus 12 * layers * heads * head_dim * seq_len for attention (forward + backward).
+matmul parameters, plus 12 * layers * heads * head_dim * seq_len for attention (forward + backward); a layer
+with a sliding window (Gemma 2/3 local layers, Mistral) attends to at most `window` keys and counts
+min(window, seq_len) instead of seq_len.
 MaxText and Levanter count the same way (MaxText halves the attention term for causal masks since its PR
 #1988; we do not, so figures compare with PaLM's MFU). Embedding lookups are not matmuls: with untied
 embeddings N excludes the input table; with tied ones the table is counted once (it is the output matmul).
@@ -28,8 +30,9 @@ def matmul_params(cfg: ModelConfig) -> int:
 
 
 def train_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    """6N + 12 * L * H * Dh * T (PaLM appendix B)."""
-    attention = 12.0 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
+    """6N + 12 * L * H * Dh * T (PaLM appendix B); a windowed layer counts min(window, T) keys for T."""
+    keys = sum(min(cfg.layer_window(i) or seq_len, seq_len) for i in range(cfg.num_layers))
+    attention = 12.0 * cfg.num_heads * cfg.head_dim * keys
     return 6.0 * matmul_params(cfg) + attention
 
 
