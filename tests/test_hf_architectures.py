@@ -235,3 +235,19 @@ def test_export_refuses_a_shape_its_family_cannot_hold(tmp_path):
     with pytest.raises(ValueError, match="'llama' cannot hold this model: qk_norm='head'"):
         hf_config_from(cfg, {"architectures": ["LlamaForCausalLM"], "max_position_embeddings": 64})
     assert json.loads(json.dumps(hf_config_from(cfg, None)))["architectures"] == ["Qwen3ForCausalLM"]
+
+
+def test_phi3_su_and_longrope_read_alike_with_the_default_attention_factor():
+    """Phi-3's older name "su" is longrope (as transformers reads it); without `attention_factor` the
+    LongRoPE default sqrt(1 + ln(s) / ln(original)) with s = max / original positions."""
+    import math
+
+    from flan_ul2r.convert.hf_families import config_from_hf
+
+    hf = {"architectures": ["Phi3ForCausalLM"], "vocab_size": V, "hidden_size": 64, "intermediate_size": 96,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 4096,
+          "original_max_position_embeddings": 256}
+    su = config_from_hf({**hf, "rope_scaling": {**LONGROPE, "type": "su"}}).rope_scaling
+    longrope = config_from_hf({**hf, "rope_scaling": LONGROPE}).rope_scaling
+    assert su == longrope and su[:2] == ("longrope", 256)
+    assert su[2] == pytest.approx(math.sqrt(1 + math.log(16) / math.log(256)))
