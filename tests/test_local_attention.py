@@ -23,7 +23,7 @@ def test_windowed_layers_keep_a_ring_of_window_slots():
     # the ring holds the last W prompt slots, slot s at s % W
     np.testing.assert_array_equal(np.asarray(cache.k[0][:, :, 6 % W]), np.asarray(k[0][:, 6]))
     np.testing.assert_array_equal(np.asarray(cache.k[0][:, :, 9 % W]), np.asarray(k[0][:, 9]))
-    mask = np.asarray(cache.key_mask(0, W))  # a new token at slot 10 sees slots 7, 8, 9 and itself
+    mask = np.asarray(cache.key_mask(W, layer=0))  # a new token at slot 10 sees slots 7, 8, 9 and itself
     held = 10 - (10 - np.arange(W)) % W
     assert sorted(held[mask[0]].tolist()) == [7, 8, 9, 10]
 

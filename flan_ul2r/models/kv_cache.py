@@ -58,21 +58,27 @@ class KVCache:
     start: Array
     index: Array
 
-    def ring(self, layer: int, window: int | None) -> int | None:
+    @property
+    def length(self) -> int:
+        """Slots of the full-length layers (a windowed layer may hold fewer: `ring`)."""
+        return max(k.shape[2] for k in self.k)
+
+    def ring(self, window: int | None, layer: int = 0) -> int | None:
         """The ring size of a windowed layer's cache (None: a plain cache of every slot)."""
         return None if window is None else self.k[layer].shape[2]
 
-    def key_mask(self, layer: int, window: int | None) -> Array:
-        """bool [batch, the layer's slots]: the slots a new token at `index` attends to (itself included)."""
-        ring = self.ring(layer, window)
+    def key_mask(self, window: int | None, layer: int = 0) -> Array:
+        """bool [batch, the layer's slots]: the slots a new token at `index` attends to (itself included);
+        `window`: the layer's `ModelConfig.layer_window`."""
+        ring = self.ring(window, layer)
         slots = jnp.arange(self.k[layer].shape[2])[None, :]
         if ring is None:
             return (slots >= self.start[:, None]) & (slots <= self.index)
         held = self.index - (self.index - slots) % ring  # the slot whose key ring position j holds
         return held >= self.start[:, None]
 
-    def write_slot(self, layer: int, window: int | None) -> Array:
-        ring = self.ring(layer, window)
+    def write_slot(self, window: int | None, layer: int = 0) -> Array:
+        ring = self.ring(window, layer)
         return self.index if ring is None else self.index % ring
 
     def positions(self) -> Array:
@@ -146,8 +152,8 @@ def decode_step(cfg: ModelConfig, params: Any, layers: list[Any], tokens: Array,
     for i, layer in enumerate(layers):
         window = cfg.layer_window(i)
         per_layer = jax.tree.map(lambda a, i=i: a[i], inputs)
-        layer_cache = (cache.k[i], cache.v[i], cache.write_slot(i, window))
-        x, (k, v) = block.apply({"params": layer}, x, positions, cache.key_mask(i, window), per_layer,
+        layer_cache = (cache.k[i], cache.v[i], cache.write_slot(window, i))
+        x, (k, v) = block.apply({"params": layer}, x, positions, cache.key_mask(window, i), per_layer,
                                 layer_cache)
         ks.append(_constrain(k))
         vs.append(_constrain(v))
