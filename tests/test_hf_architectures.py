@@ -2,6 +2,7 @@
 prompts longer than the sliding window, greedy generation past the window, prefix-LM / packed masks that keep
 the window rule (transformers run with the same masks, built by brute force here), scoring, and the export
 that transformers loads back. Llama, Mistral, Qwen2 and Gemma 1: tests/test_convert_hf.py."""
+import copy
 import functools
 import json
 
@@ -53,8 +54,9 @@ def arch(request, tmp_path_factory):
     name = request.param
     config_cls, model_cls, extra = ARCHS[name]
     torch.manual_seed(0)
-    config = getattr(transformers, config_cls)(**{**COMMON, **extra}, pad_token_id=0, bos_token_id=1,
-                                              eos_token_id=2)
+    # a copy: transformers' configs write into the dicts they are given (rope_scaling)
+    config = getattr(transformers, config_cls)(**copy.deepcopy({**COMMON, **extra}), pad_token_id=0,
+                                              bos_token_id=1, eos_token_id=2)
     model = getattr(transformers, model_cls)(config).eval()
     with torch.no_grad():  # random norm scales, so a wrong mapping cannot hide behind ones
         for n, p in model.named_parameters():
@@ -247,7 +249,8 @@ def test_phi3_su_and_longrope_read_alike_with_the_default_attention_factor():
     hf = {"architectures": ["Phi3ForCausalLM"], "vocab_size": V, "hidden_size": 64, "intermediate_size": 96,
           "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 4096,
           "original_max_position_embeddings": 256}
-    su = config_from_hf({**hf, "rope_scaling": {**LONGROPE, "type": "su"}}).rope_scaling
-    longrope = config_from_hf({**hf, "rope_scaling": LONGROPE}).rope_scaling
+    factors = {k: v for k, v in LONGROPE.items() if k in ("short_factor", "long_factor")}
+    su = config_from_hf({**hf, "rope_scaling": {**factors, "type": "su"}}).rope_scaling
+    longrope = config_from_hf({**hf, "rope_scaling": {**factors, "rope_type": "longrope"}}).rope_scaling
     assert su == longrope and su[:2] == ("longrope", 256)
     assert su[2] == pytest.approx(math.sqrt(1 + math.log(16) / math.log(256)))
