@@ -1,4 +1,6 @@
 """Blocked (flash) attention against a brute-force softmax attention, and the model with either one."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,8 +12,9 @@ from flan_ul2r.models.attention import _live_range, blocked_attention, dot_produ
 from flan_ul2r.models.decoder import attention_mask
 
 
-def brute_force(q, k, v, mask):
-    """Per (batch, head, query) softmax over the allowed keys in float64; zeros where none is allowed."""
+def brute_force(q, k, v, mask, scale=None, cap=None):
+    """Per (batch, head, query) softmax over the allowed keys in float64; zeros where none is allowed.
+    Scores q.k * scale (default d^-1/2), soft-capped as cap * tanh(s / cap) when `cap`."""
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     mask = np.asarray(mask)[:, 0]
     b, length, h, d = q.shape
@@ -19,7 +22,8 @@ def brute_force(q, k, v, mask):
     out = np.zeros_like(q)
     for bi in range(b):
         for hi in range(h):
-            s = q[bi, :, hi] @ k[bi, :, hi // group].T / np.sqrt(d)
+            s = q[bi, :, hi] @ k[bi, :, hi // group].T * (scale or d ** -0.5)
+            s = s if cap is None else cap * np.tanh(s / cap)
             for qi in range(length):
                 allowed = mask[bi, qi]
                 if allowed.any():
@@ -42,17 +46,23 @@ def _case(rng, b, length, h, kv, d, sliding_window=None):
     return q, k, v, mask
 
 
-@pytest.mark.parametrize("b,length,h,kv,d,block,window", [
-    (2, 200, 4, 2, 16, 64, None),  # GQA, length not a multiple of the block (padded)
-    (3, 256, 4, 1, 8, 32, None),  # multi-query, many blocks
-    (1, 70, 2, 2, 8, 32, 20),  # multi-head, sliding window
-    (2, 40, 2, 1, 8, 256, None),  # one block shorter than BLOCK
+@pytest.mark.parametrize("b,length,h,kv,d,block,window,scale,cap", [
+    (2, 200, 4, 2, 16, 64, None, None, None),  # GQA, length not a multiple of the block (padded)
+    (3, 256, 4, 1, 8, 32, None, None, None),  # multi-query, many blocks
+    (1, 70, 2, 2, 8, 32, 20, None, None),  # multi-head, sliding window
+    (2, 40, 2, 1, 8, 256, None, None, None),  # one block shorter than BLOCK
+    (2, 90, 4, 2, 8, 32, 12, 0.6, 1.5),  # Gemma 2: own scale, soft-capped scores (binding), window
 ])
-def test_blocked_attention_matches_brute_force_forward_and_gradients(b, length, h, kv, d, block, window):
+def test_blocked_attention_matches_brute_force_forward_and_gradients(b, length, h, kv, d, block, window,
+                                                                      scale, cap):
     rng = np.random.default_rng(length)
     q, k, v, mask = _case(rng, b, length, h, kv, d, window)
-    got = blocked_attention(q, k, v, mask, block)
-    np.testing.assert_allclose(np.asarray(got), brute_force(q, k, v, mask), atol=2e-5)
+    got = blocked_attention(q, k, v, mask, block, scale=scale, logit_softcap=cap)
+    np.testing.assert_allclose(np.asarray(got), brute_force(q, k, v, mask, scale, cap), atol=2e-5)
+    if cap is not None:  # the cap binds; the plain XLA path with a cap computes the same
+        assert np.abs(np.asarray(got) - brute_force(q, k, v, mask, scale)).max() > 1e-2
+        xla = dot_product_attention(q, k, v, mask, "xla", scale=scale, logit_softcap=cap)
+        np.testing.assert_allclose(np.asarray(xla), np.asarray(got), atol=2e-5)
     assert not np.asarray(got)[-1, -5:].any()  # padding rows see no key: zeros, not NaN
 
     # Gradients against autodiff through a dense reference (rows with no key contribute nothing).
@@ -60,13 +70,15 @@ def test_blocked_attention_matches_brute_force_forward_and_gradients(b, length, 
 
     def dense(q, k, v):
         g = h // kv
-        s = jnp.einsum("bqhd,bkhd->bhqk", q, jnp.repeat(k, g, 2), precision="highest") / np.sqrt(d)
+        s = jnp.einsum("bqhd,bkhd->bhqk", q, jnp.repeat(k, g, 2), precision="highest") * (scale or d ** -0.5)
+        s = s if cap is None else cap * jnp.tanh(s / cap)
         p = jax.nn.softmax(jnp.where(mask, s, -jnp.inf), -1)
         p = jnp.where(mask.any(-1, keepdims=True), p, 0.0)
         return jnp.einsum("bhqk,bkhd->bqhd", p, jnp.repeat(v, g, 2), precision="highest")
 
     want = jax.grad(lambda *a: jnp.sum(dense(*a) * cot), (0, 1, 2))(q, k, v)
-    have = jax.grad(lambda *a: jnp.sum(blocked_attention(*a, mask, block) * cot), (0, 1, 2))(q, k, v)
+    blocked = functools.partial(blocked_attention, mask=mask, block=block, scale=scale, logit_softcap=cap)
+    have = jax.grad(lambda *a: jnp.sum(blocked(*a) * cot), (0, 1, 2))(q, k, v)
     for name, w, g in zip("qkv", want, have):
         assert np.isfinite(np.asarray(g)).all(), name
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=5e-5, err_msg=f"d{name}")

@@ -18,12 +18,16 @@ from flan_ul2r.training import checkpoints, partitioning
 
 VOCAB = ByteVocabulary()
 # Llama-style with GQA and a Mistral sliding window shorter than the sequences; PaLM-style parallel block,
-# multi-query attention, tied embeddings, Gemma's embedding scale and norm offset.
+# multi-query attention, tied embeddings, Gemma's embedding scale and norm offset; Gemma 3 style local
+# (window 4, ring caches) and global layers with q/k norms, sandwich norms and soft-caps.
 CONFIGS = {
     "llama_window": preset("tiny", vocab_size=VOCAB.vocab_size, sliding_window=6),
     "palm_gemma": preset("tiny", vocab_size=VOCAB.vocab_size, parallel_block=True, num_kv_heads=1,
                          tie_embeddings=True, embed_scale=True, norm_scale_offset=1.0,
                          mlp_activation="gelu_tanh"),
+    "local_global": preset("tiny", vocab_size=VOCAB.vocab_size, sliding_window=4, global_layers=(1,),
+                           rope_local_theta=100.0, qk_norm="head", norm_layout="sandwich",
+                           attn_logit_softcap=3.0, final_logit_softcap=5.0, query_pre_attn_scalar=12.0),
 }
 PROMPTS = [[0, 40, 41, 42], [0, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59], [0, 60], [0, 70, 71, 72, 73, 74, 75]]
 N = 8  # new tokens in most tests: calls with the same settings and shapes share one compilation

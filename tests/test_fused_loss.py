@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from flan_ul2r.models import fused_loss
+from flan_ul2r.models.attention import soft_cap
 from flan_ul2r.models.fused_loss import linear_cross_entropy_sums
 from flan_ul2r.models.losses import cross_entropy_sums
 
@@ -19,18 +20,20 @@ def _inputs(b=3, length=37, e=16, v=50, seed=0):
 
 
 @pytest.mark.parametrize("chunk_tokens", [8, 10_000])  # many padded chunks / a single chunk
-@pytest.mark.parametrize("z_loss", [0.0, 0.1])
-def test_sums_and_gradients_match_dense_logits(monkeypatch, chunk_tokens, z_loss):
+@pytest.mark.parametrize("z_loss,softcap", [(0.0, None), (0.1, None), (0.1, 2.0)])
+def test_sums_and_gradients_match_dense_logits(monkeypatch, chunk_tokens, z_loss, softcap):
+    """Against autodiff through the full logits; with Gemma 2's final soft-cap (2.0: binding for logits of
+    this size) applied to them."""
     monkeypatch.setattr(fused_loss, "CHUNK_TOKENS", chunk_tokens)
     x, kernel, targets, weights = _inputs()
 
     def dense(x, kernel):
-        s = cross_entropy_sums(jnp.einsum("ble,ev->blv", x, kernel, precision="highest"), targets, weights,
-                               z_loss)
+        logits = soft_cap(jnp.einsum("ble,ev->blv", x, kernel, precision="highest"), softcap)
+        s = cross_entropy_sums(logits, targets, weights, z_loss)
         return s["ce"] + s["z_loss"], s
 
     def chunked(x, kernel):
-        total, ce, z, correct = linear_cross_entropy_sums(x, kernel, targets, weights, z_loss)
+        total, ce, z, correct = linear_cross_entropy_sums(x, kernel, targets, weights, z_loss, 1, softcap)
         return total, {"ce": ce, "z_loss": z, "correct": correct}
 
     (want, want_sums), want_grads = jax.value_and_grad(dense, (0, 1), has_aux=True)(x, kernel)
@@ -43,8 +46,11 @@ def test_sums_and_gradients_match_dense_logits(monkeypatch, chunk_tokens, z_loss
     # Positions with weight 0 get no gradient.
     assert not np.asarray(got_grads[0])[np.asarray(weights) == 0].any()
     # Without differentiation the same sums come out of the forward-only path.
-    plain = linear_cross_entropy_sums(x, kernel, targets, weights, z_loss)
+    plain = linear_cross_entropy_sums(x, kernel, targets, weights, z_loss, 1, softcap)
     np.testing.assert_allclose(float(plain[0]), float(want), rtol=1e-5)
+    if softcap is not None:  # the cap binds: the uncapped loss is far from the capped one
+        uncapped = linear_cross_entropy_sums(x, kernel, targets, weights, z_loss)[0]
+        assert abs(float(uncapped) - float(want)) > 0.01 * abs(float(want))
 
 
 def test_accuracy_counts_weighted_argmax_hits():

@@ -21,14 +21,17 @@ def _logits(params, tokens, **kw):
     return np.asarray(Decoder(CFG).apply({"params": params}, jnp.asarray(tokens), **kw))
 
 
-def test_mask_matches_brute_force():
+@pytest.mark.parametrize("window", [None, 2])
+def test_mask_matches_brute_force(window):
+    """Packing, prefix-LM and a sliding window: keys less than `window` away, both ways in the prefix."""
     seg = np.array([[1, 1, 1, 2, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 0, 0]])
     prefix = np.array([[1, 1, 0, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0]])
-    got = np.asarray(attention_mask(jnp.asarray(seg), jnp.asarray(prefix)))[:, 0]
+    got = np.asarray(attention_mask(jnp.asarray(seg), jnp.asarray(prefix), window))[:, 0]
     for b in range(2):
         for q in range(8):
             for k in range(8):
                 ok = seg[b, q] == seg[b, k] != 0 and (k <= q or (prefix[b, q] and prefix[b, k]))
+                ok = ok and (window is None or abs(q - k) < window)
                 assert got[b, q, k] == ok, (b, q, k)
 
 
@@ -92,7 +95,8 @@ def test_loss_is_per_target_token_with_z_loss():
 @pytest.mark.parametrize("family", [
     dict(parallel_block=True, num_kv_heads=1, tie_embeddings=True),
     dict(mlp_activation="gelu_tanh", norm_scale_offset=1.0, embed_scale=True, tie_embeddings=True),
-    dict(qkv_bias=True), dict(scan_layers=False), dict(remat_policy="full")])
+    dict(qkv_bias=True), dict(scan_layers=False), dict(remat_policy="full"),
+    dict(norm_layout="sandwich", qk_norm="head"), dict(norm_layout="post", qk_norm="full")])
 def test_family_switches_build_and_count_params(family):
     cfg = CFG.replace(**family)
     v = nn.meta.unbox(Decoder(cfg).init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32)))

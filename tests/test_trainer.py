@@ -68,6 +68,25 @@ def test_chunked_loss_trains_exactly_like_dense_logits(batches, tied):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
+def test_gemma_style_model_trains_alike_chunked_dense_and_sharded(batches):
+    """Gemma 2/3 switches in training on packed prefix-LM batches (64 tokens, window 8 on layer 0, global
+    layer 1): soft-capped attention and output logits (caps small enough to bind), q/k norms, sandwich norms.
+    The chunked loss (cap inside models/fused_loss.py) equals autodiff through the capped dense logits, and
+    FSDP x tensor parallelism on 8 devices equals one device."""
+    cfg = CFG.replace(norm_layout="sandwich", qk_norm="head", sliding_window=8, global_layers=(1,),
+                      rope_local_theta=1e4, attn_logit_softcap=2.0, final_logit_softcap=3.0,
+                      query_pre_attn_scalar=12.0, mlp_activation="gelu_tanh", norm_scale_offset=1.0,
+                      embed_scale=True, tie_embeddings=True)
+    one = {"data": 1, "fsdp": 1, "tensor": 1}
+    dense, dense_state = _losses(one, "data_parallel", batches, cfg=cfg, chunked_loss=False)
+    chunked, chunked_state = _losses(one, "data_parallel", batches, cfg=cfg)
+    sharded, _ = _losses({"data": 1, "fsdp": 4, "tensor": 2}, "fsdp_tensor", batches, cfg=cfg)
+    np.testing.assert_allclose(chunked, dense, rtol=1e-5)
+    np.testing.assert_allclose(sharded, chunked, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(chunked_state.params), jax.tree.leaves(dense_state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
 def test_microbatching_gives_the_same_step(batches):
     full, _ = _losses({"data": 2, "fsdp": 1, "tensor": 1}, "data_parallel", batches, opt="adafactor")
     micro, _ = _losses({"data": 2, "fsdp": 1, "tensor": 1}, "data_parallel", batches, microbatches=2,

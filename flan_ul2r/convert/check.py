@@ -15,10 +15,11 @@ def _load_hf(hf_dir: fs.PathLike):
     from transformers import AutoModelForCausalLM
 
     if not fs.is_remote(hf_dir):
-        return AutoModelForCausalLM.from_pretrained(os.fspath(hf_dir), dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(os.fspath(hf_dir), dtype=torch.float32,
+                                                    attn_implementation="eager")
     with tempfile.TemporaryDirectory() as local:
         fs.copy_tree(hf_dir, local)
-        return AutoModelForCausalLM.from_pretrained(local, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(local, dtype=torch.float32, attn_implementation="eager")
 
 
 def compare_logits(hf_dir: fs.PathLike, cfg, params, batch: int = 2, length: int = 16, seed: int = 0

@@ -15,6 +15,7 @@ from etils import epath
 
 from flan_ul2r import fs
 from flan_ul2r.convert import hf_families as fam
+from flan_ul2r.convert import hf_tensors
 from flan_ul2r.convert.safetensors_io import SafetensorsReader
 from flan_ul2r.models.config import ModelConfig
 
@@ -37,27 +38,29 @@ def load_hf_params(hf_dir: fs.PathLike, dtype: str = "float32") -> tuple[ModelCo
         raise ValueError(f"dtype={dtype!r}: float32 or bfloat16")
     cfg = fam.config_from_hf(hf, dtype)
     with SafetensorsReader(hf_dir) as reader:
-        return cfg, _read_params(cfg, reader, dtype), hf
+        return cfg, _read_params(cfg, reader, dtype, fam.family_of(hf)), hf
 
 
-def _read_params(cfg: ModelConfig, reader: SafetensorsReader, dtype: str) -> dict[str, Any]:
+def _read_params(cfg: ModelConfig, reader: SafetensorsReader, dtype: str, family: str) -> dict[str, Any]:
     np_dtype = np.dtype("float32") if dtype == "float32" else _bf16()
     params: dict[str, Any] = {}
-    for t in fam.tensors(cfg):
+
+    def read(t: hf_tensors.Tensor, name: str) -> list[np.ndarray]:
+        return hf_tensors.to_ours(t, reader.get(name, hf_tensors.hf_shape(t, cfg), np_dtype), cfg)
+
+    for t in hf_tensors.tensors(cfg, family):
         if t.layer:
-            first = fam.to_ours(t, reader.get(t.hf_name.format(i=0), fam.hf_shape(t, cfg), np_dtype), cfg)
-            stacked = np.empty((cfg.num_layers,) + first.shape, np_dtype)
-            stacked[0] = first
-            for i in range(1, cfg.num_layers):
-                stacked[i] = fam.to_ours(t, reader.get(t.hf_name.format(i=i), fam.hf_shape(t, cfg), np_dtype),
-                                         cfg)
-            value = stacked
+            values = [np.empty((cfg.num_layers,) + x.shape, np_dtype) for x in read(t, t.hf_name.format(i=0))]
+            for i in range(cfg.num_layers):
+                for stacked, x in zip(values, read(t, t.hf_name.format(i=i))):
+                    stacked[i] = x
         else:
-            value = fam.to_ours(t, reader.get(t.hf_name, fam.hf_shape(t, cfg), np_dtype), cfg)
-        node = params
-        for key in t.path[:-1]:
-            node = node.setdefault(key, {})
-        node[t.path[-1]] = value
+            values = read(t, t.hf_name)
+        for path, value in zip(t.paths, values):
+            node = params
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
     return params
 
 

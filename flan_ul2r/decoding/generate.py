@@ -17,6 +17,10 @@ Prompt encoding: `prefix_lm=True` prefills with bidirectional attention over eac
 slots), as UL2R and Flan models were trained (U-PaLM section 2.2; docs/ARCHITECTURE.md section 1: the
 bidirectional region is BOS + inputs, and the first target is predicted from the last input position);
 generated tokens attend causally. `prefix_lm=False` prefills causally.
+
+LongRoPE (Phi-3): when the sequence first grows past the original length, the cache is rebuilt by a full
+forward with the long factors (`kv_cache.recompute_cache`), as transformers' Phi-3 does; otherwise each new
+token is rotated with the factors its own length selects.
 """
 from __future__ import annotations
 
@@ -34,9 +38,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flan_ul2r.decoding.sampling import next_tokens
 from flan_ul2r.decoding.stops import ANY, stop_id_array
+from flan_ul2r.models.attention import soft_cap
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
-from flan_ul2r.models.kv_cache import KVCache, decode_step, prefill_cache, split_layers
+from flan_ul2r.models.kv_cache import KVCache, decode_step, prefill_cache, recompute_cache, split_layers
 
 Array = jax.Array
 
@@ -106,8 +111,8 @@ class _Loop(NamedTuple):
     cache: KVCache
 
 
-def _project(hidden: Array, kernel: Array, vocab_limit: int) -> Array:
-    logits = jnp.einsum("be,ev->bv", hidden, kernel, preferred_element_type=jnp.float32)
+def _project(hidden: Array, kernel: Array, vocab_limit: int, softcap: float | None = None) -> Array:
+    logits = soft_cap(jnp.einsum("be,ev->bv", hidden, kernel, preferred_element_type=jnp.float32), softcap)
     if vocab_limit < logits.shape[-1]:
         logits = jnp.where(jnp.arange(logits.shape[-1]) < vocab_limit, logits, -jnp.inf)
     return logits
@@ -144,17 +149,18 @@ def _generate(params: Any, tokens: Array, lengths: Array, active: Array, keys: A
     (hidden, kernel), (k, v) = model.apply({"params": params}, tokens, positions, segment,
                                            causal_attention=segment if spec.prefix_lm else None,
                                            return_hidden=True, return_kv=True)
-    cache = prefill_cache(k, v, start, p + n)
-    logits = _project(hidden[:, -1], kernel, spec.vocab_limit)
+    cache = prefill_cache(k, v, start, p + n, [cfg.layer_window(i) for i in range(cfg.num_layers)])
+    logits = _project(hidden[:, -1], kernel, spec.vocab_limit, cfg.final_logit_softcap)
     return continue_decoding(params, cache, logits, active, keys, temperature, top_p, eos_id, stop_ids,
-                             cfg=cfg, spec=spec)
+                             cfg=cfg, spec=spec, prompts=(tokens, start))
 
 
 def continue_decoding(params: Any, cache: KVCache, logits: Array, active: Array, keys: Array,
                       temperature: Array, top_p: Array, eos_id: Array, stop_ids: Array, *, cfg: ModelConfig,
-                      spec: DecodeSpec) -> Generated:
+                      spec: DecodeSpec, prompts: tuple[Array, Array] | None = None) -> Generated:
     """The decoding loop after a prefill: `logits` [b, vocab] predict each row's first new token, `cache`
-    holds the prompts (any KVCache; decoding/prefix_cache.py passes one with a shared prefix)."""
+    holds the prompts (any KVCache; decoding/prefix_cache.py passes one with a shared prefix). `prompts`:
+    the left-padded prompt tokens and their start slots, which a longrope model's recompute needs."""
     b, n = logits.shape[0], spec.max_new_tokens
     sample = functools.partial(next_tokens, greedy=spec.greedy, temperature=temperature, top_k=spec.top_k,
                                top_p=top_p)
@@ -170,10 +176,21 @@ def continue_decoding(params: Any, cache: KVCache, logits: Array, active: Array,
     def cond(s: _Loop) -> Array:
         return (s.step + 1 < n) & ~jnp.all(s.done)
 
-    def body(s: _Loop) -> _Loop:
+    def step(s: _Loop) -> tuple[Array, Array, KVCache]:
         per_layer = layers if layers is not None else split_layers(params, cfg.num_layers)
-        h, out_kernel, new_cache = decode_step(cfg, params, per_layer, s.token[:, None], s.cache)
-        step_logits = _project(h, out_kernel, spec.vocab_limit)
+        return decode_step(cfg, params, per_layer, s.token[:, None], s.cache)
+
+    def body(s: _Loop) -> _Loop:
+        if prompts is not None and cfg.rope_scaling is not None and cfg.rope_scaling[0] == "longrope":
+            tokens, start = prompts  # as transformers' Phi-3: recompute every key past the original length
+            seen = jnp.concatenate([tokens, s.out.tokens], axis=1)
+            prefix = tokens.shape[1] if spec.prefix_lm else None
+            h, out_kernel, new_cache = jax.lax.cond(
+                s.cache.index == int(cfg.rope_scaling[1]),
+                lambda: recompute_cache(cfg, params, seen, s.cache.index + 1, start, prefix), lambda: step(s))
+        else:
+            h, out_kernel, new_cache = step(s)
+        step_logits = _project(h, out_kernel, spec.vocab_limit, cfg.final_logit_softcap)
         s = s._replace(step=s.step + 1, cache=new_cache)
         return _record(s, step_logits, sample(step_logits, keys, s.step), eos_id, stop_ids, spec)
 

@@ -4,7 +4,8 @@ its own suffix behind that cache, batched and sorted by length, for scoring and 
 
 The shared prefix is the longest common prefix of the prompts' token ids (so the tokens behind the cache are
 exactly those of the full prompts), kept at least one token short of the shortest prompt. It applies to
-causal prompt encoding on one device without a sliding window: a prefix-LM prompt attends bidirectionally
+causal prompt encoding on one device without a sliding window or longrope (whose generation recomputes
+the cache past its original length): a prefix-LM prompt attends bidirectionally
 over all of itself, so its exemplars' keys depend on its query and cannot be shared. Elsewhere the plain
 path (decoding/scoring.py, decoding/batching.py) runs; `shared_length` says which.
 
@@ -43,9 +44,9 @@ class PrefixKVCache(KVCache):
     prefix_length: Array
     width: int = flax.struct.field(pytree_node=False, default=1)
 
-    def key_mask(self, sliding_window: int | None) -> Array:
+    def key_mask(self, window: int | None, layer: int = 0) -> Array:
         """bool [batch, width, length]: the prefix's real slots and the row's own slots up to each query."""
-        if sliding_window is not None:
+        if window is not None:
             raise ValueError("a shared prefix cache does not support sliding-window attention")
         slots = jnp.arange(self.length)[None, None, :]
         queries = (self.index + jnp.arange(self.width))[None, :, None]
@@ -61,7 +62,8 @@ class PrefixKVCache(KVCache):
 def shared_length(seqs: Sequence[Sequence[int]], cfg: ModelConfig, prefix_lm: bool, placement: Placement
                   ) -> int:
     """Tokens of the common prefix to cache once (0: use the plain path; module docstring)."""
-    if prefix_lm or cfg.sliding_window is not None or placement.mesh is not None or len(seqs) < 2:
+    longrope = cfg.rope_scaling is not None and cfg.rope_scaling[0] == "longrope"  # recomputes its cache
+    if prefix_lm or cfg.sliding_window is not None or longrope or placement.mesh is not None or len(seqs) < 2:
         return 0
     n = min(len(s) for s in seqs) - 1
     first = np.asarray(seqs[0][:n])
@@ -114,7 +116,8 @@ def _score(params: Any, k: Array, v: Array, prefix_length: Array, tokens: Array,
     cache = _cache(k, v, prefix_length, start, width, k.shape[2] + width)
     layers = split_layers(params, cfg.num_layers)
     hidden, kernel, _ = decode_step(cfg, params, layers, tokens, cache, all_positions=True)
-    return scoring.continuation_logprobs(hidden, kernel, at, targets, weights, vocab_limit)
+    return scoring.continuation_logprobs(hidden, kernel, at, targets, weights, vocab_limit,
+                                         cfg.final_logit_softcap)
 
 
 def _generate(params: Any, k: Array, v: Array, prefix_length: Array, tokens: Array, lengths: Array,

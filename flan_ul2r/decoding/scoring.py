@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from flan_ul2r.decoding.batching import bucket, round_up
 from flan_ul2r.decoding.generate import ONE_DEVICE, Placement
+from flan_ul2r.models.attention import soft_cap
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
 
@@ -35,11 +36,12 @@ def _score(params: Any, tokens: jax.Array, segment: jax.Array, prefix: jax.Array
            targets: jax.Array, weights: jax.Array, *, cfg: ModelConfig, prefix_lm: bool, vocab_limit: int):
     hidden, kernel = Decoder(cfg).apply({"params": params}, tokens, segment_ids=segment, return_hidden=True,
                                         causal_attention=prefix if prefix_lm else None)
-    return continuation_logprobs(hidden, kernel, at, targets, weights, vocab_limit)
+    return continuation_logprobs(hidden, kernel, at, targets, weights, vocab_limit, cfg.final_logit_softcap)
 
 
 def continuation_logprobs(hidden: jax.Array, kernel: jax.Array, at: jax.Array, targets: jax.Array,
-                          weights: jax.Array, vocab_limit: int) -> tuple[jax.Array, jax.Array]:
+                          weights: jax.Array, vocab_limit: int, softcap: float | None = None
+                          ) -> tuple[jax.Array, jax.Array]:
     """(sum of log p(target), every target is the argmax) per row, reading the logits of `targets` [b, c]
     from the hidden states at positions `at` [b, c] (where `weights`), `CHUNK_POSITIONS` at a time."""
     b, c = at.shape
@@ -49,6 +51,7 @@ def continuation_logprobs(hidden: jax.Array, kernel: jax.Array, at: jax.Array, t
         at_c, y_c = xs  # [b, chunk]
         h = jnp.take_along_axis(hidden, at_c[..., None], axis=1)
         logits = jnp.einsum("bce,ev->bcv", h, kernel, preferred_element_type=jnp.float32)
+        logits = soft_cap(logits, softcap)  # Gemma 2's final logit cap
         if vocab_limit < logits.shape[-1]:
             logits = jnp.where(jnp.arange(logits.shape[-1]) < vocab_limit, logits, -jnp.inf)
         target = jnp.take_along_axis(logits, y_c[..., None], axis=-1)[..., 0]

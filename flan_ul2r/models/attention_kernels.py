@@ -30,7 +30,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from flan_ul2r.models.attention import dot_product_attention
+from flan_ul2r.models.attention import dot_product_attention, window_band
 from flan_ul2r.models.config import ATTENTION_IMPLS as IMPLEMENTATIONS
 from flan_ul2r.models.remat import ATTENTION_OUT
 
@@ -45,7 +45,7 @@ _log = logging.getLogger(__name__)
 class AttentionMask:
     """What may attend to what in a packed batch (docs/ARCHITECTURE.md section 1): segment ids [b, l] (0 =
     padding), the prefix flags [b, l] (`causal_attention`; None = causal LM), and the same as a dense bool
-    mask [b, 1, l, l] (`models.decoder.attention_mask`, built with the model's sliding window)."""
+    mask [b, 1, l, l] (`models.decoder.attention_mask`; `attend` adds a layer's sliding window)."""
 
     segment_ids: Array
     causal_attention: Array | None
@@ -108,27 +108,31 @@ def _warn_once(message: str) -> None:
 
 
 def attend(q: Array, k: Array, v: Array, mask: AttentionMask, implementation: str = "auto", *,
-           window: int | None = None, logit_softcap: float | None = None) -> Array:
+           scale: float | None = None, window: int | None = None, logit_softcap: float | None = None
+           ) -> Array:
     """Attention of q [b, l, h, d] over k/v [b, l, kv, d] (GQA: h a multiple of kv) under `mask`, by the
-    chosen implementation. `window`: causal sliding window (a query sees itself and the window - 1 keys
-    before it; `mask.dense` must be built with the same window). `logit_softcap`: c * tanh(logits / c)."""
+    chosen implementation. `scale`: multiplier of q.k (default head_dim^-1/2). `window`: this layer's
+    sliding window (HF's rule: keys less than `window` positions away, both ways inside a prefix); the band
+    joins `mask.dense` here, so one mask serves a model whose layers have different windows.
+    `logit_softcap`: c * tanh(logits / c)."""
     impl = choose(implementation, platform(), dtype=q.dtype, head_dim=q.shape[-1], length=q.shape[1],
                   logit_softcap=logit_softcap)
+    if window is not None:
+        mask = mask.replace(dense=mask.dense & window_band(q.shape[1], window))
     if impl == "splash":
-        return splash_attention(q, k, v, mask, window=window, logit_softcap=logit_softcap)
+        return splash_attention(q, k, v, mask, scale=scale, window=window, logit_softcap=logit_softcap)
     if impl == "cudnn":
-        return cudnn_attention(q, k, v, mask, window=window)
-    extra = {} if logit_softcap is None else {"logit_softcap": logit_softcap}  # models/attention.py's
-    return dot_product_attention(q, k, v, mask.dense, impl, **extra)
+        return cudnn_attention(q, k, v, mask, scale=scale, window=window)
+    return dot_product_attention(q, k, v, mask.dense, impl, scale=scale, logit_softcap=logit_softcap)
 
 
-def cudnn_attention(q: Array, k: Array, v: Array, mask: AttentionMask, *, window: int | None = None,
-                    implementation: str = "cudnn") -> Array:
+def cudnn_attention(q: Array, k: Array, v: Array, mask: AttentionMask, *, scale: float | None = None,
+                    window: int | None = None, implementation: str = "cudnn") -> Array:
     """cuDNN flash attention (`jax.nn.dot_product_attention`); `implementation="xla"` runs the same call
     through XLA (the CPU test of these arguments)."""
     causal = mask.causal_attention is None  # prefix-LM rows attend forward: only the dense mask says so
     out = jax.nn.dot_product_attention(
-        q, k, v, mask=mask.dense, is_causal=causal, implementation=implementation,
+        q, k, v, mask=mask.dense, scale=scale, is_causal=causal, implementation=implementation,
         local_window_size=(window - 1, 0) if causal and window is not None else None)
     return _zero_dead_rows(out, mask.dense[:, 0].any(-1))
 
@@ -137,9 +141,9 @@ def _zero_dead_rows(out: Array, live: Array) -> Array:
     return jnp.where(live[:, :, None, None], out, jnp.zeros((), out.dtype))
 
 
-def splash_attention(q: Array, k: Array, v: Array, mask: AttentionMask, *, window: int | None = None,
-                     logit_softcap: float | None = None, interpret: bool | None = None,
-                     block: int | None = None) -> Array:
+def splash_attention(q: Array, k: Array, v: Array, mask: AttentionMask, *, scale: float | None = None,
+                     window: int | None = None, logit_softcap: float | None = None,
+                     interpret: bool | None = None, block: int | None = None) -> Array:
     """Splash attention (module doc), [b, l, h, d] in and out; `interpret` defaults to CPU = interpret;
     `block` (default: the largest of SPLASH_BLOCKS that divides the length) is the tile of all its kernels."""
     b, length, h, d = q.shape
@@ -157,7 +161,7 @@ def splash_attention(q: Array, k: Array, v: Array, mask: AttentionMask, *, windo
         # Rows with no key (padding) attend to themselves inside the kernel, so no block of the kernel is
         # empty for a whole row (0/0); their output is set to zero below.
         extra = mask.dense | (jnp.eye(length, dtype=bool) & ~live[:, None, :, None])
-    qs = (q * jnp.asarray(d ** -0.5, q.dtype)).transpose(0, 2, 1, 3)  # [b, h, l, d], softmax scale folded in
+    qs = (q * jnp.asarray(scale or d ** -0.5, q.dtype)).transpose(0, 2, 1, 3)  # [b, h, l, d], scale folded in
     kt, vt = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
     kernel = functools.partial(_splash_shard, static=static, window=window, logit_softcap=logit_softcap,
                                interpret=interpret, block=block or _block(length))

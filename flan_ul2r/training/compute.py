@@ -2,8 +2,10 @@
 
 Model FLOPs follow PaLM (Chowdhery et al. 2022, appendix B): training costs 6N FLOPs per token for the N
 matmul parameters, plus 12 * layers * heads * head_dim * seq_len for attention (forward + backward), every
-query against all seq_len keys. Embedding lookups are not matmuls: with untied embeddings N excludes the input
-table; with tied ones the table is counted once (it is the output matmul).
+query against all seq_len keys; a layer with a sliding window (Gemma 2/3 local layers, Mistral) attends to at
+most `window` keys and counts min(window, seq_len) instead of seq_len. Embedding lookups are not matmuls: with
+untied embeddings N excludes the input table; with tied ones the table is counted once (it is the output
+matmul).
 
 Two attention conventions (`ATTENTION_CONVENTIONS`), both reported, named where they are: `full` is PaLM's
 formula above (our `mfu`); `causal_halved` counts half the attention term, 6 * L * H * Dh * T, the work a
@@ -37,13 +39,19 @@ ATTENTION_CONVENTIONS = {
 }
 
 
+def attended_keys(cfg: ModelConfig, seq_len: int) -> int:
+    """Keys per query summed over the layers: seq_len, or min(window, seq_len) on a windowed layer."""
+    return sum(min(cfg.layer_window(i) or seq_len, seq_len) for i in range(cfg.num_layers))
+
+
 def train_flops_per_token(cfg: ModelConfig, seq_len: int, attention: str = "full") -> float:
-    """6N + 12 * L * H * Dh * T (PaLM appendix B), or with the attention term halved (`causal_halved`)."""
+    """6N + 12 * H * Dh * (keys summed over layers) (PaLM appendix B), or with the attention term halved
+    (`causal_halved`)."""
     if attention not in ATTENTION_CONVENTIONS:
         raise ValueError(f"attention FLOPs convention {attention!r}: use one of "
                          f"{tuple(ATTENTION_CONVENTIONS)}")
     factor = 12.0 if attention == "full" else 6.0
-    return 6.0 * matmul_params(cfg) + factor * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
+    return 6.0 * matmul_params(cfg) + factor * cfg.num_heads * cfg.head_dim * attended_keys(cfg, seq_len)
 
 
 # What each remat policy recomputes in the backward pass (models/remat.py), per layer: the q/k/v and out
@@ -59,10 +67,12 @@ RECOMPUTED = {
 
 def recompute_flops_per_token(cfg: ModelConfig, seq_len: int, policy: str, attention: str = "full") -> float:
     """Forward FLOPs per token that `policy` repeats in the backward pass (matmuls only, as 6N: 2 FLOPs per
-    multiply-add); the attention term in the given convention (4 * H * Dh * T in full, half of it halved)."""
+    multiply-add); the attention term in the given convention (4 * H * Dh per attended key in full, half of
+    it halved)."""
     d, h, kv, hd = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    keys = attended_keys(cfg, seq_len) / cfg.num_layers
     parts = {"qkv": 2 * d * hd * (h + 2 * kv), "out": 2 * h * hd * d, "mlp": 6 * d * cfg.d_ff,
-             "attention": (4.0 if attention == "full" else 2.0) * h * hd * seq_len}
+             "attention": (4.0 if attention == "full" else 2.0) * h * hd * keys}
     return cfg.num_layers * sum(parts[p] for p in RECOMPUTED[policy])
 
 

@@ -139,7 +139,8 @@ class Trainer:
             sums = cross_entropy_sums(out, targets, weights, self.z_loss)
             return sums["ce"] + sums["z_loss"], sums
         total, ce, z, correct = linear_cross_entropy_sums(*out, targets, weights, self.z_loss,
-                                                          partitioning.batch_shards(self.mesh))
+                                                          partitioning.batch_shards(self.mesh),
+                                                          self.cfg.final_logit_softcap)
         sums = {"ce": ce, "z_loss": z, "correct": correct, "num_tokens": jnp.sum(weights.astype(jnp.float32))}
         return total, sums
 
