@@ -11,16 +11,20 @@ ConfigError: exit status 2) with the holder named: host, pid, since when, until 
   preempted host, `kill -9`) blocks its MODEL_DIR for at most `ttl`; on the same host a lock whose process
   is gone is taken over at once. A run that lost its lock (stalled longer than `ttl`, then taken over)
   refuses to save another checkpoint.
-- Atomicity: on a local or shared POSIX disk the file is created with O_CREAT|O_EXCL (one creator wins);
-  an expired lock is renamed away first (one renamer wins), then created anew. On `gs://` the same steps
-  are generation-conditioned writes (`ifGenerationMatch=0` to create, `=<generation read>` to take over
-  or refresh, `google-cloud-storage`), Cloud Storage's compare-and-swap. Other object stores (s3://...)
-  have no such primitive through this code: there the lock is written and read back, which narrows but
-  does not close the race of two runs started in the same second.
+- Atomicity: on a local or shared POSIX disk the lock is written to a private file and hard-linked to
+  its name (the link fails if the name exists: one creator wins, and nobody reads a half-written lock);
+  an expired lock is replaced (a temporary file renamed over it: the name never goes missing) by the
+  holder of `run.lock.guard`, made the same exclusive way, after reading it again under the guard.
+  On `gs://` the same steps are generation-conditioned writes through `google-cloud-storage`
+  (`ifGenerationMatch=0` to create, `=<the generation read>` to take over, refresh or delete): Cloud
+  Storage's compare-and-swap. Other object stores (s3://...) have no such primitive through this code:
+  there the lock is written and read back, which narrows but does not close the race of two runs
+  started in the same second.
 - Multi-host: process 0 holds the lock for the whole run; the other processes learn the outcome from it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -28,6 +32,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from flan_ul2r import fs
@@ -35,6 +40,7 @@ from flan_ul2r.errors import ConfigError
 
 LOCK_NAME = "run.lock"
 DEFAULT_TTL_SECONDS = 300.0
+GUARD_SECONDS = 60.0  # a guard file older than this was left by a process that died while changing the lock
 
 
 class RunLockedError(ConfigError):
@@ -67,7 +73,7 @@ def describe(holder: dict[str, Any], now: float | None = None) -> str:
 
 
 class _LocalFile:
-    """The lock as a file on a POSIX filesystem (O_EXCL create, rename to take over)."""
+    """The lock as a file on a POSIX filesystem (module docstring)."""
 
     def __init__(self, path: Any):
         self.path = os.fspath(path)
@@ -80,41 +86,54 @@ class _LocalFile:
             return None, None
         return _parse(text), text
 
-    def create(self, text: str) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            return False
+    def _link_new(self, target: str, text: str) -> bool:
+        """Writes a private file and hard-links it to `target`: False when `target` exists."""
+        mine = f"{target}.new-{uuid.uuid4().hex[:8]}"
+        fd = os.open(mine, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        try:
+            os.link(mine, target)
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(mine)
         return True
+
+    def create(self, text: str) -> bool:
+        return self._link_new(self.path, text)
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """The right to change an existing lock: `run.lock.guard`, made the same exclusive way (one left
+        for a minute by a process that died holding it is removed)."""
+        guard, deadline = f"{self.path}.guard", time.monotonic() + 60
+        while not self._link_new(guard, str(os.getpid())):
+            try:
+                if time.time() - os.stat(guard).st_mtime > GUARD_SECONDS:
+                    os.remove(guard)
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise RunLockedError(f"{guard}: another process keeps changing the lock")
+            time.sleep(0.02)
+        try:
+            yield
+        finally:
+            os.remove(guard)
 
     def replace(self, text: str, version: Any) -> bool:
-        """Replaces the lock if it still reads `version` (the text read before)."""
-        if self.read()[1] != version:
-            return False
-        fs.write_text(self.path, text)
-        return True
-
-    def take_over(self, text: str, version: Any) -> bool:
-        aside = f"{self.path}.stale-{uuid.uuid4().hex[:8]}"
-        try:
-            os.rename(self.path, aside)  # of two runs taking over, one renames; the other finds nothing
-        except FileNotFoundError:
-            return False
-        try:
-            with open(aside, encoding="utf-8") as f:
-                if f.read() != version:  # a fresh lock got there in between: put it back
-                    os.rename(aside, self.path)
-                    return False
-            os.remove(aside)
-        except FileNotFoundError:
-            return False
-        return self.create(text)
+        """Replaces the lock (atomically: fs.write_text) if it still reads `version` (the text read)."""
+        with self._guarded():
+            if self.read()[1] != version:
+                return False
+            fs.write_text(self.path, text)
+            return True
 
     def delete(self, version: Any) -> None:
-        if self.read()[1] == version:
-            os.remove(self.path)
+        with self._guarded():
+            if self.read()[1] == version:
+                os.remove(self.path)
 
 
 class _GcsObject:
@@ -147,8 +166,6 @@ class _GcsObject:
     def replace(self, text: str, version: Any) -> bool:
         return self._write(text, int(version))
 
-    take_over = replace
-
     def delete(self, version: Any) -> None:
         from google.api_core import exceptions
 
@@ -176,8 +193,11 @@ class _OtherStore(_LocalFile):
         fs.write_text(self.path, text)
         return self.read()[1] == text
 
-    def take_over(self, text: str, version: Any) -> bool:
-        return self.replace(text, version)
+    def replace(self, text: str, version: Any) -> bool:
+        if self.read()[1] != version:
+            return False
+        fs.write_text(self.path, text)
+        return self.read()[1] == text
 
     def delete(self, version: Any) -> None:
         if self.read()[1] == version:
@@ -225,7 +245,7 @@ class RunLock:
             if holder is None:
                 got = self._store.create(self._text())
             elif _stale(holder, time.time()):
-                got = self._store.take_over(self._text(), version)
+                got = self._store.replace(self._text(), version)
                 if got:
                     print(f"{self.path}: took over the stale lock of {describe(holder)}", file=sys.stderr)
             else:
