@@ -11,7 +11,7 @@ NaN loss, a failed save, a damaged checkpoint), 75 for a preemption (training/pr
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 # Errors whose message is written for the user (bad input, missing file, NaN loss, failed save).
 USER_ERRORS = (ValueError, OSError, FloatingPointError, KeyError)
@@ -23,17 +23,20 @@ class ConfigError(ValueError):
     """A setting, flag or name the user gave is wrong (exit status 2); the message names it."""
 
 
-def user_error(error: BaseException) -> BaseException | None:
-    """`error` or the first exception in its cause/context chain that is a USER_ERRORS type; None if none
-    (a bug: let it raise with its traceback)."""
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then its cause (or context), and so on, each once."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, USER_ERRORS):
-            return current
+        yield current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return None
+
+
+def user_error(error: BaseException) -> BaseException | None:
+    """`error` or the first exception in its cause/context chain that is a USER_ERRORS type; None if none
+    (a bug: let it raise with its traceback)."""
+    return next((e for e in _chain(error) if isinstance(e, USER_ERRORS)), None)
 
 
 def message(error: BaseException) -> str:
@@ -44,13 +47,8 @@ def message(error: BaseException) -> str:
 
 def exit_code(error: BaseException) -> int:
     """2 for a ConfigError anywhere in the chain (the command must change), else 1."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ConfigError):
-            return USAGE_EXIT_CODE
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
+    if any(isinstance(e, ConfigError) for e in _chain(error)):
+        return USAGE_EXIT_CODE
     return RUN_ERROR_EXIT_CODE
 
 

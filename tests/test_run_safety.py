@@ -33,6 +33,7 @@ import pytest
 
 from flan_ul2r.errors import ConfigError
 from tests._checkpointed_run import DAMAGES, checkpointed_run, config, damage, position
+from tests._train_child import SlowData
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,23 +48,18 @@ def _copy(base, tmp_path) -> Path:
     return tmp_path / "run"
 
 
-class FailingData:
-    """The loader, failing the way a corrupt record does after `good` batches."""
+class FailingData(SlowData):
+    """The loader (with its `state()`), failing the way a corrupt record does after `good` batches."""
 
     def __init__(self, data, good: int):
-        self.data, self.good = data, good
-
-    def __iter__(self):
-        return self
+        super().__init__(data, delay=0.0)
+        self.good = good
 
     def __next__(self):
         if self.good == 0:
             raise ValueError("/data/part-7.tfrecord: damaged TFRecord at byte offset 1234 (task 'toy_lm')")
         self.good -= 1
-        return next(self.data)
-
-    def state(self):
-        return self.data.state()
+        return super().__next__()
 
 
 def _rows(model_dir):

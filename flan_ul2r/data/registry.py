@@ -93,10 +93,8 @@ def task_vocabulary(name: str, split: str = "train", flag: str = "MIXTURE_OR_TAS
 def check_feature_lengths(name: str, lengths: Mapping[str, Any]) -> None:
     """TASK_FEATURE_LENGTHS for task or mixture `name`: whole numbers, `targets` >= 1, `inputs` >= 0; an
     `inputs` length of 0 only where the task allows it: a task without an `inputs` feature, or one sized by
-    the total length (`indexed.TotalLengthTask`: the built-in UL2R/LM/Flan tasks). A plain seqio task
-    with an `inputs` feature would be trimmed to empty inputs."""
-    from flan_ul2r.data.indexed import TotalLengthTask
-
+    the total length (`indexed.TotalLengthTask.SIZED_BY_TOTAL`: the built-in UL2R/LM/Flan tasks). A plain
+    seqio task with an `inputs` feature would be trimmed to empty inputs."""
     shown = f"TASK_FEATURE_LENGTHS={dict(lengths)}"
     for key, value in lengths.items():
         if key not in ("inputs", "targets"):
@@ -110,6 +108,6 @@ def check_feature_lengths(name: str, lengths: Mapping[str, Any]) -> None:
     if lengths.get("inputs", 0):
         return
     for task, _ in leaf_tasks(name):
-        if "inputs" in task.output_features and not isinstance(task, TotalLengthTask):
+        if "inputs" in task.output_features and not getattr(task, "SIZED_BY_TOTAL", False):
             raise ConfigError(f"{shown}: task {task.name!r} (in {name!r}) has an 'inputs' feature, which "
                               "seqio would trim to length 0; give 'inputs' a length > 0")

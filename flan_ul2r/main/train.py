@@ -41,13 +41,14 @@ required macros:
   MODEL_DIR              checkpoints, metrics.jsonl, tb/, loss.png, config.gin (local or gs://...)
 optional macros:
   INITIAL_CHECKPOINT_PATH  params to start from (`flan-ul2r convert import-hf` output), BATCH_SIZE,
-                           LEARNING_RATE, CHECKPOINT_PERIOD
+                           LEARNING_RATE, CHECKPOINT_PERIOD (steps, or "final": at the end only)
 
 example:
   flan-ul2r train --gin_file=gin/runs/ul2r.gin --gin_file=gin/models/tiny.gin \\
       --gin_file=gin/runs/cpu_smoke.gin --gin.MODEL_DIR=/tmp/flan_ul2r_smoke --gin.TRAIN_STEPS=50
 
-Running the same command again resumes from the newest checkpoint in MODEL_DIR.
+Running the same command again resumes from the newest good checkpoint in MODEL_DIR (a damaged newer step
+is moved aside to checkpoints/<step>.corrupt). One run at a time per MODEL_DIR (MODEL_DIR/run.lock).
 --compile_only compiles the train step and prints memory per chip, FLOPs, predicted tokens/s and
 collectives instead of training; with --gin.TOPOLOGY=v5p-64 (or v5p:4x4x2, v5e-256, ...) for that TPU
 slice through libtpu (pip install -e ".[tpu_compile]"), else for the local devices.
