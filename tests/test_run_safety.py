@@ -113,17 +113,19 @@ def test_every_step_damaged_is_an_error_not_a_fresh_start(base, tmp_path):
                                                                              "6.corrupt"]
 
 
-def test_load_model_names_the_damage_and_is_quiet_about_orbax_metadata(base, tmp_path, caplog):
+def test_load_model_names_the_damage_and_is_quiet_about_orbax_metadata(base, tmp_path, caplog, capsys):
     import flan_ul2r
     from flan_ul2r.training.checkpoint_health import DamagedCheckpointError
 
     model_dir = _copy(base, tmp_path)
-    damage(model_dir, 6, "empty data position")
+    damage(model_dir, 6, "empty state metadata")
+    damage(model_dir, 4, "empty data position")  # not read by load_model: a note, and the model loads
     with caplog.at_level(logging.WARNING):
         model = flan_ul2r.load_model(str(model_dir / "checkpoints" / "4"))
     assert model.config.d_model == 32
     assert not [r for r in caplog.records if "Metadata file does not exist" in r.getMessage()]
-    with pytest.raises(DamagedCheckpointError, match=r"checkpoints/6 is damaged: data/metadata .* is empty"):
+    assert "checkpoints/4 is damaged: data/metadata (the data position) is empty" in capsys.readouterr().err
+    with pytest.raises(DamagedCheckpointError, match=r"checkpoints/6 is damaged: state/_METADATA .* empty"):
         flan_ul2r.load_model(str(model_dir / "checkpoints" / "6"))
 
 

@@ -13,7 +13,8 @@ copy cut short. The checks, cheapest first:
 
 Training (`TrainCheckpoints.restore_newest_good`) moves a damaged step aside to `<step>.corrupt` (nothing
 is deleted; orbax ignores names that are not step numbers) and falls back to the next newest step;
-export-hf, load_model, eval and infer raise `DamagedCheckpointError` naming the directory and the damage.
+export-hf, load_model, eval and infer raise `DamagedCheckpointError` naming the directory and the damage
+(a damaged data position, which they do not read, is named in a note and the parameters are used).
 """
 from __future__ import annotations
 
@@ -44,9 +45,10 @@ def _json_damage(file: Any, what: str) -> str | None:
     return None
 
 
-def file_damage(step_dir: fs.PathLike) -> str | None:
+def file_damage(step_dir: fs.PathLike, data_position: bool = True) -> str | None:
     """What is wrong with the files of a training step directory (`state/`, `data/`) or a params-only
-    checkpoint (`params/`), without reading any array; None when they look whole."""
+    checkpoint (`params/`), without reading any array; None when they look whole. `data_position=False`:
+    the arrays only (what a reader of the parameters needs)."""
     folder = fs.path(step_dir)
     arrays = "state" if (folder / "state").is_dir() else "params"
     if not (folder / arrays).is_dir():
@@ -56,7 +58,7 @@ def file_damage(step_dir: fs.PathLike) -> str | None:
         if damage:
             return damage
     damage = _json_damage(folder / arrays / "_METADATA", f"{arrays}/_METADATA (the array tree)")
-    if damage or arrays == "params":
+    if damage or arrays == "params" or not data_position:
         return damage
     position = folder / "data" / "metadata"
     damage = _json_damage(position, "data/metadata (the data position)")

@@ -51,6 +51,7 @@ class TrainCheckpoints:
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE, DATA))
         self.last_good_step: int | None = self.manager.latest_step()  # complete: orbax skips partial saves
         self._in_flight: int | None = None
+        self._closed = False
         self.before_save: Callable[[], None] | None = None  # e.g. the MODEL_DIR lock's check (run_lock.py)
 
     def latest_step(self) -> int | None:
@@ -135,6 +136,10 @@ class TrainCheckpoints:
             f"{error}; the last complete checkpoint, {where}, is untouched and a restart resumes from it")
 
     def close(self) -> None:
+        """Waits for a background save and closes the manager (its threads); a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.wait()
         finally:
@@ -190,9 +195,13 @@ def restore_params(path: fs.PathLike, abstract_params: Any | None = None
     if not path.exists():
         raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={path}: no such directory")
     location, is_state = _params_location(path)
-    damage = health.file_damage(path)
+    damage = health.file_damage(path, data_position=False)
     if damage is not None:
         raise health.damaged(path, damage)
+    position_damage = health.file_damage(path) if is_state else None
+    if position_damage is not None:  # not read here: say so, and go on with the whole parameters
+        print(f"note: checkpoint {path} is damaged: {position_damage}; its parameters are whole and are "
+              "used (training would set this step aside)", file=sys.stderr)
     try:
         restored = _read_params(location, is_state, abstract_params, path)
     except Exception as e:

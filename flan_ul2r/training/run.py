@@ -75,21 +75,21 @@ def _locked_run(cfg: RunConfig, operative_config: str | None, watcher: preemptio
                                          cfg.checkpoint.async_save)
     if lock is not None:
         ckpts.before_save = lock.check
-    try:
+    try:  # the loop closes the checkpoints itself; before it, an error (or a signal) must too
         state, data_state = restore_or_init(cfg, trainer, ckpts, watcher)
+        summary = {"final_step": int(state.step), "metrics": {}, "model_config": model_cfg.to_dict(),
+                   "already_done": cfg.train_steps <= int(state.step), "preempted": None, "saved": False}
+        if summary["already_done"]:
+            ckpts.close()
+            print(f"{ckpts.directory} is at step {int(state.step)} >= TRAIN_STEPS={cfg.train_steps}: the run "
+                  "is finished, nothing to do (TRAIN_STEPS counts from the start of the run, as in t5x; "
+                  "raise it to train on)", file=sys.stderr)
+            return summary
+        if jax.process_index() == 0:
+            write_run_files(cfg, model_cfg, vocab, operative_config)
     except BaseException:
         ckpts.close()
         raise
-    summary = {"final_step": int(state.step), "metrics": {}, "model_config": model_cfg.to_dict(),
-               "already_done": cfg.train_steps <= int(state.step), "preempted": None, "saved": False}
-    if summary["already_done"]:
-        ckpts.close()
-        print(f"{ckpts.directory} is at step {int(state.step)} >= TRAIN_STEPS={cfg.train_steps}: the run is "
-              "finished, nothing to do (TRAIN_STEPS counts from the start of the run, as in t5x; raise it "
-              "to train on)", file=sys.stderr)
-        return summary
-    if jax.process_index() == 0:
-        write_run_files(cfg, model_cfg, vocab, operative_config)
     result = train_loop(cfg, trainer, ckpts, state, data_state)
     summary.update(final_step=int(result.state.step), metrics=result.metrics, preempted=result.preempted,
                    saved=result.preempted is not None)
