@@ -282,6 +282,7 @@ def _initial_checkpoint_is_a_model_dir(tmp: Path) -> str:
 def _missing_gin_file(tmp: Path) -> str:
     code, line = cli("train", f"--gin_file={tmp}/nope.gin", f"--gin.MODEL_DIR={tmp}/run")
     assert code == 2 and "nope.gin: no such file" in line
+    assert not (tmp / "run").exists()
     return line.split(" (searched")[0] + " (searched ...)"
 
 

@@ -298,6 +298,38 @@ def test_a_bad_line_in_a_streamed_corpus_ends_train_with_one_message(tmp_path):
     assert last.endswith("(task 'lm', split 'train')"), last
 
 
+def test_an_error_in_a_users_preprocessor_names_the_task_and_the_error():
+    import seqio
+    import tensorflow as tf
+
+    from flan_ul2r.data.data_errors import DataError
+    from flan_ul2r.data.loader import make_train_iterator
+    from flan_ul2r.data.vocabularies import get_vocabulary
+
+    def parse(text):
+        if b"7" in text.numpy():
+            raise ValueError(f"row {text.numpy().decode()!r} has no answer")
+        return text
+
+    def parsed(ex):
+        text = tf.py_function(parse, [ex["text"]], tf.string)
+        text.set_shape([])
+        return {"targets": text}
+
+    def preprocess(ds):
+        return ds.map(parsed)
+
+    rows = tf.data.Dataset.from_tensor_slices([f"fact {i} is true" for i in range(10)])
+    seqio.TaskRegistry.remove("my_parsed")
+    seqio.TaskRegistry.add("my_parsed", source=seqio.FunctionDataSource(
+        lambda split, shuffle_files, seed=None: rows.map(lambda t: {"text": t}), splits=["train"]),
+        preprocessors=[preprocess, seqio.preprocessors.tokenize],
+        output_features={"targets": seqio.Feature(get_vocabulary("byte"))})
+    with pytest.raises(DataError, match=r"task my_parsed \(split 'train'\): ValueError: row 'fact 7 is true'"):
+        for _ in make_train_iterator("my_parsed", {"targets": 32}, 2, seed=0):
+            pass
+
+
 def test_prefix_lm_comes_from_the_batches():
     import numpy as np
 
