@@ -325,7 +325,8 @@ def test_an_error_in_a_users_preprocessor_names_the_task_and_the_error():
         lambda split, shuffle_files, seed=None: rows.map(lambda t: {"text": t}), splits=["train"]),
         preprocessors=[preprocess, seqio.preprocessors.tokenize],
         output_features={"targets": seqio.Feature(get_vocabulary("byte"))})
-    with pytest.raises(DataError, match=r"task my_parsed \(split 'train'\): ValueError: row 'fact 7 is true'"):
+    named = r"task my_parsed \(split 'train'\): ValueError: row 'fact 7 is true' has no answer"
+    with pytest.raises(DataError, match=named):
         for _ in make_train_iterator("my_parsed", {"targets": 32}, 2, seed=0):
             pass
 
