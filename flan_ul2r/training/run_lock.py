@@ -215,7 +215,11 @@ def _parse(text: str) -> dict[str, Any]:
 def _store(path: Any) -> Any:
     text = os.fspath(path)
     if text.startswith("gs://"):
-        return _GcsObject(text)
+        try:
+            return _GcsObject(text)
+        except Exception as e:  # noqa: BLE001 - no client or no credentials for it: the weaker lock
+            print(f"warning: {text}: no Cloud Storage client for a conditional lock ({type(e).__name__}: "
+                  f"{e}); writing the lock and reading it back instead", file=sys.stderr)
     return _OtherStore(path) if fs.is_remote(text) else _LocalFile(path)
 
 
