@@ -143,7 +143,14 @@ class TrainCheckpoints:
         try:
             self.wait()
         finally:
-            self.manager.close()
+            # orbax's close does not wait for the clean-up of temporary folders it started in the
+            # background; a process that exits right after would print that thread's traceback
+            cleanup = getattr(self.manager, "_maybe_await_cleanup_tmp_directory", None)
+            try:
+                if cleanup is not None:
+                    cleanup()
+            finally:
+                self.manager.close()
 
 
 def save_params(path: fs.PathLike, params: Any, model_config: dict[str, Any],
