@@ -8,6 +8,7 @@ gin parsing lives in flan_ul2r/gin_utils.py, which imports no verb.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -35,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flan-ul2r: unknown verb {verb!r}; known: {', '.join(VERBS)}", file=sys.stderr)
         return 2
     if not any(a in ("-h", "--help") for a in rest):
+        # TensorFlow's C++ INFO/WARNING lines (set before TF loads; export TF_CPP_MIN_LOG_LEVEL=0 to see
+        # them): a failing tf.data op logs one warning, with the Python traceback, per parallel call,
+        # while the verb already prints the error once, naming the file and line
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from flan_ul2r.tf_devices import hide_accelerators_from_tensorflow
         from flan_ul2r.training.tpu_topology import quiet_libtpu
 
@@ -44,13 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(module.main(rest) or 0)
     except Exception as e:  # a data error raised inside TF's tracing arrives wrapped: show the original
-        from flan_ul2r.errors import user_error
+        from flan_ul2r.errors import exit_code, message, user_error
 
         shown = user_error(e)
         if shown is None:
             raise
-        print(f"flan-ul2r {verb}: {shown}", file=sys.stderr)
-        return 1
+        print(f"flan-ul2r {verb}: {message(shown)}", file=sys.stderr)
+        return exit_code(e)
 
 
 if __name__ == "__main__":

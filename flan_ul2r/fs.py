@@ -52,9 +52,25 @@ def read_bytes(p: PathLike) -> bytes:
     return path(p).read_bytes()
 
 
+def umask() -> int:
+    """The process's file-creation mask (read from /proc where it can be, else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text(p: PathLike, text: str) -> None:
     """Writes a whole file at once: a local file through a temporary file and a rename (a reader never
-    sees half a file); an object store replaces the object in one upload."""
+    sees half a file), with the mode a plain `open()` would give (0644 under umask 022: mkstemp's own
+    0600 would hide run files from the rest of a team on shared storage); an object store replaces the
+    object in one upload."""
     target = path(p)
     target.parent.mkdir(parents=True, exist_ok=True)
     if is_remote(target):
@@ -62,6 +78,7 @@ def write_text(p: PathLike, text: str) -> None:
         return
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=os.fspath(target.parent))
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, os.fspath(target))
@@ -134,6 +151,25 @@ def copy_tree(src: PathLike, dst: PathLike) -> None:
             copy_tree(child, path(dst) / child.name)
         else:
             copy_file(child, path(dst) / child.name)
+
+
+def move_tree(src: PathLike, dst: PathLike) -> None:
+    """Moves a directory to `dst` (which must not exist): a rename on a local disk (atomic); on an object
+    store, where folders are name prefixes, a copy of every object and then the removal of the source."""
+    source, target = path(src), path(dst)
+    if target.exists():
+        raise FileExistsError(f"{target}: exists; not moving {source} over it")
+    if not is_remote(source) and not is_remote(target):
+        os.rename(os.fspath(source), os.fspath(target))
+        return
+    copy_tree(source, target)
+    source.rmtree()
+
+
+def is_empty_dir(p: PathLike) -> bool:
+    """True when `p` is missing or a directory without entries."""
+    folder = path(p)
+    return not folder.exists() or (folder.is_dir() and next(iter(folder.iterdir()), None) is None)
 
 
 @contextlib.contextmanager

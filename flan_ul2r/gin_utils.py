@@ -33,6 +33,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
     """
     import gin
     from flan_ul2r import fs
+    from flan_ul2r.errors import ConfigError
 
     _cwd_importable()
     gin.config.register_file_reader(_open_remote, _is_remote_file)  # gin files on gs://... (idempotent)
@@ -41,9 +42,9 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
     for f in gin_files:
         if fs.is_remote(f):
             if not fs.path(f).is_file():
-                raise SystemExit(f"--gin_file={f}: no such file")
+                raise ConfigError(f"--gin_file={f}: no such file")
         elif not any(Path(p, f).is_file() for p in gin_search_paths()) and not Path(f).is_file():
-            raise SystemExit(f"--gin_file={f}: no such file (searched {', '.join(gin_search_paths())})")
+            raise ConfigError(f"--gin_file={f}: no such file (searched {', '.join(gin_search_paths())})")
     quiet = _QuietSearchMisses()
     logging.getLogger().addFilter(quiet)
     try:
@@ -111,7 +112,9 @@ class _QuietSearchMisses(logging.Filter):
 def _quote_bare(binding: str) -> str:
     name, sep, value = binding.partition("=")
     if not sep:
-        raise SystemExit(f"--gin.{binding}: expected --gin.NAME=VALUE")
+        from flan_ul2r.errors import ConfigError
+
+        raise ConfigError(f"--gin.{binding}: expected --gin.NAME=VALUE")
     v = value.strip()
     literal_starts = ('"', "'", "[", "(", "{", "@", "%", "-", "+", ".")
     if not v or v[0].isdigit() or v.startswith(literal_starts) or v in ("True", "False", "None"):

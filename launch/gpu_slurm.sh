@@ -8,8 +8,9 @@
 #       [-- --gin_file=gin/models/llama3_8b.gin --gin_file=gin/partitioning/fsdp.gin --gin.BATCH_SIZE=64]
 #
 # MODEL_DIR must be storage every node sees (a shared filesystem, or gs://). Five minutes before the time
-# limit (and on preemption) SLURM sends SIGTERM: the run saves a checkpoint, exits 75, and this script
-# requeues the job (scontrol requeue), which resumes from it. --dry_run prints the commands, runs none.
+# limit (and on preemption) SLURM sends SIGTERM: the run saves a checkpoint (or, still starting up, stops
+# with nothing new to save), exits 75, and this script requeues the job (scontrol requeue), which resumes
+# from the newest checkpoint. --dry_run prints the commands, runs none.
 #SBATCH --job-name=flan-ul2r
 #SBATCH --ntasks-per-node=8
 #SBATCH --gpus-per-node=8

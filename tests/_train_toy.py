@@ -8,22 +8,36 @@ import json
 import textwrap
 import unittest
 
-from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
+from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
 from flan_ul2r.data.vocabularies import ByteVocabulary
 
 TOY_MIXTURE = "toy_ul2r"
+TOY_LM = "toy_lm"  # causal: targets only, no prefix
 LENGTHS = {"inputs": 32, "targets": 32}
 
 
-def register_toy_mixture() -> str:
-    vocab = ByteVocabulary()
+def _toy_docs(vocab: ByteVocabulary) -> list:
     # Stable prose (not this repository's files, which change while one edits): stdlib documentation.
     modules = (argparse, collections, json, textwrap, unittest)
     objects = [m for m in modules] + [f for m in modules for _, f in sorted(vars(m).items()) if callable(f)]
     text = " ".join(inspect.getdoc(o) or "" for o in objects)
-    docs = [vocab.encode(text[i:i + 3000]) for i in range(0, min(len(text), 120_000), 3000)]
-    register_ul2r_mixture(TOY_MIXTURE, array_corpus(docs), vocab)
+    return [vocab.encode(text[i:i + 3000]) for i in range(0, min(len(text), 120_000), 3000)]
+
+
+def register_toy_mixture() -> str:
+    vocab = ByteVocabulary()
+    register_ul2r_mixture(TOY_MIXTURE, array_corpus(_toy_docs(vocab)), vocab)
     return TOY_MIXTURE
+
+
+def register_toy_lm() -> str:
+    """A causal-LM toy task over the same prose (its batches have no bidirectional prefix)."""
+    import seqio
+
+    if TOY_LM not in seqio.TaskRegistry.names():
+        vocab = ByteVocabulary()
+        register_lm_task(TOY_LM, array_corpus(_toy_docs(vocab)), vocab)
+    return TOY_LM
 
 
 def train_tiny(model_dir, name: str, steps: int, **kw):

@@ -3,7 +3,8 @@
 Two views of one object store (a dict in this process):
 - an HTTP server speaking the subset of GCS's JSON API that TensorStore (orbax's array writer,
   `TENSORSTORE_GCS_HTTP_URL`) and google-cloud-storage (`STORAGE_EMULATOR_HOST`) use: object media
-  read/write with generation preconditions, metadata, list with prefix/delimiter, delete, bucket get;
+  read/write (media and multipart uploads, downloads) with generation preconditions, metadata, list
+  with prefix/delimiter, delete, bucket get;
 - an fsspec filesystem for the `gs` / `gcs` protocols, which etils `epath` uses when `EPATH_USE_TF=false`
   (in production epath reaches gs:// through `tf.io.gfile`, which cannot be pointed at a local server).
 
@@ -114,6 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
     # --- verbs --------------------------------------------------------------------------------------
     def do_GET(self):
         parts, query = self._parse()
+        if parts[:1] == ["download"]:  # google-cloud-storage's media downloads
+            parts, query = parts[1:], {**query, "alt": "media"}
         if parts[:3] != ["storage", "v1", "b"] or len(parts) < 4:
             return self._error(404, f"no route {self.path}")
         bucket = parts[3]
@@ -162,11 +165,22 @@ class _Handler(BaseHTTPRequestHandler):
             items.append(self.store.meta(bucket, name, f))
         self._json(200, {"kind": "storage#objects", "items": items, "prefixes": sorted(prefixes)})
 
+    def _multipart(self, body: bytes) -> tuple[str, bytes]:
+        """(object name, data) of a multipart/related upload: a JSON metadata part, then the media."""
+        boundary = self.headers["Content-Type"].split("boundary=")[1].strip('"').encode()
+        chunks = [c for c in body.split(b"--" + boundary) if c.strip() not in (b"", b"--")]
+        parts = [c.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n") for c in chunks]
+        return json.loads(parts[0])["name"], parts[1]
+
     def do_POST(self):
         parts, query = self._parse()
-        if parts[:4] != ["upload", "storage", "v1", "b"] or query.get("uploadType") != "media":
+        kind = query.get("uploadType")
+        if parts[:4] != ["upload", "storage", "v1", "b"] or kind not in ("media", "multipart"):
             return self._error(400, f"unsupported upload {self.path}")
-        bucket, name, data = parts[4], query["name"], self._body()
+        if kind == "multipart":  # google-cloud-storage's uploads (training/run_lock.py)
+            bucket, (name, data) = parts[4], self._multipart(self._body())
+        else:
+            bucket, name, data = parts[4], query["name"], self._body()
         key = f"/{bucket}/{name}"
         with self.store.lock:
             status = self._precondition(self.store.objects.get(key), query)

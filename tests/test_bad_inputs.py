@@ -8,6 +8,7 @@ regenerate it with
     FLAN_UL2R_UPDATE_DOCS=1 python -m pytest -q tests/test_bad_inputs.py
 
 The checkpoint cases also check that no existing checkpoint is damaged (the previous step restores).
+The cases of a run's directory, settings, signals and data live in tests/_bad_inputs_runs.py.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import pytest
 
 import gin
 from flan_ul2r.training.checkpoints import CheckpointSaveError, TrainCheckpoints
+from tests._bad_inputs_runs import RUN_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BAD_INPUTS.md"
@@ -78,7 +80,7 @@ def _gin_typo(tmp: Path) -> str:
     return msg
 
 
-@case("unknown task or mixture (`MIXTURE_OR_TASK_NAME = 'ul2r_typo'`)", "`flan-ul2r train`, exit 1")
+@case("unknown task or mixture (`MIXTURE_OR_TASK_NAME = 'ul2r_typo'`)", "`flan-ul2r train`, exit 2")
 def _unknown_task(tmp: Path) -> str:
     import flan_ul2r.tasks
     from flan_ul2r.training.config import RunConfig
@@ -269,6 +271,10 @@ def _killed_mid_save(tmp: Path) -> str:
     return f"(no error) {note}"
 
 
+for _name, _caught_by, _fn in RUN_CASES:  # a run's directory, settings, signals, data (one file)
+    case(_name, _caught_by)(_fn)
+
+
 def outcome(name: str, tmp_root: Path) -> str:
     """The case's message with its temporary directory shown as <tmp> (computed once per session)."""
     if name not in _OUTCOMES:
@@ -291,7 +297,9 @@ def render(outcomes: dict[str, str]) -> str:
         "`FLAN_UL2R_UPDATE_DOCS=1 python -m pytest -q tests/test_bad_inputs.py`). `<tmp>` stands for the",
         "directory the input was in. In the checkpoint rows the previous checkpoint (step 1) is checked to",
         "restore intact afterwards. A NaN loss (tests/test_trainer.py) stops the run naming the step and the",
-        "last good checkpoint, and saves nothing after it.",
+        "last good checkpoint, and saves nothing after it. In the damaged-checkpoint rows, step 4 is checked",
+        "to restore with its data position and step 6 to be moved aside whole; the rows that say `exit 2`",
+        "also check that nothing was written (tests/_bad_inputs_runs.py, tests/test_run_safety.py).",
         "",
         "| input | caught by | message |",
         "|---|---|---|",

@@ -78,9 +78,15 @@ def test_split_gin_args_takes_both_spellings():
     assert rest == ["--other", "v"]
 
 
-def test_missing_gin_file_names_it(tmp_path):
-    with pytest.raises(SystemExit, match="no_such.gin"):
+def test_missing_gin_file_names_it_and_exits_2(tmp_path, capsys):
+    from flan_ul2r.cli import main
+    from flan_ul2r.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no_such.gin"):
         gin_utils.parse_gin([str(tmp_path / "no_such.gin")], [])
+    for verb in ("train", "eval", "pipeline"):  # the README's table: bad arguments exit 2
+        assert main([verb, f"--gin_file={tmp_path / 'no_such.gin'}"]) == 2, verb
+        assert "no_such.gin: no such file" in capsys.readouterr().err
 
 
 def test_gin_typo_reports_file_and_line(tmp_path):

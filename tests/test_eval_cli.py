@@ -35,7 +35,7 @@ def test_suites_and_tasks_are_in_seqio():
     paper = {eval_task(n).protocol.benchmark for n in suite_tasks("flan_paper")}
     assert paper == {"MMLU-Direct", "MMLU-CoT", "BBH-Direct", "BBH-CoT", "TyDiQA-Direct", "MGSM-CoT"}
     assert len(suite_tasks("bbh")) == 54 and len(suite_tasks("mmlu")) == 114
-    with pytest.raises(ValueError, match="EVAL_SUITE='nope': no such eval suite or task; suites: .*heldout"):
+    with pytest.raises(ValueError, match="EVAL_SUITE='nope' is not a registered eval suite or task.*heldout"):
         suite_tasks("nope")
 
 
@@ -93,8 +93,9 @@ def test_eval_help_and_bad_inputs(tmp_path, capsys, monkeypatch):
     assert cli_main(base + ["--gin.CHECKPOINT_PATH=/nonexistent/ckpt"]) == 1
     assert "CHECKPOINT_PATH=/nonexistent/ckpt: no such directory" in capsys.readouterr().err
     gin.clear_config()
-    assert cli_main(base + [f"--gin.CHECKPOINT_PATH={tmp_path}", "--gin.EVAL_SUITE=nope"]) == 1
-    assert "EVAL_SUITE='nope': no such eval suite" in capsys.readouterr().err
+    assert cli_main(base + [f"--gin.CHECKPOINT_PATH={tmp_path}", "--gin.EVAL_SUITE=heldot"]) == 2
+    assert "EVAL_SUITE='heldot' is not a registered eval suite or task; did you mean 'heldout'" in \
+        capsys.readouterr().err
     gin.clear_config()
     monkeypatch.setattr(flan_ul2r, "load_model", scripted_loader)
     assert cli_main(base + [f"--gin.CHECKPOINT_PATH={tmp_path}", "--gin.EVAL_SUITE=mmlu_direct",

@@ -49,8 +49,10 @@ def test_single_task_and_packed(capsys):
 
 
 def test_errors_name_the_problem(capsys):
-    assert main(["inspect", "--task", "no_such_task"]) == 2
-    assert "unknown task or mixture 'no_such_task'" in capsys.readouterr().err
+    assert main(["inspect", "--task", "ul2r_tpyo"]) == 2  # the same "did you mean" as train and eval
+    err = capsys.readouterr().err
+    assert "--task='ul2r_tpyo' is not a registered task or mixture; did you mean 'ul2r_" in err
+    assert len(err) < 500  # the close names, not the whole registry
     assert main(["inspect", "--task", "inspecttoy", "--num", "-1"]) == 2
     assert "--num=-1" in capsys.readouterr().err
     assert main(["inspect"]) == 2

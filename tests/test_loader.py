@@ -92,7 +92,7 @@ def test_packed_batches_fill_rows(names):
 def test_bad_state_and_names(names):
     with pytest.raises(ValueError, match="does not belong"):
         make_train_iterator(names[0], LENGTHS, 1, seed=0, state={"draw": 0, "cursors": {"other": 0}})
-    with pytest.raises(ValueError, match="unknown task or mixture 'nope'"):
+    with pytest.raises(ValueError, match="MIXTURE_OR_TASK_NAME='nope' is not a registered task or mixture"):
         make_train_iterator("nope", LENGTHS, 1, seed=0)
     with pytest.raises(ValueError, match="split='test'"):
         make_train_iterator(names[0], LENGTHS, 1, seed=0, split="test")

@@ -1,5 +1,5 @@
-"""training/metrics.py: one row per step after a resume (the latest), resumes marked in the plot, and
-`show_bar=False` hides only the bar."""
+"""training/metrics.py: a resume cuts metrics.jsonl back to its checkpoint (one row per step, the resumed
+run's), resumes marked in the plot, and `show_bar=False` hides only the bar."""
 import json
 
 import matplotlib.axes
@@ -16,11 +16,11 @@ def _run(model_dir, start, stop, loss_offset, show_bar=False):
     writer.close()
 
 
-def test_replayed_steps_read_once_latest_wins_and_resumes_are_marked(tmp_path, monkeypatch):
+def test_a_resume_cuts_the_killed_runs_rows_back_to_the_checkpoint(tmp_path, monkeypatch):
     _run(tmp_path, 0, 5, loss_offset=0.0)  # killed after step 5, last checkpoint at step 3
     _run(tmp_path, 3, 7, loss_offset=0.5)  # resumed: steps 4, 5 again
     rows = read_rows(tmp_path / "metrics.jsonl")
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 4, 5, 6, 7]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6, 7]  # the file itself: one row per step
     assert resume_steps(rows) == [3]
     latest = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in latest] == [1, 2, 3, 4, 5, 6, 7]

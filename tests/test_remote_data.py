@@ -74,6 +74,7 @@ def test_hf_export_and_import_through_gcs(tmp_path):
 
 def test_gin_files_on_gcs():
     import gin
+    from flan_ul2r.errors import ConfigError
     from flan_ul2r.gin_utils import parse_gin
 
     @gin.configurable("remote_gin_probe")
@@ -88,5 +89,5 @@ def test_gin_files_on_gcs():
             assert probe() == 7
         finally:
             gin.clear_config()
-        with pytest.raises(SystemExit, match="no such file"):
+        with pytest.raises(ConfigError, match="no such file"):  # the CLI's exit status 2
             parse_gin([f"{B}/gin/missing.gin"], [], finalize=False)

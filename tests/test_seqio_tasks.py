@@ -154,7 +154,7 @@ def test_inspect_prints_a_plain_task_and_a_mixture_with_a_builtin(user_module, c
 @pytest.mark.parametrize("args,message", [
     (["--task", "my_no_targets"], r"task 'my_no_targets'.*lack 'targets'"),
     (["--task", "my_bad_mix"], r"vocabulary of feature '\w+' of task 'my_(other_vocab|prefix_lm)"),
-    (["--task", "my_typo"], r"unknown task or mixture 'my_typo'"),
+    (["--task", "my_typo"], r"--task='my_typo' is not a registered task or mixture"),
 ])
 def test_bad_tasks_are_named(user_module, capsys, args, message):
     import re

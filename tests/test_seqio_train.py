@@ -17,7 +17,7 @@ ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 
 def _train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "flan_ul2r.cli", "train", "--gin_file=gin/runs/ul2r.gin",
-           "--gin_file=gin/models/tiny.gin", "--gin.CHECKPOINT_PERIOD=0", *args]
+           "--gin_file=gin/models/tiny.gin", "--gin.CHECKPOINT_PERIOD=final", *args]
     return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
 
 

@@ -17,6 +17,7 @@ from flan_ul2r import fs
 from flan_ul2r.convert import hf_families as fam
 from flan_ul2r.convert import hf_tensors as tensor_map
 from flan_ul2r.convert.hf_tokenizer import write_tokenizer
+from flan_ul2r.convert.output_dir import write_staged
 from flan_ul2r.convert.safetensors_io import write_sharded
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.training.checkpoints import read_json_beside, restore_params
@@ -54,8 +55,15 @@ def _tokenizer_dir(checkpoint: epath.Path) -> epath.Path | None:
     return None
 
 
-def export_hf(checkpoint: fs.PathLike, out: fs.PathLike, max_shard_bytes: int = 2 << 30) -> list[str]:
-    """Writes config.json, safetensors shards, tokenizer files; returns notes for the user."""
+def export_hf(checkpoint: fs.PathLike, out: fs.PathLike, max_shard_bytes: int = 2 << 30,
+              overwrite: bool = False) -> list[str]:
+    """Writes config.json, safetensors shards, tokenizer files into `out`; returns notes for the user.
+    A non-empty `out` is refused unless `overwrite`; the files are written beside it and renamed into
+    place when complete (convert/output_dir.py)."""
+    return write_staged(out, overwrite, lambda staging: _write_export(checkpoint, staging, max_shard_bytes))
+
+
+def _write_export(checkpoint: fs.PathLike, out: fs.PathLike, max_shard_bytes: int) -> list[str]:
     checkpoint, out = fs.absolute(checkpoint), fs.path(out)
     params, cfg_dict = restore_params(checkpoint)
     if cfg_dict is None:

@@ -8,6 +8,7 @@ shards are uploaded.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable
 
 import jax
@@ -85,6 +86,7 @@ def _save(tensors: dict[str, np.ndarray], path: fs.PathLike, metadata: dict[str,
         fs.path(path).write_bytes(save(tensors, metadata=metadata))
     else:
         save_file(tensors, str(path), metadata=metadata)
+        os.chmod(path, 0o666 & ~fs.umask())  # safetensors creates 0600 whatever the umask
 
 
 def write_sharded(directory: fs.PathLike, tensors: Iterable[tuple[str, np.ndarray]],

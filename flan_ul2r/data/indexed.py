@@ -38,6 +38,8 @@ class TotalLengthTask(seqio.Task):
     concatenated before packing, U-PaLM 2.2): `get_dataset` trims the *sum* (`trim_to_total`), not each
     feature to its own length as seqio does (which would cut an S-denoiser's long prefix)."""
 
+    SIZED_BY_TOTAL = True  # registry.check_feature_lengths: an `inputs` length of 0 is fine here
+
     def get_dataset(self, sequence_length: SequenceLength | None = None, split: str = "train",
                     use_cached: bool = False, shuffle: bool = True, shuffle_buffer_size: int | None = None,
                     seed: int | None = None, shard_info: seqio.ShardInfo | None = None,

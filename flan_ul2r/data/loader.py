@@ -20,6 +20,8 @@ Packing is greedy in draw order (`feature_converter.Packer`); an example that do
 starts the next one, and `state()` points at it, so batches after a restore are identical.
 Examples longer than the row are trimmed with the project's one policy (targets keep their head, inputs
 their tail; seqio's per-feature trimming is not applied: prefix and targets are concatenated first).
+An error inside tf.data (a bad line, a damaged TFRecord, a failing preprocessor) is raised as a
+`data_errors.DataError` naming the task and the file, line or record.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from flan_ul2r.data import streams
+from flan_ul2r.data import data_errors, streams
 from flan_ul2r.data.feature_converter import Packer
 from flan_ul2r.data.indexed import is_seekable
 from flan_ul2r.data.registry import check_tasks, leaf_tasks
@@ -162,11 +164,11 @@ class TrainIterator:
             raise ValueError(f"{self.name!r}: the example stream ended; a task's split {self.split!r} "
                              f"yields no examples at lengths {self.lengths} (tasks "
                              f"{[t.name for t in self.tasks]})") from None
-        except tf.errors.InvalidArgumentError as e:
-            found = re.search(streams.RESUME_CHECK + r" <(\d+)>", e.message)
+        except tf.errors.OpError as e:  # raised inside tf.data: name the task, file and line or record
+            found = re.search(streams.RESUME_CHECK + r" <(\d+)>", e.message or "")
             if found:
                 raise ValueError(streams.resume_error(self.tasks[int(found.group(1))].name)) from None
-            raise
+            raise data_errors.describe(self.tasks, self.split, e) from None
         position = self._next
         cursors, prints = position[1].copy(), position[2].copy()
         cursors[ex["task_index"]] += 1

@@ -8,24 +8,26 @@ decoder reads both). A task may have `inputs` + `targets` (prefix LM) or `target
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import seqio
 
-_LISTED = 40  # names shown in an "unknown task" error
+from flan_ul2r.errors import ConfigError, unknown_name
+
+REGISTER_HINT = ("tasks register when their module is imported: `import` it in a gin file, or "
+                 "--gin.MIXTURE_OR_TASK_MODULE=my_tasks")
 
 
 def registered_names() -> list[str]:
     return sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))
 
 
-def leaf_tasks(name: str) -> list[tuple[seqio.Task, float]]:
-    """[(task, rate / total rate)] of task or mixture `name`; tasks with rate 0 are left out."""
+def leaf_tasks(name: str, flag: str = "MIXTURE_OR_TASK_NAME") -> list[tuple[seqio.Task, float]]:
+    """[(task, rate / total rate)] of task or mixture `name`; tasks with rate 0 are left out. An unknown
+    name is a ConfigError suggesting the closest registered names (`flag`: how the user gave it)."""
     if not isinstance(name, str) or name not in registered_names():
-        names = registered_names()
-        shown = ", ".join(names[:_LISTED]) + (f", ... ({len(names)} in all)" if len(names) > _LISTED else "")
-        raise ValueError(f"unknown task or mixture {name!r} (MIXTURE_OR_TASK_NAME); seqio has: [{shown}]. "
-                         "Register it in a module and import it: --gin.MIXTURE_OR_TASK_MODULE=my_tasks")
+        raise unknown_name(flag, name, registered_names(), hint=REGISTER_HINT)
     provider = seqio.get_mixture_or_task(name)
     if isinstance(provider, seqio.Task):
         return [(provider, 1.0)]
@@ -83,6 +85,29 @@ def _describe(vocab: Any) -> str:
     return text
 
 
-def task_vocabulary(name: str, split: str = "train") -> Any:
+def task_vocabulary(name: str, split: str = "train", flag: str = "MIXTURE_OR_TASK_NAME") -> Any:
     """The vocabulary every task of `name` shares (checked)."""
-    return check_tasks(name, [t for t, _ in leaf_tasks(name)], split)
+    return check_tasks(name, [t for t, _ in leaf_tasks(name, flag)], split)
+
+
+def check_feature_lengths(name: str, lengths: Mapping[str, Any]) -> None:
+    """TASK_FEATURE_LENGTHS for task or mixture `name`: whole numbers, `targets` >= 1, `inputs` >= 0; an
+    `inputs` length of 0 only where the task allows it: a task without an `inputs` feature, or one sized by
+    the total length (`indexed.TotalLengthTask.SIZED_BY_TOTAL`: the built-in UL2R/LM/Flan tasks). A plain
+    seqio task with an `inputs` feature would be trimmed to empty inputs."""
+    shown = f"TASK_FEATURE_LENGTHS={dict(lengths)}"
+    for key, value in lengths.items():
+        if key not in ("inputs", "targets"):
+            raise ConfigError(f"{shown}: unknown feature {key!r}; a decoder-only run takes 'inputs' and "
+                              "'targets'")
+        low = 1 if key == "targets" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{shown}: {key!r} must be a whole number >= {low}, got {value!r}")
+    if "targets" not in lengths:
+        raise ConfigError(f"{shown} lacks 'targets'")
+    if lengths.get("inputs", 0):
+        return
+    for task, _ in leaf_tasks(name):
+        if "inputs" in task.output_features and not getattr(task, "SIZED_BY_TOTAL", False):
+            raise ConfigError(f"{shown}: task {task.name!r} (in {name!r}) has an 'inputs' feature, which "
+                              "seqio would trim to length 0; give 'inputs' a length > 0")

@@ -5,7 +5,8 @@ tfrecord, hf/parquet; tfds reads the prepared dataset as one shard). Its shards 
 `get_dataset(shard_info=ShardInfo(host, num_hosts))` gives host h the files h, h + num_hosts, ... (give at
 least as many files as hosts; with fewer, seqio reads every file and keeps every num_hosts-th document).
 Files are read by the project's readers (`sources.read_documents`: errors name file:line and field), a
-few files at a time in parallel (`interleave`), in a seeded order when shuffling.
+few files at a time in parallel (`interleave`), in a seeded order when shuffling. The first read error
+is also kept as `failure`, so the loader can name it without TF's wrapping (data_errors.py).
 
 Splits: `validation` holds the documents whose crc32 of `file-name:position` is 0 mod 100 (a
 deterministic ~1%, like `corpus_cache.validation_mask`, but decidable while streaming), `train` the rest.
@@ -52,6 +53,7 @@ class DocumentSource(seqio.DataSource):
 
     def __init__(self, spec: str | SourceSpec, splits: Sequence[str] = ("train", "validation")):
         self.spec = parse_source_spec(spec)
+        self.failure: str | None = None  # the first read error (file:line), for the loader's message
         super().__init__(splits=splits, caching_permitted=False)
 
     @property
@@ -66,9 +68,13 @@ class DocumentSource(seqio.DataSource):
         if spec.kind != "tfds":
             spec = dataclasses.replace(spec, paths=(path.decode(),))
         split_name = split.decode()
-        for doc in read_documents(spec, allow_empty=True):
-            if in_split(doc.provenance, split_name):
-                yield doc.text
+        try:
+            for doc in read_documents(spec, allow_empty=True):
+                if in_split(doc.provenance, split_name):
+                    yield doc.text
+        except Exception as e:  # TF passes on only its text: keep it for data_errors.describe
+            self.failure = self.failure or str(e)
+            raise
 
     def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
                     shard_info: seqio.ShardInfo | None = None, *, sequence_length: Any = None,

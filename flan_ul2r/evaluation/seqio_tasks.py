@@ -101,8 +101,11 @@ def suite_tasks(name: str) -> list[str]:
     try:
         found = seqio.get_mixture_or_task(name)
     except ValueError:
+        from flan_ul2r.errors import unknown_name
+
         suites = sorted(n for n in seqio.MixtureRegistry.names() if _is_suite(n))
-        raise ValueError(f"EVAL_SUITE={name!r}: no such eval suite or task; suites: {suites}") from None
+        raise unknown_name("EVAL_SUITE", name, seqio.TaskRegistry.names() | set(suites),
+                           kind="eval suite or task", hint=f"suites: {', '.join(suites)}") from None
     if isinstance(found, seqio.Mixture):
         return [t.name for t in found.tasks]
     return [found.name]

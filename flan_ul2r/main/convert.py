@@ -3,6 +3,7 @@
 examples:
   flan-ul2r convert import-hf --hf_dir /models/Llama-3.2-1B --out /ckpt/llama-1b --check
   flan-ul2r convert export-hf --checkpoint /runs/u-llama/checkpoints/20000 --out /models/U-Llama-3.2-1B
+      (a non-empty --out is refused unless --overwrite; the export is written beside it and renamed)
 
 Directories may be local or remote (gs://...). No gin: every option is a flag.
 """
@@ -12,6 +13,8 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+
+from flan_ul2r.errors import exit_code
 
 # MaxText's checkpoint-conversion tests accept a KL up to 0.015; float32 conversions land far below.
 MAX_KL = 0.015
@@ -33,19 +36,21 @@ def main(argv: Sequence[str]) -> int:
     exp.add_argument("--checkpoint", required=True)
     exp.add_argument("--out", required=True)
     exp.add_argument("--max_shard_gb", type=float, default=2.0)
+    exp.add_argument("--overwrite", action="store_true",
+                     help="replace a non-empty --out (written beside it, then renamed into place)")
     a = p.parse_args(list(argv))
     try:
         if a.cmd == "import-hf":
             return _import(a)
         from flan_ul2r.convert.hf_export import export_hf
 
-        for note in export_hf(a.checkpoint, a.out, int(a.max_shard_gb * (1 << 30))):
+        for note in export_hf(a.checkpoint, a.out, int(a.max_shard_gb * (1 << 30)), overwrite=a.overwrite):
             print(f"note: {note}", file=sys.stderr)
         print(json.dumps({"exported": a.out}))
         return 0
     except (ValueError, KeyError, FileNotFoundError) as e:
         print(f"flan-ul2r convert {a.cmd}: {e}", file=sys.stderr)
-        return 1
+        return exit_code(e)
 
 
 def _import(a) -> int:

@@ -106,8 +106,10 @@ def main(argv: Sequence[str]) -> int:
     try:
         summary = evaluate_checkpoint()
     except (ValueError, FileNotFoundError) as e:
-        print(f"flan-ul2r eval: {e}", file=sys.stderr)
-        return 1
+        from flan_ul2r.errors import exit_code, message
+
+        print(f"flan-ul2r eval: {message(e)}", file=sys.stderr)
+        return exit_code(e)
     norm = summary.get("normalized_average") or {}
     print(json.dumps({"suite": summary["suite"], "num_examples": summary["num_examples"],
                       "benchmarks": {k: None if math.isnan(v["score"]) else round(v["score"], 2)

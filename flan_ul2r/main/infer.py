@@ -116,5 +116,7 @@ def main(argv: Sequence[str]) -> int:
             print(json.dumps(row, ensure_ascii=False), flush=True)
         return 0
     except (ValueError, FileNotFoundError) as e:
+        from flan_ul2r.errors import exit_code
+
         print(f"flan-ul2r infer: {e}", file=sys.stderr)
-        return 1
+        return exit_code(e)

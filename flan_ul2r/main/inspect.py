@@ -90,7 +90,7 @@ def main(argv: Sequence[str]) -> int:
     half = args.sequence_length // 2
     lengths = {"inputs": half, "targets": args.sequence_length - half}
     try:
-        vocab = registry.task_vocabulary(args.task, args.split)
+        vocab = registry.task_vocabulary(args.task, args.split, flag="--task")
         it = loader.make_train_iterator(args.task, lengths, args.batch_size, seed=args.seed,
                                         split=args.split, with_strings=not args.packed)
     except ValueError as e:

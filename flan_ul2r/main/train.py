@@ -9,8 +9,10 @@ flan_ul2r/training/config.py (ModelSpec, ModelConfig, MeshConfig, OptimizerConfi
 hands a RunConfig to flan_ul2r/training/run.py. The operative config is written to MODEL_DIR/config.gin.
 
 Exit status: 0 trained to TRAIN_STEPS (or it already had: a re-run of a finished run), 75 preempted
-(SIGTERM/SIGINT: a checkpoint of the step reached was saved; run the same command to resume), 1 a run
-error (bad data, NaN loss, failed save; the message says which), 2 bad arguments or gin.
+(SIGTERM/SIGINT: a checkpoint of the step reached was saved, or the signal came before the first step and
+there was nothing new to save; run the same command to resume), 1 a run error (bad data, NaN loss,
+failed save, every checkpoint damaged; the message says which), 2 bad arguments, gin or settings (also:
+an unknown task, a MODEL_DIR another run holds, a resume with other data settings).
 """
 from __future__ import annotations
 
@@ -21,10 +23,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gin
-from flan_ul2r.errors import user_error
+from flan_ul2r.errors import exit_code, message, user_error
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
-from flan_ul2r.training.preemption import PREEMPTED_EXIT_CODE
+from flan_ul2r.training.preemption import PREEMPTED_EXIT_CODE, Preempted, watching
 
 HELP = f"""usage: flan-ul2r train --gin_file=RUN.gin [--gin_file=MODEL.gin ...] [--gin.NAME=VALUE ...]
 
@@ -39,18 +41,21 @@ required macros:
   MODEL_DIR              checkpoints, metrics.jsonl, tb/, loss.png, config.gin (local or gs://...)
 optional macros:
   INITIAL_CHECKPOINT_PATH  params to start from (`flan-ul2r convert import-hf` output), BATCH_SIZE,
-                           LEARNING_RATE, CHECKPOINT_PERIOD
+                           LEARNING_RATE, CHECKPOINT_PERIOD (steps, or "final": at the end only)
 
 example:
   flan-ul2r train --gin_file=gin/runs/ul2r.gin --gin_file=gin/models/tiny.gin \\
       --gin_file=gin/runs/cpu_smoke.gin --gin.MODEL_DIR=/tmp/flan_ul2r_smoke --gin.TRAIN_STEPS=50
 
-Running the same command again resumes from the newest checkpoint in MODEL_DIR.
+Running the same command again resumes from the newest good checkpoint in MODEL_DIR (a damaged newer step
+is moved aside to checkpoints/<step>.corrupt). One run at a time per MODEL_DIR (MODEL_DIR/run.lock).
 --compile_only compiles the train step and prints memory per chip, FLOPs, predicted tokens/s and
 collectives instead of training; with --gin.TOPOLOGY=v5p-64 (or v5p:4x4x2, v5e-256, ...) for that TPU
 slice through libtpu (pip install -e ".[tpu-compile]"), else for the local devices.
-exit status: 0 done (also when MODEL_DIR is already at TRAIN_STEPS), {PREEMPTED_EXIT_CODE} preempted after
-saving a checkpoint (run it again to resume), 1 run error, 2 bad arguments or gin.
+exit status: 0 done (also when MODEL_DIR is already at TRAIN_STEPS), {PREEMPTED_EXIT_CODE} preempted (a
+checkpoint of the step reached was saved, or nothing was trained yet; run it again to resume), 1 run error
+(bad data, NaN loss, failed save), 2 bad arguments, gin or settings, unknown task, MODEL_DIR in use by
+another run, a resume with other TASK_FEATURE_LENGTHS / BATCH_SIZE (--gin.train.allow_data_change=True).
 """
 
 for _cls in (ModelConfig, ModelSpec, MeshConfig, OptimizerConfig, CheckpointConfig):
@@ -66,7 +71,7 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
           z_loss: float = 1e-4, num_microbatches: int = 1, log_every: int = 1,
           stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None,
           eval_period: int = 0, eval_suite: str | None = None, eval_batches: int = 10,
-          eval_max_examples: int | None = 20, prefetch_depth: int = 2,
+          eval_max_examples: int | None = 20, prefetch_depth: int = 2, allow_data_change: bool = False,
           topology: str | None = None, compile_only: bool = False) -> dict[str, Any]:
     """The gin-bound RunConfig (fields documented there), trained by `training.run.run`; with
     `compile_only`, compiled for `topology` (the TOPOLOGY macro) by `training.aot` instead."""
@@ -82,7 +87,7 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
         log_every=log_every, stop_after_steps=stop_after_steps, progress=progress, chunked_loss=chunked_loss,
         eval_period=eval_period, eval_suite=eval_suite, eval_batches=eval_batches,
         eval_max_examples=eval_max_examples,
-        prefetch_depth=prefetch_depth)
+        prefetch_depth=prefetch_depth, allow_data_change=allow_data_change)
     if compile_only:
         return {"compile_report": aot.compile_run(cfg, topology)}
     if topology:
@@ -91,7 +96,7 @@ def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRE
 
 
 def main(argv: Sequence[str]) -> int:
-    from flan_ul2r.gin_utils import configure_verb, import_task_modules, split_gin_args
+    from flan_ul2r.gin_utils import split_gin_args
 
     compile_only = "--compile_only" in argv  # training/aot.py: compile for TOPOLOGY, report, run nothing
     files, bindings, rest = split_gin_args([a for a in argv if a != "--compile_only"])
@@ -109,6 +114,17 @@ def main(argv: Sequence[str]) -> int:
         import jax
 
         jax.distributed.initialize()  # TPU pods auto-detect; GPU/CPU clusters read JAX_* variables
+    try:
+        with watching():  # SIGTERM / SIGINT from here on exit 75 (training/preemption.py)
+            return _configured_run(files, bindings, compile_only)
+    except Preempted as p:
+        print(f"flan-ul2r train: {p.message} (exit status {PREEMPTED_EXIT_CODE})", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+
+
+def _configured_run(files: list[str], bindings: list[str], compile_only: bool) -> int:
+    from flan_ul2r.gin_utils import configure_verb, import_task_modules
+
     if configure_verb("train", files, bindings) is not None:
         return 2
     try:
@@ -122,16 +138,17 @@ def main(argv: Sequence[str]) -> int:
         shown = user_error(e)
         if shown is None:
             raise
-        print(f"flan-ul2r train: {shown}", file=sys.stderr)
-        return 1
+        print(f"flan-ul2r train: {message(shown)}", file=sys.stderr)
+        return exit_code(e)
     if compile_only:
         from flan_ul2r.training.aot import print_report
 
         return print_report(summary["compile_report"])
     print(json.dumps({"final_step": summary["final_step"], **summary["metrics"]}))
     if summary["preempted"]:
-        print(f"flan-ul2r train: stopped by {summary['preempted']} after saving step "
-              f"{summary['final_step']}; exit status {PREEMPTED_EXIT_CODE}: run the same command to resume",
-              file=sys.stderr)
+        what = (f"after saving step {summary['final_step']}" if summary.get("saved", True) else
+                "before the first step of this process (nothing new to save)")
+        print(f"flan-ul2r train: stopped by {summary['preempted']} {what}; exit status "
+              f"{PREEMPTED_EXIT_CODE}: run the same command to resume", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
     return 0

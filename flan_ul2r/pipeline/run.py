@@ -91,7 +91,7 @@ def export_stage(root: Path, checkpoint: str) -> dict[str, Any]:
     from flan_ul2r.convert.hf_export import export_hf
 
     out = stage_dir(root, "export-hf")
-    notes = export_hf(checkpoint, out)
+    notes = export_hf(checkpoint, out, overwrite=True)  # the stage's own folder (a kill may leave it)
     return mark_finished(root, "export-hf", {"checkpoint": str(out), "from": checkpoint, "notes": notes})
 
 

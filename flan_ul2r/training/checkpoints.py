@@ -7,13 +7,19 @@ into a temporary directory and renames it when complete, so a kill in the middle
 previous checkpoint intact (the half-written one is ignored and cleaned up); on gs:// orbax writes a
 `commit_success.txt` last and ignores steps without it. A save that fails (e.g. the disk is full) raises
 `CheckpointSaveError` naming the step and the last complete checkpoint, which stays untouched.
-Every path may be local or remote (`flan_ul2r.fs`).
+A step that is complete but damaged later (an empty metadata file, a truncated array file) is found on
+restore: training moves it aside and resumes from the newest good step; every other reader names the
+damage (training/checkpoint_health.py). Every path may be local or remote (`flan_ul2r.fs`).
 
 Params-only layout (what `convert import-hf` writes and INITIAL_CHECKPOINT_PATH reads):
 `DIR/model_config.json`, one `DIR/<name>.json` per extra (e.g. `vocab.json`), `DIR/params/` (orbax).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -21,8 +27,12 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from flan_ul2r import fs
+from flan_ul2r.training import checkpoint_health as health
 
 STATE, DATA = "state", "data"
+# What orbax logs for every checkpoint it reads metadata of, although nothing is wrong: the step-level
+# `_CHECKPOINT_METADATA` sits one folder above the item that `StandardCheckpointer.metadata` opens.
+_NOISE = ("Metadata file does not exist", "Failed to get item metadata")
 
 
 class CheckpointSaveError(OSError):
@@ -41,6 +51,8 @@ class TrainCheckpoints:
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE, DATA))
         self.last_good_step: int | None = self.manager.latest_step()  # complete: orbax skips partial saves
         self._in_flight: int | None = None
+        self._closed = False
+        self.before_save: Callable[[], None] | None = None  # e.g. the MODEL_DIR lock's check (run_lock.py)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -52,6 +64,8 @@ class TrainCheckpoints:
         """Saves (in the background unless `wait`). A failure of this save, or of the previous background
         one, raises CheckpointSaveError."""
         self.wait()
+        if self.before_save is not None:
+            self.before_save()
         try:
             self.manager.save(step, args=ocp.args.Composite(
                 **{STATE: ocp.args.StandardSave(state), DATA: ocp.args.JsonSave(data_state)}), force=True)
@@ -66,6 +80,43 @@ class TrainCheckpoints:
         out = self.manager.restore(step, args=ocp.args.Composite(
             **{STATE: ocp.args.StandardRestore(abstract_state), DATA: ocp.args.JsonRestore()}))
         return out[STATE], dict(out[DATA])
+
+    def restore_newest_good(self, abstract_state: Any) -> tuple[int, Any, dict[str, Any]] | None:
+        """(step, state, data position) of the newest step that restores; damaged newer steps are moved
+        aside to `<step>.corrupt` (by process 0) with a message naming the step and the damage. None when
+        there is no step; an error when every step was damaged (a fresh start would pass for a resume)."""
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            step_dir = self.directory / str(step)
+            damage = health.file_damage(step_dir)
+            if damage is None:
+                try:
+                    state, data_state = self.restore(step, abstract_state)
+                except Exception as e:
+                    damage = health.read_damage(e)
+                    if damage is None:
+                        raise
+                else:
+                    self.last_good_step = step
+                    return step, state, data_state
+            self._set_aside(step_dir, damage)
+        aside = health.set_aside(self.directory)
+        if aside:
+            raise health.DamagedCheckpointError(
+                f"every checkpoint in {self.directory} is damaged (moved aside: {aside}); not starting over "
+                "in their place: move them out of MODEL_DIR to start the run from the beginning")
+        return None
+
+    def _set_aside(self, step_dir: Any, damage: str) -> None:
+        moved = step_dir.parent / f"{step_dir.name}{health.CORRUPT_SUFFIX}"
+        if jax.process_index() == 0:
+            moved = health.move_aside(step_dir)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"flan_ul2r: {step_dir} set aside")
+        print(f"checkpoint {step_dir} is damaged: {damage}; moved it aside to {moved} (nothing deleted) and "
+              "falling back to the newest good step", file=sys.stderr, flush=True)
+        self.manager.reload()
 
     def wait(self) -> None:
         """Waits for a background save; CheckpointSaveError if it failed."""
@@ -85,10 +136,21 @@ class TrainCheckpoints:
             f"{error}; the last complete checkpoint, {where}, is untouched and a restart resumes from it")
 
     def close(self) -> None:
+        """Waits for a background save and closes the manager (its threads); a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.wait()
         finally:
-            self.manager.close()
+            # orbax's close does not wait for the clean-up of temporary folders it started in the
+            # background; a process that exits right after would print that thread's traceback
+            cleanup = getattr(self.manager, "_maybe_await_cleanup_tmp_directory", None)
+            try:
+                if cleanup is not None:
+                    cleanup()
+            finally:
+                self.manager.close()
 
 
 def save_params(path: fs.PathLike, params: Any, model_config: dict[str, Any],
@@ -110,6 +172,11 @@ def _params_location(path: epath.Path) -> tuple[epath.Path, bool]:
         return path / "params", False
     if (path / STATE).is_dir():
         return path / STATE, True
+    steps = sorted(int(p.name) for p in (path / "checkpoints").iterdir() if p.name.isdigit()) \
+        if (path / "checkpoints").is_dir() else []
+    if steps:
+        raise FileNotFoundError(f"{path} is a training MODEL_DIR, not a checkpoint: give one of its steps, "
+                                f"e.g. {path / 'checkpoints' / str(steps[-1])}")
     raise FileNotFoundError(f"{path}: not a flan-ul2r checkpoint (expected params/ from `convert import-hf` "
                             f"or state/ from a training step directory MODEL_DIR/checkpoints/<step>)")
 
@@ -135,7 +202,42 @@ def restore_params(path: fs.PathLike, abstract_params: Any | None = None
     if not path.exists():
         raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={path}: no such directory")
     location, is_state = _params_location(path)
-    with ocp.StandardCheckpointer() as ckptr:
+    damage = health.file_damage(path, data_position=False)
+    if damage is not None:
+        raise health.damaged(path, damage)
+    position_damage = health.file_damage(path) if is_state else None
+    if position_damage is not None:  # not read here: say so, and go on with the whole parameters
+        print(f"note: checkpoint {path} is damaged: {position_damage}; its parameters are whole and are "
+              "used (training would set this step aside)", file=sys.stderr)
+    try:
+        restored = _read_params(location, is_state, abstract_params, path)
+    except Exception as e:
+        damage = health.read_damage(e)
+        if damage is None:
+            raise
+        raise health.damaged(path, damage) from None
+    return restored, read_json_beside(path, "model_config")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_NOISE)
+
+
+@contextlib.contextmanager
+def _quiet_metadata_warnings() -> Iterator[None]:
+    quiet, loggers = _DropNoise(), [logging.getLogger(), logging.getLogger("absl")]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
+def _read_params(location: epath.Path, is_state: bool, abstract_params: Any | None, path: epath.Path) -> Any:
+    with ocp.StandardCheckpointer() as ckptr, _quiet_metadata_warnings():
         meta = ckptr.metadata(location)
         tree = getattr(meta, "item_metadata", meta)
         tree = getattr(tree, "tree", tree)
@@ -149,7 +251,7 @@ def restore_params(path: fs.PathLike, abstract_params: Any | None = None
                 restored = _restore_subtree(ckptr, location, tree, abstract_params)
             else:
                 restored = ckptr.restore(location, abstract_params)
-    return restored, read_json_beside(path, "model_config")
+    return restored
 
 
 def _restore_subtree(ckptr: ocp.StandardCheckpointer, location: epath.Path, tree: Any,

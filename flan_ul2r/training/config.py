@@ -16,6 +16,7 @@ import jax
 import optax
 from jax.sharding import Mesh
 
+from flan_ul2r.errors import ConfigError
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.training import optim, partitioning
 
@@ -88,6 +89,15 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     clip_norm: float | None = 1.0
 
+    def __post_init__(self) -> None:
+        for name, value in (("LEARNING_RATE (OptimizerConfig.learning_rate)", self.learning_rate),
+                            ("OptimizerConfig.final_learning_rate", self.final_learning_rate),
+                            ("OptimizerConfig.weight_decay", self.weight_decay)):
+            if not _is_number(value) or not 0 <= value < float("inf"):
+                raise ConfigError(f"{name}={value!r}: must be a finite number >= 0 (a negative rate climbs "
+                                  "the loss)")
+        _check_whole("OptimizerConfig.warmup_steps", self.warmup_steps, 0)
+
     def build(self, train_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
         """(optimizer, learning-rate schedule); decaying schedules end at `train_steps`."""
         lr = optim.schedule(self.schedule, self.learning_rate, warmup_steps=self.warmup_steps,
@@ -96,13 +106,39 @@ class OptimizerConfig:
         return tx, lr
 
 
+FINAL_ONLY = "final"  # CHECKPOINT_PERIOD = "final": save at the end (and on preemption) only
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
-    """Save every `period` steps (and at the end), keep the newest `keep` (None = all), orbax async."""
+    """Save every `period` steps (and at the end), keep the newest `keep` (None = all), orbax async.
+    `period = "final"` saves only at the end and on preemption."""
 
-    period: int = 1000
+    period: int | str = 1000
     keep: int | None = 3
     async_save: bool = True
+
+    def __post_init__(self) -> None:
+        if self.period != FINAL_ONLY:
+            _check_whole("CHECKPOINT_PERIOD (CheckpointConfig.period)", self.period, 1,
+                         f' or "{FINAL_ONLY}" to save only at the end')
+        if self.keep is not None:
+            _check_whole("CheckpointConfig.keep", self.keep, 1, " or None to keep every checkpoint")
+
+    @property
+    def every(self) -> int:
+        """Steps between saves; 0 = only the final one."""
+        return 0 if self.period == FINAL_ONLY else int(self.period)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_whole(name: str, value: Any, low: int, alternative: str = "") -> None:
+    """A whole number >= `low`, or a ConfigError naming the setting and the value it got."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}={value!r}: must be a whole number >= {low}{alternative}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,16 +175,26 @@ class RunConfig:
     eval_max_examples: int | None = 20
     # batches packed and put on the devices ahead of the step (training/prefetch.py)
     prefetch_depth: int = 2
+    # resuming with other TASK_FEATURE_LENGTHS or BATCH_SIZE than the checkpoint's run is refused (the data
+    # position would mean another stream) unless this is set (training/run_files.py)
+    allow_data_change: bool = False
 
     def __post_init__(self) -> None:
+        """Every setting checked before anything is written (names as the gin macros spell them)."""
         missing = {"targets"} - set(self.task_feature_lengths)
         if missing:
-            raise ValueError(f"TASK_FEATURE_LENGTHS={dict(self.task_feature_lengths)} lacks 'targets'")
-        if self.prefetch_depth < 1:
-            raise ValueError(f"prefetch_depth={self.prefetch_depth}: must be >= 1")
-        if self.batch_size % jax.process_count():
-            raise ValueError(f"batch_size={self.batch_size} is not divisible by the {jax.process_count()} "
-                             "hosts")
+            raise ConfigError(f"TASK_FEATURE_LENGTHS={dict(self.task_feature_lengths)} lacks 'targets'")
+        _check_whole("TRAIN_STEPS (train.train_steps)", self.train_steps, 1)
+        _check_whole("BATCH_SIZE (train.batch_size)", self.batch_size, 1)
+        for name in ("num_microbatches", "log_every", "prefetch_depth", "eval_batches"):
+            _check_whole(f"train.{name}", getattr(self, name), 1)
+        _check_whole("train.eval_period", self.eval_period, 0, " (0 = off)")
+        if self.stop_after_steps is not None:
+            _check_whole("train.stop_after_steps", self.stop_after_steps, 1)
+        hosts = jax.process_count()
+        if self.batch_size % hosts:
+            raise ConfigError(f"BATCH_SIZE={self.batch_size} is not divisible by the {hosts} hosts "
+                              "(processes) of this run: each host feeds an equal share")
 
     @property
     def sequence_length(self) -> int:

@@ -12,14 +12,18 @@ device's peak in both attention conventions of training/compute.py: `mfu` (atten
 and `mfu_causal_halved` (MaxText's count). Step time is the time between two consecutive metric fetches (the
 device's pace, once the queue is full). A non-finite loss stops the run, one step late at the latest,
 without saving that state; the newest checkpoint is the last good one. A preemption notice
-(training/preemption.py) ends the run after the current step with a checkpoint of that step. Every
-`eval_period` steps `PeriodicEval` writes validation loss and eval-suite scores (training/periodic_eval.py).
+(training/preemption.py) ends the run after the current step with a checkpoint of that step. A batch that
+cannot be made (a data error: a corrupt record, a bad line) ends the run with that error, after saving the
+steps trained since the last checkpoint. Every `eval_period` steps `PeriodicEval` writes validation loss
+and eval-suite scores (training/periodic_eval.py). The first batch with a bidirectional prefix sets
+`prefix_lm` in train_info.json (training/run_files.py).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import sys
+import threading
 import time
 from typing import Any
 
@@ -27,13 +31,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan_ul2r.training import checkpoints, compute, partitioning
+from flan_ul2r.errors import message, user_error
+from flan_ul2r.training import checkpoints, compute, partitioning, preemption
 from flan_ul2r.training.config import RunConfig
 from flan_ul2r.training.metrics import MetricsWriter
 from flan_ul2r.training.periodic_eval import PeriodicEval
-from flan_ul2r.training.preemption import PreemptionWatcher
 from flan_ul2r.training.prefetch import DevicePrefetcher
+from flan_ul2r.training.run_files import batch_has_prefix, record_prefix_lm
 from flan_ul2r.training.trainer import Trainer, TrainState, check_batch
+
+
+class DataStoppedRun(ValueError):
+    """The data failed after training had started; the message is the data error and the step saved."""
 
 
 @dataclasses.dataclass
@@ -115,22 +124,28 @@ def train_loop(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpo
     writer are closed on the way out."""
     start = int(state.step)
     shards = trainer.mesh.shape["data"] * trainer.mesh.shape["fsdp"]
+    host0 = jax.process_index() == 0
+    prefix_seen = threading.Event()
 
     def to_device(local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         check_batch(local, cfg.num_microbatches, shards)
+        if host0 and not prefix_seen.is_set() and batch_has_prefix(local):
+            prefix_seen.set()
         return partitioning.global_batch(local, trainer.mesh)
 
-    host0 = jax.process_index() == 0
     writer = MetricsWriter(cfg.model_dir, cfg.train_steps, start, write_files=host0,
                            show_bar=host0 and cfg.progress)
-    logger = _Logger(cfg, trainer, ckpts, writer, start)
-    logger.evaluator = PeriodicEval(cfg, trainer)
-    batches = DevicePrefetcher(make_data(cfg, data_state), to_device, depth=cfg.prefetch_depth)
+    batches = None
     try:
-        with PreemptionWatcher() as preemption:
-            state, signal_name = _steps(cfg, trainer, ckpts, state, start, batches, logger, preemption)
+        with preemption.watching() as watcher:
+            logger = _Logger(cfg, trainer, ckpts, writer, start)
+            logger.evaluator = PeriodicEval(cfg, trainer)
+            batches = DevicePrefetcher(make_data(cfg, data_state), to_device, depth=cfg.prefetch_depth)
+            feed = _Feed(cfg, batches, prefix_seen)
+            state, signal_name = _steps(cfg, trainer, ckpts, state, start, feed, logger, watcher)
     finally:
-        batches.close()
+        if batches is not None:
+            batches.close()
         try:
             ckpts.close()
         finally:
@@ -138,14 +153,43 @@ def train_loop(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpo
     return LoopResult(state, logger.last, signal_name)
 
 
+class _Feed:
+    """The batches of the loop, with what they tell the run files: `prefix_lm` from the first batch that
+    has a bidirectional prefix (training/run_files.py), and the position after the last batch taken."""
+
+    def __init__(self, cfg: RunConfig, batches: DevicePrefetcher, prefix_seen: threading.Event):
+        self.cfg, self.batches, self.prefix_seen = cfg, batches, prefix_seen
+        self.position: dict[str, Any] | None = None
+        self._recorded = False
+
+    def next(self) -> Any:
+        item = next(self.batches)
+        self.position = item.position
+        if not self._recorded and self.prefix_seen.is_set():
+            record_prefix_lm(self.cfg.model_dir)
+            self._recorded = True
+        return item
+
+
 def _steps(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpoints, state: TrainState,
-           start: int, batches: DevicePrefetcher, logger: _Logger, preemption: PreemptionWatcher
+           start: int, feed: _Feed, logger: _Logger, watcher: preemption.PreemptionWatcher
            ) -> tuple[TrainState, str | None]:
     pending: _Pending | None = None
     last_step = cfg.train_steps if cfg.stop_after_steps is None else min(cfg.train_steps,
                                                                          cfg.stop_after_steps)
+    saved = start
     for step in range(start + 1, last_step + 1):
-        item = next(batches)
+        try:
+            item = feed.next()
+        except Exception as e:  # the data failed: keep the steps trained since the last save
+            note = _save_before_failing(step - 1, saved, state, feed.position, pending, logger, ckpts)
+            shown = user_error(e)
+            if note and shown is not None:
+                raise DataStoppedRun(f"{message(shown)}{note}") from e
+            if note:
+                print(f"the data failed after step {step - 1}{note}", file=sys.stderr, flush=True)
+            raise
+        watcher.begin_training()
         state, metrics = trainer.train_step(state, item.batch, donate=not ckpts.should_save(step - 1, False))
         if pending is not None:  # the previous step's metrics, read while this step runs
             logger.log(pending)
@@ -155,25 +199,44 @@ def _steps(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpoints
             logger.writer.write(step, logger.evaluator.run(step, state.params))
             logger.restart_clock(step)
         final = step == cfg.train_steps
-        stop = preemption.reached(step)
+        stop = watcher.reached(step)
         save = ckpts.should_save(step, final) or stop
         if step % cfg.log_every == 0 or final or save:
             pending = _Pending(step, metrics, item.num_tokens)
         if save:  # this step's metrics first: never save a state whose loss is not finite
-            logger.log(pending)
-            pending = None
-            if not bool(_all_finite(state.params)):
-                raise FloatingPointError(nan_message("parameters are not finite", step, ckpts))
-            ckpts.save(step, state, item.position, wait=stop)
-            logger.writer.flush()
-            logger.restart_clock(step)
+            _save(step, state, item.position, pending, logger, ckpts, wait=stop)
+            pending, saved = None, step
         if stop:
-            print(f"{preemption.signal_name}: saved {ckpts.directory / str(step)}; the same command "
+            print(f"{watcher.signal_name}: saved {ckpts.directory / str(step)}; the same command "
                   "resumes from it", file=sys.stderr, flush=True)
-            return state, preemption.signal_name
+            return state, watcher.signal_name
     if pending is not None:
         logger.log(pending)
     return state, None
+
+
+def _save(step: int, state: TrainState, position: dict[str, Any], pending: _Pending | None, logger: _Logger,
+          ckpts: checkpoints.TrainCheckpoints, wait: bool) -> None:
+    """Logs the step's metrics (a non-finite loss raises), checks the parameters, saves."""
+    if pending is not None:
+        logger.log(pending)
+    if not bool(_all_finite(state.params)):
+        raise FloatingPointError(nan_message("parameters are not finite", step, ckpts))
+    ckpts.save(step, state, position, wait=wait)
+    logger.writer.flush()
+    logger.restart_clock(step)
+
+
+def _save_before_failing(step: int, saved: int, state: TrainState, position: dict[str, Any] | None,
+                         pending: _Pending | None, logger: _Logger, ckpts: checkpoints.TrainCheckpoints
+                         ) -> str:
+    """The batch after `step` could not be made: saves `step` (unless it is saved already) with the data
+    position after its batch; returns what to tell the user ("" when nothing was saved)."""
+    if step <= saved or position is None:
+        return ""
+    _save(step, state, position, pending, logger, ckpts, wait=True)
+    return (f"; saved step {step} first ({ckpts.directory / str(step)}): after fixing the data, the same "
+            "command resumes from it")
 
 
 def _throughput(tokens: float, seconds: float, flops_per_token: float, peak_tflops: float

@@ -1,9 +1,11 @@
 """Training metrics: MODEL_DIR/metrics.jsonl, TensorBoard events in MODEL_DIR/tb, a progress bar, and a
 loss plot MODEL_DIR/loss.png, on any filesystem (`flan_ul2r.fs`).
 
-metrics.jsonl is append-only: a run resumed from a checkpoint older than its last logged step logs the
-replayed steps again. Readers keep the latest row per step (`read_metrics`); the first row a resumed
-process writes carries `"resumed_from": <the step it restored>`, and loss.png marks those steps.
+metrics.jsonl holds one row per logged step: a run resumed from a checkpoint older than its last logged
+step (it was killed after logging steps it had not saved) first cuts the file back to the checkpoint's
+step (`cut_after`), then logs the replayed steps anew. The first row a resumed process writes carries
+`"resumed_from": <the step it restored>`, and loss.png marks those steps. `read_metrics` also keeps only
+the latest row per step, for files written before the cut existed.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ class MetricsWriter:
             from flan_ul2r.training.tensorboard import summary_writer
 
             self.model_dir.mkdir(parents=True, exist_ok=True)
-            drop_partial_row(self.model_dir / "metrics.jsonl")
+            cut_after(self.model_dir / "metrics.jsonl", start_step)
             self._tb = summary_writer(str(self.model_dir / "tb"))
         self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
                          disable=not show_bar, dynamic_ncols=True)
@@ -96,13 +98,24 @@ def _whole_rows(text: str) -> str:
     return text[: text.rfind("\n") + 1]
 
 
-def drop_partial_row(path: fs.PathLike) -> None:
-    """Cuts an unfinished last row, so that the resumed run appends whole rows after whole rows."""
+def cut_after(path: fs.PathLike, step: int) -> None:
+    """Keeps the whole rows of steps <= `step` (the checkpoint a run resumes from; 0 for a fresh start):
+    the rows of steps a killed run logged but never saved are logged again by the resumed run."""
     path = fs.path(path)
-    if path.exists():
-        text = fs.read_text(path)
-        if _whole_rows(text) != text:
-            fs.write_text(path, _whole_rows(text))
+    if not path.exists():
+        return
+    text = fs.read_text(path)
+    kept = [line for line in _whole_rows(text).splitlines(keepends=True)
+            if line.strip() and _row_step(line) <= step]
+    if "".join(kept) != text:
+        fs.write_text(path, "".join(kept))
+
+
+def _row_step(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return float("-inf")  # not a row this writer made: kept, and `read_rows` names its line
 
 
 def read_rows(path: fs.PathLike) -> list[dict[str, Any]]:

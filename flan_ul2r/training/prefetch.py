@@ -79,7 +79,9 @@ class DevicePrefetcher:
         return item
 
     def close(self) -> None:
-        """Stops the thread (it may be blocked on a full queue) and drops what it prefetched."""
+        """Stops the thread (it may be blocked on a full queue), drops what it prefetched, and lets go of
+        the data iterator now: a tf.data iterator freed only at interpreter exit can hang the process
+        (its worker threads cannot take the GIL any more to finish a Python generator's call)."""
         self._stop.set()
         while True:
             try:
@@ -87,6 +89,8 @@ class DevicePrefetcher:
             except queue.Empty:
                 break
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._data = None
 
     def __enter__(self) -> DevicePrefetcher:
         return self

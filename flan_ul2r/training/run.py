@@ -2,79 +2,112 @@
 
     summary = run(RunConfig(model_dir="/tmp/run", mixture_or_task_name="ul2r", ...))
 
-Start: the latest checkpoint in MODEL_DIR/checkpoints (state, optimizer and data position), else
-INITIAL_CHECKPOINT_PATH (params only, resharded onto this mesh), else a fresh init. Run files written next
-to the checkpoints: `model_config.json`, `vocab.json`, `train_info.json` (how inference should encode
-prompts), the operative `config.gin` (by the entry point), and the HF files of an imported model.
-MODEL_DIR and INITIAL_CHECKPOINT_PATH may be local or remote (`gs://...`, flan_ul2r/fs.py).
+Order: settings are checked (RunConfig, the task's name and lengths) before anything is written; then
+the run takes MODEL_DIR's lock (training/run_lock.py: one writer per MODEL_DIR); then the start: the
+newest good checkpoint in MODEL_DIR/checkpoints (state, optimizer and data position; a damaged newer
+step is moved aside, training/checkpoint_health.py; a resume must keep the data settings), else
+INITIAL_CHECKPOINT_PATH (params only, resharded onto this mesh), else a fresh init; then the run files
+(training/run_files.py) and the loop. MODEL_DIR and INITIAL_CHECKPOINT_PATH may be local or remote
+(`gs://...`, flan_ul2r/fs.py). SIGTERM/SIGINT are watched from the first line (training/preemption.py).
 
 A run whose checkpoint already reached TRAIN_STEPS returns at once (`already_done`), so a scheduler that
-re-runs a finished job sees success; a preempted run returns `preempted` (the signal) after saving.
+re-runs a finished job sees success; a preempted run returns `preempted` (the signal), after saving when
+the loop had started (`saved`).
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import jax
 
 from flan_ul2r import fs
+from flan_ul2r.errors import ConfigError
 from flan_ul2r.models.config import ModelConfig
-from flan_ul2r.training import checkpoints
+from flan_ul2r.training import checkpoints, preemption, run_lock
 from flan_ul2r.training.config import RunConfig
 from flan_ul2r.training.loop import train_loop
+from flan_ul2r.training.run_files import check_resume_settings, train_info, write_run_files  # noqa: F401
 from flan_ul2r.training.trainer import Trainer, TrainState
 
 
 def run(cfg: RunConfig, operative_config: str | None = None) -> dict[str, Any]:
     """Trains `cfg` and returns {"final_step", "metrics" (the last logged), "model_config",
     "already_done" (nothing to train: the checkpoint is at TRAIN_STEPS or beyond), "preempted" (the
-    signal that stopped the run after a checkpoint, or None)}."""
+    signal that stopped the run, or None), "saved" (whether the stop saved a checkpoint: False for a
+    signal before the first step)}."""
     if not cfg.model_dir:
-        raise ValueError("MODEL_DIR is empty: say where the run writes its checkpoints")
+        raise ConfigError("MODEL_DIR is empty: say where the run writes its checkpoints")
+    with preemption.watching() as watcher:
+        watcher.starting()
+        try:
+            return _run(cfg, operative_config, watcher)
+        except preemption.Preempted as p:
+            print(p.message, file=sys.stderr, flush=True)
+            done = (p.next_step or 1) - 1
+            return {"final_step": done, "metrics": {}, "model_config": {}, "already_done": False,
+                    "preempted": p.signal_name, "saved": False}
+
+
+def _run(cfg: RunConfig, operative_config: str | None, watcher: preemption.PreemptionWatcher
+         ) -> dict[str, Any]:
     vocab = task_vocabulary(cfg.mixture_or_task_name)  # an unknown task fails before MODEL_DIR is made
+    check_feature_lengths(cfg.mixture_or_task_name, cfg.task_feature_lengths)
     model_dir = fs.path(cfg.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    check_vocabularies(vocab, model_dir, cfg.initial_checkpoint_path)
+    lock = run_lock.hold(model_dir)
+    try:
+        return _locked_run(cfg, operative_config, watcher, vocab, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _locked_run(cfg: RunConfig, operative_config: str | None, watcher: preemption.PreemptionWatcher,
+                vocab: Any, lock: run_lock.RunLock | None) -> dict[str, Any]:
+    check_vocabularies(vocab, cfg.model_dir, cfg.initial_checkpoint_path)
     model_cfg = resolve_model(cfg, vocab)
     mesh, rules = cfg.mesh.build()
     tx, lr = cfg.optimizer.build(cfg.train_steps)
     trainer = Trainer(model_cfg, tx, mesh, rules, z_loss=cfg.z_loss, num_microbatches=cfg.num_microbatches,
                       learning_rate_fn=lr, chunked_loss=cfg.chunked_loss)
-    ckpts = checkpoints.TrainCheckpoints(model_dir, cfg.checkpoint.period, cfg.checkpoint.keep,
+    ckpts = checkpoints.TrainCheckpoints(fs.path(cfg.model_dir), cfg.checkpoint.every, cfg.checkpoint.keep,
                                          cfg.checkpoint.async_save)
-    state, data_state = restore_or_init(cfg, trainer, ckpts)
-    summary = {"final_step": int(state.step), "metrics": {}, "model_config": model_cfg.to_dict(),
-               "already_done": cfg.train_steps <= int(state.step), "preempted": None}
-    if summary["already_done"]:
+    if lock is not None:
+        ckpts.before_save = lock.check
+    try:  # the loop closes the checkpoints itself; before it, an error (or a signal) must too
+        state, data_state = restore_or_init(cfg, trainer, ckpts, watcher)
+        summary = {"final_step": int(state.step), "metrics": {}, "model_config": model_cfg.to_dict(),
+                   "already_done": cfg.train_steps <= int(state.step), "preempted": None, "saved": False}
+        if summary["already_done"]:
+            ckpts.close()
+            print(f"{ckpts.directory} is at step {int(state.step)} >= TRAIN_STEPS={cfg.train_steps}: the run "
+                  "is finished, nothing to do (TRAIN_STEPS counts from the start of the run, as in t5x; "
+                  "raise it to train on)", file=sys.stderr)
+            return summary
+        if jax.process_index() == 0:
+            write_run_files(cfg, model_cfg, vocab, operative_config)
+    except BaseException:
         ckpts.close()
-        print(f"{ckpts.directory} is at step {int(state.step)} >= TRAIN_STEPS={cfg.train_steps}: the run is "
-              "finished, nothing to do (TRAIN_STEPS counts from the start of the run, as in t5x; raise it "
-              "to train on)", file=sys.stderr)
-        return summary
-    if jax.process_index() == 0:
-        write_run_files(cfg, model_cfg, vocab, operative_config)
+        raise
     result = train_loop(cfg, trainer, ckpts, state, data_state)
-    summary.update(final_step=int(result.state.step), metrics=result.metrics, preempted=result.preempted)
+    summary.update(final_step=int(result.state.step), metrics=result.metrics, preempted=result.preempted,
+                   saved=result.preempted is not None)
     return summary
 
 
 def task_vocabulary(name: str) -> Any:
     """The vocabulary every task of the task or mixture shares (checked: data/registry.py); an unknown
-    name is an error that suggests the closest registered names."""
-    from flan_ul2r.data.registry import registered_names
+    name is a ConfigError that suggests the closest registered names."""
     from flan_ul2r.data.registry import task_vocabulary as shared_vocabulary
 
-    names = registered_names()
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"MIXTURE_OR_TASK_NAME={name!r} is not a registered task or mixture{hint} (tasks "
-                         "register when their module is imported: `import` it in a gin file)")
     return shared_vocabulary(name)
+
+
+def check_feature_lengths(name: str, lengths: Any) -> None:
+    from flan_ul2r.data.registry import check_feature_lengths as check
+
+    check(name, lengths)
 
 
 def check_vocabularies(vocab: Any, model_dir: fs.PathLike, initial_checkpoint_path: str | None) -> None:
@@ -116,14 +149,25 @@ def resolve_model(cfg: RunConfig, vocab: Any) -> ModelConfig:
     return model_cfg
 
 
-def restore_or_init(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpoints
+def restore_or_init(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpoints,
+                    watcher: preemption.PreemptionWatcher | None = None
                     ) -> tuple[TrainState, dict[str, Any] | None]:
-    """(state, loader position): resume MODEL_DIR, else params from INITIAL_CHECKPOINT_PATH, else init."""
+    """(state, loader position): resume MODEL_DIR from its newest good step (damaged newer ones are moved
+    aside: checkpoints.py), else params from INITIAL_CHECKPOINT_PATH, else init. A resume must keep the
+    data settings (run_files.check_resume_settings)."""
     latest = ckpts.latest_step()
+    if watcher is not None:
+        watcher.next_step = (latest or 0) + 1
     if latest is not None:
-        state, data_state = ckpts.restore(latest, trainer.abstract_state)
-        print(resume_note(ckpts, latest), file=sys.stderr)
-        return state, data_state
+        if latest < cfg.train_steps:  # a finished run re-run only reports that it is finished
+            check_resume_settings(cfg, latest)
+        found = ckpts.restore_newest_good(trainer.abstract_state)
+        if found is not None:
+            step, state, data_state = found
+            if watcher is not None:
+                watcher.next_step = step + 1
+            print(resume_note(ckpts, step), file=sys.stderr)
+            return state, data_state
     if cfg.initial_checkpoint_path:
         params, _ = checkpoints.restore_params(cfg.initial_checkpoint_path, trainer.abstract_state.params)
         print(f"initialised from {cfg.initial_checkpoint_path}", file=sys.stderr)
@@ -134,37 +178,3 @@ def restore_or_init(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCh
 def resume_note(ckpts: checkpoints.TrainCheckpoints, step: int) -> str:
     """What a resumed run prints (an interrupted save is not a step: orbax ignores it)."""
     return f"resuming from {ckpts.directory / str(step)}"
-
-
-def write_run_files(cfg: RunConfig, model_cfg: ModelConfig, vocab: Any, operative_config: str | None) -> None:
-    model_dir = fs.path(cfg.model_dir)
-    fs.write_text(model_dir / "model_config.json", model_cfg.to_json())
-    if operative_config is not None:
-        fs.write_text(model_dir / "config.gin", operative_config)
-    if hasattr(vocab, "describe"):
-        fs.write_json(model_dir / "vocab.json", vocab.describe())
-    if cfg.initial_checkpoint_path:  # keep what export-hf / load_model need next to the run
-        copy_model_files(cfg.initial_checkpoint_path, model_dir)
-    info = train_info(cfg.mixture_or_task_name, cfg.task_feature_lengths)
-    fs.write_json(model_dir / "train_info.json", info)
-    fs.write_json(model_dir / "run_config.json", dataclasses.asdict(cfg))
-
-
-def train_info(mixture_or_task_name: str, task_feature_lengths: Mapping[str, int]) -> dict[str, Any]:
-    """What inference needs to know about how the model was trained (`train_info.json` in MODEL_DIR):
-    `prefix_lm` (inputs were attended bidirectionally: UL2R and Flan runs, U-PaLM section 2.2; a run
-    with no inputs, e.g. the `lm` task, trained causally) and the `sequence_length` it saw."""
-    inputs, targets = int(task_feature_lengths.get("inputs", 0)), int(task_feature_lengths["targets"])
-    return {"mixture_or_task_name": mixture_or_task_name, "prefix_lm": inputs > 0,
-            "sequence_length": inputs + targets,
-            "task_feature_lengths": {"inputs": inputs, "targets": targets}}
-
-
-def copy_model_files(initial: fs.PathLike, model_dir: fs.PathLike) -> None:
-    """An imported model's `hf_config.json` and `tokenizer/` (export-hf and load_model read them)."""
-    initial, model_dir = fs.absolute(initial), fs.path(model_dir)
-    folder = initial if (initial / "params").is_dir() else initial.parent.parent
-    if (folder / "hf_config.json").is_file() and not (model_dir / "hf_config.json").exists():
-        fs.copy_file(folder / "hf_config.json", model_dir / "hf_config.json")
-    if (folder / "tokenizer").is_dir() and not (model_dir / "tokenizer").exists():
-        fs.copy_tree(folder / "tokenizer", model_dir / "tokenizer")
