@@ -99,7 +99,7 @@ def test_every_artifact_exists_and_parses(finished):
         results = json.loads((model_dir / "eval" / m / "results.json").read_text())
         assert set(results["benchmarks"]) >= {"Heldout-ZS", "Heldin-ZS", "Infilling", "LM-Loss"}
         loss = results["benchmarks"]["LM-Loss"]
-        assert 0 < loss["ci_low"] <= loss["score"] <= loss["ci_high"] < 7  # nats per byte: below uniform
+        assert 0 < loss["ci_low"] <= loss["score"] <= loss["ci_high"] < 7  # nats per byte
         filled = model_dir / "eval" / m / "infilling" / "predictions" / "infilling.jsonl"
         rows = filled.read_text().splitlines()
         assert len(rows) == 3 and all("<extra_id_0>" in json.loads(r)["prompt"] for r in rows)

@@ -24,7 +24,7 @@ PAIRS = (("ul2r", "base"), ("flan", "base"), ("flan_ul2r", "flan"), ("flan_ul2r"
 AVERAGED_GROUPS = ("Heldout", "Heldin")  # `<group>-Avg`: the mean over every task x style cell of the group
 AVG = "Avg"
 
-Examples = dict[str, dict[str, Any]]  # task -> {example id -> score, or [nll, tokens] for a loss}
+Examples = dict[str, dict[str, Any]]  # task -> {example id -> score, or [nll, bytes] for a loss}
 
 
 def _kind(bench: Mapping[str, Any]) -> str:
@@ -32,11 +32,11 @@ def _kind(bench: Mapping[str, Any]) -> str:
 
 
 def task_examples(task: Mapping[str, Any]) -> dict[str, Any]:
-    """{id: value} from a task's predictions file: the primary metric in percent, or [nll, tokens]."""
+    """{id: value} from a task's predictions file: the primary metric in percent, or [nll, bytes]."""
     path = fs.path(task["predictions"])
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if task["primary_metric"] == "nll_per_token":
-        return {r["id"]: [r["nll"], r["tokens"]] for r in rows}
+    if task["primary_metric"] == "nll_per_byte":
+        return {r["id"]: [r["nll"], r["bytes"]] for r in rows}
     return dict(zip((r["id"] for r in rows), example_scores(rows, task["primary_metric"])))
 
 

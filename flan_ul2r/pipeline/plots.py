@@ -66,7 +66,7 @@ def _bars(ax: Any, rows: Sequence[dict[str, Any]], models: Sequence[str], labels
 def plot_results(rows: Sequence[dict[str, Any]], path: Path, models: Sequence[str],
                  labels: Mapping[str, str]) -> None:
     """Grouped bars with 95% error bars: every summary row (benchmarks, averages, the normalized average)
-    for the four models; the LM loss (nats per token, lower is better) in a panel of its own."""
+    for the four models; the LM loss (nats per byte, lower is better) in a panel of its own."""
     plt = _pyplot()
     shown = [r for r in rows if r["kind"] != "task"]
     losses = [r for r in shown if r["metric"] == "LM-Loss"]
@@ -77,7 +77,7 @@ def plot_results(rows: Sequence[dict[str, Any]], path: Path, models: Sequence[st
                              gridspec_kw={"width_ratios": [len(p) + 1 for p in panels]}, squeeze=False)
     for ax, panel in zip(axes[0], panels):
         _bars(ax, panel, present, labels)
-        ax.set_ylabel("nats per token (lower is better)" if panel is losses else "score (%)")
+        ax.set_ylabel("nats per byte (lower is better)" if panel is losses else "score (%)")
     axes[0][0].legend()
     fig.suptitle("the four models, with 95% intervals")
     fig.tight_layout()

@@ -87,7 +87,7 @@ def results_markdown(rows: Sequence[dict[str, Any]], comparisons: Sequence[dict[
     models = [m for m in MODELS if any(m in r for r in rows)]
     lines = ["## Results (the 2x2: Chung et al. 2022, Table 5 compares the same four)", "",
              "Each cell: score [95% interval]; n = examples (per model when they differ). Proportions: "
-             "Wilson interval; averages, F1 and the LM loss (nats per token, lower is better): bootstrap.",
+             "Wilson interval; averages, F1 and the LM loss (nats per byte, lower is better): bootstrap.",
              "", "| metric | n | " + " | ".join(LABELS[m] for m in models) + " |",
              "|---|---:|" + "---:|" * len(models)]
     lines += [f"| {r['metric']} | {_n_text(r, models)} | " + " | ".join(_cell_text(r.get(m)) for m in models)
