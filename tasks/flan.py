@@ -29,6 +29,7 @@ def flan_mixture(
     style_mixes: Mapping[str, Mapping[str, float]] | None = None,
     inversion_rate: float = 0.0,
     collection: str | Sequence[str] | None = None,
+    num_shots: int | None = None,
 ) -> dict:
     """gin edge of the `flan` mixture.
 
@@ -40,6 +41,8 @@ def flan_mixture(
       (FLAN v2 uses 0.3 for its CoT and Dialog "-II" tasks; off by default).
     collection: Flan Collection export files (JSONL / Parquet, globs allowed); when set, `flan` trains on
       them instead of the embedded suite.
+    num_shots: exemplars in the embedded suite's few-shot examples (None: FLAN's 0-to-10 draw; a small
+      model's miniature can use 1, as its few-shot evaluation does).
     """
     return {
         "rates": dict(rates or flan_mixing.FAMILY_RATES_PAPER),
@@ -47,6 +50,7 @@ def flan_mixture(
         "styles": dict(style_mixes or {}),
         "inversion_rate": float(inversion_rate),
         "collection": collection,
+        "num_shots": num_shots,
     }
 
 
@@ -66,6 +70,7 @@ def register_suite() -> None:
                 inversions=task.inversions,
                 inversion_rate=config["inversion_rate"] if task.inversions else 0.0,
                 lettered=task.lettered,
+                num_shots=config["num_shots"],
                 num_examples=SUITE_SIZES["train"],
                 origin="suite",
             )

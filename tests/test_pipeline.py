@@ -20,8 +20,10 @@ REDUCED = [  # the smoke pipeline, shrunk to seconds per stage
     "--gin.base/RunConfig.task_feature_lengths={'inputs': 0, 'targets': 256}",
     "--gin.smoke/ModelConfig.num_layers=1", "--gin.smoke/ModelConfig.d_model=32",
     "--gin.smoke/ModelConfig.d_ff=64", "--gin.smoke/ModelConfig.head_dim=8",
-    "--gin.ul2r/CheckpointConfig.period=2", "--gin.EvalStageConfig.suites=('heldout_zs.add_three',)",
+    "--gin.ul2r/CheckpointConfig.period=2",
+    "--gin.EvalStageConfig.suites=('heldout_zs.add_three', 'heldin_zs.add_two')",
     "--gin.EvalStageConfig.max_examples=3", "--gin.EvalStageConfig.infilling_examples=3",
+    "--gin.EvalStageConfig.lm_loss=True",
 ]
 MODELS = ("base", "ul2r", "flan", "flan_ul2r")
 
@@ -95,30 +97,42 @@ def test_every_artifact_exists_and_parses(finished):
         assert (model_dir / stage / "checkpoints").is_dir()
     for m in MODELS:
         results = json.loads((model_dir / "eval" / m / "results.json").read_text())
-        assert set(results["benchmarks"]) >= {"Heldout-ZS", "Infilling"}
+        assert set(results["benchmarks"]) >= {"Heldout-ZS", "Heldin-ZS", "Infilling", "LM-Loss"}
+        loss = results["benchmarks"]["LM-Loss"]
+        assert 0 < loss["ci_low"] <= loss["score"] <= loss["ci_high"] < 7  # nats per byte
         filled = model_dir / "eval" / m / "infilling" / "predictions" / "infilling.jsonl"
         rows = filled.read_text().splitlines()
         assert len(rows) == 3 and all("<extra_id_0>" in json.loads(r)["prompt"] for r in rows)
     assert {s["stage"] for s in report["ledger"]["stages"]} == {"base", "ul2r", "flan", "flan_ul2r"}
 
 
-def test_report_table_is_the_stages_results(finished):
+def test_report_table_is_the_stages_results_with_n_and_intervals(finished):
     model_dir, _, _ = finished
     report = json.loads((model_dir / "report.json").read_text())
     results = {m: json.loads((model_dir / "eval" / m / "results.json").read_text()) for m in MODELS}
     checked = 0
     for row in report["table"]:
         for m in MODELS:
+            cell = row[m]
+            assert set(cell) == {"score", "n", "ci_low", "ci_high"} and cell["n"] > 0, (row["metric"], m)
+            assert cell["ci_low"] <= cell["score"] <= cell["ci_high"], (row["metric"], m, cell)
             if row["kind"] == "benchmark":
-                expected = results[m]["benchmarks"][row["metric"]]["score"]
+                expected = results[m]["benchmarks"][row["metric"]]
+                assert (cell["n"], cell["ci_low"], cell["ci_high"]) == \
+                    (expected["n"], expected["ci_low"], expected["ci_high"])
+                expected = expected["score"]
             elif row["kind"] == "task":
                 task, metric = row["metric"].rsplit(" ", 1)
                 expected = results[m]["tasks"][task]["metrics"][metric]
             else:
                 continue
-            assert row[m] == expected or (np.isnan(row[m]) and np.isnan(expected))
+            assert cell["score"] == expected or (np.isnan(cell["score"]) and np.isnan(expected))
             checked += 1
-    assert checked >= 4 * 4
+    assert checked >= 4 * 6
+    pairs = {(c["metric"], c["a"], c["b"]) for c in report["comparisons"]}
+    assert {("Infilling", "ul2r", "base"), ("Heldin-ZS", "flan", "base"), ("LM-Loss", "flan_ul2r", "flan"),
+            ("Heldout-Avg", "flan_ul2r", "base")} <= pairs
+    assert (model_dir / "report.md").read_text().split("\n")[2] == report["opening"]
 
 
 def _matmul_params(params: dict) -> int:

@@ -93,6 +93,14 @@ _GSM = (
     T("Q: {question}\nA:"),
     T("Answer the question.\n\n{question}"),
 )
+# The held-in word problems' own templates: never the held-out multi_step_arithmetic's (_GSM), so no
+# held-out template reaches training (flan_ul2r/data/heldout_leakage.py checks it).
+_WORD_PROBLEM = (
+    T("Word problem: {question}"),
+    T("{question}\nWork out the answer."),
+    T("Here is a story with numbers. {question}"),
+    T("Math question: {question}\nGive the number."),
+)
 _WORD_PROBLEM_INVERSIONS = (
     T("Write a math word problem whose worked solution is: {rationale}", "{question}"),
     T("Here is a solution: {rationale} The answer is {answer}. What was the question?", "{question}"),
@@ -236,7 +244,7 @@ SUITE: tuple[SuiteTask, ...] = (
             T("Tell whether {number} is an even or an odd number.{options_}"),
         ),
     ),
-    SuiteTask("word_problem", sg.word_problem, _GSM[:3], "cot", inversions=_WORD_PROBLEM_INVERSIONS),
+    SuiteTask("word_problem", sg.word_problem, _WORD_PROBLEM[:3], "cot", inversions=_WORD_PROBLEM_INVERSIONS),
     SuiteTask(
         "string_length",
         sg.string_length,
@@ -247,7 +255,8 @@ SUITE: tuple[SuiteTask, ...] = (
         ),
     ),
     SuiteTask(
-        "word_problem_cost", sg.word_problem_cost, _GSM[1:], "cot", inversions=_WORD_PROBLEM_INVERSIONS
+        "word_problem_cost", sg.word_problem_cost, _WORD_PROBLEM[1:], "cot",
+        inversions=_WORD_PROBLEM_INVERSIONS,
     ),
     # held out: never trained on, only evaluated (flan_heldout)
     SuiteTask(

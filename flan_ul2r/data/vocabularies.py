@@ -12,6 +12,7 @@ Kinds (`get_vocabulary(spec)`):
   tokens; `bos_id` = pad 0 (T5: the decoder starts with 0).
 - `"sentencepiece:PATH"`: seqio's SentencePieceVocabulary with 100 extra ids (T5's sentinels, counted down
   from the top) + mode tokens (the model's own `[NLU]`... pieces when present, else appended).
+- `"bpe:SIZE"`: a SIZE-token BPE trained here on the default corpus (`default_bpe.py`), then as `"hf:PATH"`.
 - `"hf:PATH"`: a HF `tokenizer.json` (or a directory with one) through the `tokenizers` library. Sentinels
   and mode tokens reuse tokens the vocabulary reserves (`<extra_id_N>`, Llama-3
   `<|reserved_special_token_N|>`, Gemma `<unusedN>`) when it has enough, else are appended (the model side
@@ -158,7 +159,8 @@ class SentencePieceVocabulary(SpecialTokensMixin, seqio.SentencePieceVocabulary)
 
 def get_vocabulary(spec: str) -> seqio.Vocabulary:
     """Builds a vocabulary from a spec: "byte", "sentencepiece:PATH", "hf:PATH" (tokenizer.json or a
-    directory holding one); options after `?`, e.g. "hf:/tok?sentinel_policy=last_n"."""
+    directory holding one), "bpe:SIZE" (trained on the default corpus); options after `?`, e.g.
+    "hf:/tok?sentinel_policy=last_n"."""
     kind, _, rest = spec.partition(":")
     path, _, query = rest.partition("?")
     options: dict[str, str] = {}
@@ -176,8 +178,14 @@ def get_vocabulary(spec: str) -> seqio.Vocabulary:
         from flan_ul2r.data.hf_vocabulary import HfTokenizerVocabulary
 
         return HfTokenizerVocabulary(os.path.expanduser(path), **options)
-    raise ValueError(f"vocabulary spec {spec!r}: expected 'byte', 'sentencepiece:PATH' or 'hf:PATH' "
-                     "(PATH = tokenizer.json or a directory holding one)")
+    if kind == "bpe" and path.isdigit():
+        from flan_ul2r.data.default_bpe import bpe_path
+        from flan_ul2r.data.hf_vocabulary import HfTokenizerVocabulary
+
+        return HfTokenizerVocabulary(str(bpe_path(int(path))), **options)
+    raise ValueError(f"vocabulary spec {spec!r}: expected 'byte', 'sentencepiece:PATH', 'hf:PATH' "
+                     "(PATH = tokenizer.json or a directory holding one) or 'bpe:SIZE' (a BPE trained on "
+                     "the default corpus)")
 
 
 def vocabulary_from_description(description: dict[str, Any], tokenizer_path: str | None = None

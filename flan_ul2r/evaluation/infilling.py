@@ -19,6 +19,7 @@ from typing import Any
 
 from flan_ul2r import fs
 from flan_ul2r.evaluation.metrics import mean_percent, squad_scores
+from flan_ul2r.evaluation.report import example_scores, score_interval
 
 WINDOW_WORDS = 24
 BLANK = "<extra_id_0>"
@@ -41,8 +42,12 @@ def heldout_documents() -> list[str]:
     return [d for d, held in zip(docs, validation_mask(len(docs))) if held]
 
 
-def make_examples(documents: Sequence[str], num: int, seed: int = 0) -> list[InfillExample]:
-    """`num` passages (one per document, in a seeded order) with one blank of 1-3 words each."""
+def make_examples(documents: Sequence[str], num: int, seed: int = 0, windows_per_document: int | None = 1
+                  ) -> list[InfillExample]:
+    """`num` passages with one blank of 1-3 words each, from documents in a seeded order.
+    `windows_per_document` = 1: one window per document at a random start (id `doc<i>`); k > 1 or None
+    (all): up to k non-overlapping windows of each document after a random offset (ids `doc<i>.<k>`), so
+    a small held-out set yields more passages - each passage's text is still seen only once."""
     rng = random.Random(seed)
     order = list(range(len(documents)))
     rng.shuffle(order)
@@ -51,17 +56,28 @@ def make_examples(documents: Sequence[str], num: int, seed: int = 0) -> list[Inf
         words = documents[i].split()
         if len(words) < WINDOW_WORDS:
             continue
-        start = rng.randrange(len(words) - WINDOW_WORDS + 1)
-        window = words[start:start + WINDOW_WORDS]
-        length = rng.randint(1, 3)
-        at = rng.randrange(1, WINDOW_WORDS - length)  # never the first or the last word
-        text = " ".join(window[:at] + [BLANK] + window[at + length:])
-        out.append(InfillExample(f"doc{i}", text, " ".join(window[at:at + length])))
-        if len(out) == num:
-            break
+        if windows_per_document == 1:
+            starts = [(f"doc{i}", rng.randrange(len(words) - WINDOW_WORDS + 1))]
+        else:
+            offset = rng.randrange(len(words) % WINDOW_WORDS + 1)
+            count = (len(words) - offset) // WINDOW_WORDS
+            count = count if windows_per_document is None else min(count, windows_per_document)
+            starts = [(f"doc{i}.{k}", offset + k * WINDOW_WORDS) for k in range(count)]
+        for name, start in starts:
+            out.append(_blanked(name, words[start:start + WINDOW_WORDS], rng))
+            if len(out) == num:
+                return out
     if not out:
         raise ValueError(f"infilling: no document has {WINDOW_WORDS} words")
     return out
+
+
+def _blanked(name: str, window: list[str], rng: random.Random) -> InfillExample:
+    """The window with 1-3 consecutive inner words replaced by BLANK (never the first or the last)."""
+    length = rng.randint(1, 3)
+    at = rng.randrange(1, WINDOW_WORDS - length)
+    text = " ".join(window[:at] + [BLANK] + window[at + length:])
+    return InfillExample(name, text, " ".join(window[at:at + length]))
 
 
 def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir: str | Path | None = None,
@@ -89,12 +105,14 @@ def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / "infilling.jsonl").open("w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    spans = {m: list(score_interval([example_scores(rows, m)], m)) for m in metrics}
     task = {"benchmark": BENCHMARK, "metrics": metrics, "primary_metric": "exact_match",
             "score": metrics["exact_match"], "count": len(rows), "random": 0.0, "mode": "infill",
             "cot": False, "wall_seconds": round(time.perf_counter() - t0, 3), "skipped": len(skipped),
-            "skipped_ids": skipped}
+            "skipped_ids": skipped, "n": len(rows), "intervals": spans}
     bench = {"score": metrics["exact_match"], "random": 0.0, "metric": "exact_match", "aggregate": "micro",
-             "tasks": 1, "count": len(rows)}
+             "tasks": 1, "count": len(rows), "n": len(rows), "ci_low": spans["exact_match"][0],
+             "ci_high": spans["exact_match"][1]}
     return {"benchmarks": {BENCHMARK: bench}, "tasks": {"infilling": task}}
 
 

@@ -10,8 +10,10 @@ from flan_ul2r.training.config import RunConfig
 class EvalStageConfig:
     """How the four models are evaluated: eval suites (flan_ul2r.tasks.evals; `heldout` needs no files),
     examples per task (None = all), batch size, self-consistency samples and temperature (1 = greedy),
-    the infilling check (U-PaLM section 4) on `infilling_examples` held-out corpus passages, and what to do
-    with a prompt longer than the model's context (`too_long`: "error", or "skip" and report the count)."""
+    the infilling check (U-PaLM section 4) on `infilling_examples` held-out corpus passages
+    (`infilling_windows` non-overlapping windows per held-out document; None = all of them), the causal LM
+    loss on the held-out corpus documents (`lm_loss`), and what to do with a prompt longer than the
+    model's context (`too_long`: "error", or "skip" and report the count)."""
 
     suites: tuple[str, ...] = ("heldout",)
     max_examples: int | None = None
@@ -19,6 +21,8 @@ class EvalStageConfig:
     num_samples: int = 1
     temperature: float = 0.7
     infilling_examples: int = 0
+    infilling_windows: int | None = 1
+    lm_loss: bool = False
     too_long: str = "error"
 
 

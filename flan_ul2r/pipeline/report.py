@@ -1,8 +1,10 @@
-"""The pipeline's report: the 2x2 table (base, +UL2R, +Flan, +UL2R+Flan) of every evaluated metric, the
-compute ledger, loss curves per stage and a bar chart - MODEL_DIR/report.md, report.json, *.png.
+"""The pipeline's report: the 2x2 table (base, +UL2R, +Flan, +UL2R+Flan) of every evaluated metric with its
+n and 95% interval, the paired comparisons between the models, the compute ledger, loss curves per stage
+and a bar chart with error bars - MODEL_DIR/report.md, report.json, *.png.
 
-Every number is read from the stages' own files (eval results.json, metrics.jsonl, stage.json); nothing
-is computed for the report that the stages did not measure, except sums and shares of the ledger.
+Scores, n and intervals of the stages' benchmarks and tasks are read from the stages' own files (eval
+results.json); the `<group>-Avg` rows and the paired comparisons are computed from the stages' prediction
+files (pipeline/evidence.py); the ledger's sums and shares from stage.json.
 """
 from __future__ import annotations
 
@@ -14,26 +16,44 @@ from typing import Any
 from etils.epath import Path
 
 from flan_ul2r import fs
-from flan_ul2r.training.metrics import read_metrics
+from flan_ul2r.pipeline import evidence
+from flan_ul2r.pipeline.plots import plot_losses, plot_results
+from flan_ul2r.pipeline.summary import LABELS, opening
 
 MODELS = ("base", "ul2r", "flan", "flan_ul2r")  # the 2x2: neither, UL2R, Flan, both (Flan paper Table 5)
-LABELS = {"base": "base", "ul2r": "+UL2R", "flan": "+Flan", "flan_ul2r": "+UL2R+Flan"}
+CELL_FIELDS = ("score", "n", "ci_low", "ci_high")
 
 
-def table(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows {"metric", "kind", <model>: value} from each model's eval results.json: every benchmark's score,
-    the normalized average when defined, then every task's metrics."""
+def _bench_cell(b: Mapping[str, Any]) -> dict[str, float]:
+    return {"score": b["score"], "n": b.get("n", b.get("count", 0)), "ci_low": b.get("ci_low", math.nan),
+            "ci_high": b.get("ci_high", math.nan)}
+
+
+def _task_cell(t: Mapping[str, Any], metric: str) -> dict[str, float]:
+    low, high = (t.get("intervals") or {}).get(metric, (math.nan, math.nan))
+    return {"score": t["metrics"][metric], "n": t.get("n", t.get("count", 0)), "ci_low": low,
+            "ci_high": high}
+
+
+def table(results: Mapping[str, Mapping[str, Any]],
+          averages: Mapping[str, Mapping[str, dict[str, float]]] | None = None) -> list[dict[str, Any]]:
+    """Rows {"metric", "kind", <model>: {score, n, ci_low, ci_high}} from each model's eval results.json:
+    every benchmark's score, the `<group>-Avg` rows (`averages`: metric -> model -> cell), the normalized
+    average when defined, then every task's metrics."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for model, summary in results.items():
         for bench, b in summary.get("benchmarks", {}).items():
-            rows.setdefault((bench, "benchmark"), {})[model] = b["score"]
-        norm = (summary.get("normalized_average") or {}).get("value")
-        if norm is not None:
-            rows.setdefault(("normalized average", "normalized_average"), {})[model] = norm
+            rows.setdefault((bench, "benchmark"), {})[model] = _bench_cell(b)
+        norm = summary.get("normalized_average") or {}
+        if norm.get("value") is not None:
+            rows.setdefault(("normalized average", "normalized_average"), {})[model] = _bench_cell(
+                {**norm, "score": norm["value"]})
         for task, t in summary.get("tasks", {}).items():
-            for metric, value in t.get("metrics", {}).items():
-                rows.setdefault((f"{task} {metric}", "task"), {})[model] = value
-    order = {"normalized_average": 0, "benchmark": 1, "task": 2}
+            for metric in t.get("metrics", {}):
+                rows.setdefault((f"{task} {metric}", "task"), {})[model] = _task_cell(t, metric)
+    for metric, cells in (averages or {}).items():
+        rows[(metric, "average")] = dict(cells)
+    order = {"normalized_average": 0, "benchmark": 1, "average": 1, "task": 2}
     return [{"metric": name, "kind": kind, **values}
             for (name, kind), values in sorted(rows.items(), key=lambda kv: (order[kv[0][1]], kv[0][0]))]
 
@@ -44,14 +64,43 @@ def _fmt(x: Any) -> str:
     return "" if x is None else str(x)
 
 
-def markdown(rows: Sequence[dict[str, Any]], ledger: dict[str, Any], stages: Sequence[dict[str, Any]],
-             title: str) -> str:
+def _cell_text(c: Mapping[str, Any] | None) -> str:
+    if not c:
+        return ""
+    if math.isnan(c.get("ci_low", math.nan)):
+        return _fmt(c["score"])
+    return f"{_fmt(c['score'])} [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
+
+
+def _n_text(row: Mapping[str, Any], models: Sequence[str]) -> str:
+    ns = [str(row[m]["n"]) for m in models if row.get(m)]
+    return ns[0] if len(set(ns)) == 1 else "/".join(ns)
+
+
+def _comparison_line(c: Mapping[str, Any]) -> str:
+    significant = "yes" if c["significant"] else "no"
+    return (f"| {c['metric']} | {LABELS[c['a']]} - {LABELS[c['b']]} | {c['diff']:+.2f} | "
+            f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}] | {significant} | {c['n']} |")
+
+
+def results_markdown(rows: Sequence[dict[str, Any]], comparisons: Sequence[dict[str, Any]]) -> list[str]:
     models = [m for m in MODELS if any(m in r for r in rows)]
-    lines = [f"# {title}", "", "## Results (the 2x2: Chung et al. 2022, Table 5 compares the same four)", "",
-             "| metric | " + " | ".join(LABELS[m] for m in models) + " |", "|---|" + "---:|" * len(models)]
-    lines += [f"| {r['metric']} | " + " | ".join(_fmt(r.get(m)) for m in models) + " |" for r in rows]
-    lines += ["", "## Compute ledger", "", "| stage | steps | tokens | TFLOPs | train s | wall s |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines = ["## Results (the 2x2: Chung et al. 2022, Table 5 compares the same four)", "",
+             "Each cell: score [95% interval]; n = examples (per model when they differ). Proportions: "
+             "Wilson interval; averages, F1 and the LM loss (nats per byte, lower is better): bootstrap.",
+             "", "| metric | n | " + " | ".join(LABELS[m] for m in models) + " |",
+             "|---|---:|" + "---:|" * len(models)]
+    lines += [f"| {r['metric']} | {_n_text(r, models)} | " + " | ".join(_cell_text(r.get(m)) for m in models)
+              + " |" for r in rows]
+    lines += ["", "## Paired comparisons (the same examples; paired bootstrap, seeded)", "",
+              "| metric | comparison | difference | 95% interval | significant | n |",
+              "|---|---|---:|---:|---|---:|"]
+    return lines + [_comparison_line(c) for c in comparisons]
+
+
+def ledger_markdown(ledger: dict[str, Any], stages: Sequence[dict[str, Any]]) -> list[str]:
+    lines = ["## Compute ledger", "", "| stage | steps | tokens | TFLOPs | train s | wall s |",
+             "|---|---:|---:|---:|---:|---:|"]
     for s in ledger["stages"]:
         lines.append(f"| {s['stage']} | {s['steps']} | {s['tokens']:,} | {s['flops'] / 1e12:,.2f} | "
                      f"{s['train_seconds']:.0f} | {s['wall_seconds']:.0f} |")
@@ -60,74 +109,42 @@ def markdown(rows: Sequence[dict[str, Any]], ledger: dict[str, Any], stages: Seq
     lines += [f"- {name}: **{share:.3g}%** of the base model's pretraining compute"
               for name, share in ledger["percent_of_base_pretraining"].items()]
     lines += ["", "## Stages", ""] + [f"- `{s['stage']}`: {s.get('checkpoint', '')}" for s in stages]
-    lines += ["", "Plots: `loss_curves.png` (training loss per stage), `results.png` (benchmark scores).", ""]
+    return lines
+
+
+def markdown(rows: Sequence[dict[str, Any]], comparisons: Sequence[dict[str, Any]], ledger: dict[str, Any],
+             stages: Sequence[dict[str, Any]], title: str) -> str:
+    lines = [f"# {title}", "", opening(comparisons), ""]
+    lines += results_markdown(rows, comparisons) + [""] + ledger_markdown(ledger, stages)
+    lines += ["", "Plots: `loss_curves.png` (training loss per stage), `results.png` (scores with 95% "
+                  "intervals).", ""]
     return "\n".join(lines)
-
-
-def plot_losses(stage_dirs: Mapping[str, Path], path: Path) -> None:
-    """Training loss against step, one line per training stage (one point per step: its latest row)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for stage, folder in stage_dirs.items():
-        if (folder / "metrics.jsonl").is_file():
-            per_step = {r["step"]: r["loss"] for r in read_metrics(folder / "metrics.jsonl") if "loss" in r}
-            steps = sorted(per_step)
-            ax.plot(steps, [per_step[s] for s in steps], label=stage)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss per target token")
-    ax.set_title("training loss per stage")
-    ax.legend()
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def plot_results(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """Grouped bars: each benchmark (and the normalized average) for the four models."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [r for r in rows if r["kind"] != "task"]
-    models = [m for m in MODELS if any(m in r for r in shown)]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(shown) + 2), 4.5))
-    width = 0.8 / max(len(models), 1)
-    for i, m in enumerate(models):
-        xs = [j + i * width for j in range(len(shown))]
-        ax.bar(xs, [r.get(m) or 0.0 for r in shown], width, label=LABELS[m])
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shown))], [r["metric"] for r in shown],
-                  rotation=20, ha="right")
-    ax.set_ylabel("score")
-    ax.legend()
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> None:
-    """Writes a PNG to a local or remote path (one write) and closes the figure."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    fs.path(path).write_bytes(buffer.getvalue())
 
 
 def write_report(model_dir: Path, results: Mapping[str, Mapping[str, Any]], ledger: dict[str, Any],
                  stages: Sequence[dict[str, Any]], stage_dirs: Mapping[str, Path], title: str
                  ) -> dict[str, Any]:
-    rows = table(results)
-    report = {"title": title, "table": rows, "ledger": ledger, "stages": list(stages),
+    examples = {m: evidence.benchmark_examples(r) for m, r in results.items()}
+    benchmarks: dict[str, dict[str, Any]] = {}
+    for r in results.values():
+        benchmarks.update(r.get("benchmarks", {}))
+    averages: dict[str, dict[str, dict[str, float]]] = {}
+    derived: dict[str, dict[str, Any]] = {}
+    for model in results:
+        examples[model], merged = evidence.with_averages(examples[model], benchmarks)
+        derived.update({name: bench for name, bench in merged.items() if name not in benchmarks})
+        for name, bench in derived.items():
+            if name in examples[model]:
+                averages.setdefault(name, {})[model] = evidence.cell(examples[model][name], bench)
+    benchmarks.update(derived)
+    rows = table(results, averages)
+    compared = evidence.comparisons(examples, benchmarks)
+    report = {"title": title, "opening": opening(compared), "models": list(results), "table": rows,
+              "comparisons": compared, "ledger": ledger, "stages": list(stages),
               "results_files": {m: str(model_dir / "eval" / m / "results.json") for m in results}}
     fs.write_text(model_dir / "report.json", json.dumps(report, indent=1) + "\n")
-    fs.write_text(model_dir / "report.md", markdown(rows, ledger, stages, title))
+    fs.write_text(model_dir / "report.md", markdown(rows, compared, ledger, stages, title))
     plot_losses(stage_dirs, model_dir / "loss_curves.png")
     if rows:
-        plot_results(rows, model_dir / "results.png")
+        plot_results(rows, model_dir / "results.png", MODELS, LABELS)
     return report

@@ -4,6 +4,7 @@ and on the U model -> evaluation of all four -> report (the Flan paper's Table 5
 an interrupted one; a finished pipeline re-run only rewrites the report."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -25,6 +26,7 @@ def run_pipeline(cfg: PipelineConfig, operative_config: str | None = None) -> di
     """Runs every stage that is not finished and returns report.json's content."""
     root = fs.path(cfg.model_dir)
     root.mkdir(parents=True, exist_ok=True)
+    _EXAMPLES.clear()
     if operative_config is not None:
         fs.write_text(root / "config.gin", operative_config)
     if cfg.pretrain is not None:
@@ -45,7 +47,9 @@ def run_pipeline(cfg: PipelineConfig, operative_config: str | None = None) -> di
 
 def eval_stage(root: Path, model: str, checkpoint: str, cfg: EvalStageConfig) -> dict[str, Any]:
     """Evaluates one model on every suite (MODEL_DIR/eval/<model>/<suite>/results.json, results.md,
-    predictions/) and writes their union as MODEL_DIR/eval/<model>/results.json."""
+    predictions/), the infilling check and the held-out LM loss, and writes their union as
+    MODEL_DIR/eval/<model>/results.json; each task names its predictions file (`predictions`), which the
+    report's paired comparisons read."""
     name = f"eval/{model}"
     done = finished(root, name)
     out = stage_dir(root, name)
@@ -53,34 +57,75 @@ def eval_stage(root: Path, model: str, checkpoint: str, cfg: EvalStageConfig) ->
         print(f"pipeline: stage {name!r} is done; skipping", file=sys.stderr)
         return json.loads((out / "results.json").read_text())
     import flan_ul2r
-    from flan_ul2r.evaluation.evaluate import check_model, evaluate
-    from flan_ul2r.evaluation.runner import EvalSettings
-    from flan_ul2r.evaluation.seqio_tasks import eval_task, suite_tasks
+    from flan_ul2r.evaluation.evaluate import check_model
 
     print(f"pipeline: evaluating {model} ({checkpoint})", file=sys.stderr)
     lm = flan_ul2r.load_model(checkpoint)
     check_model(lm, checkpoint)
+    merged: dict[str, Any] = {"model_path": checkpoint, "benchmarks": {}, "tasks": {}, "suites": {}}
+    for part in (_suite_results(lm, checkpoint, cfg, out), _heldout_text_results(lm, cfg, out)):
+        for key in ("benchmarks", "tasks", "suites"):
+            merged[key].update(part.get(key, {}))
+        if part.get("normalized_average") is not None:
+            merged["normalized_average"] = part["normalized_average"]
+    fs.write_text(out / "results.json", json.dumps(merged, indent=1) + "\n")
+    mark_finished(root, name, {"checkpoint": checkpoint, "results": str(out / "results.json")})
+    return merged
+
+
+def _suite_results(lm: Any, checkpoint: str, cfg: EvalStageConfig, out: Path) -> dict[str, Any]:
+    from flan_ul2r.evaluation.evaluate import evaluate
+    from flan_ul2r.evaluation.runner import EvalSettings
+    from flan_ul2r.evaluation.seqio_tasks import eval_task, suite_tasks
+
     settings = EvalSettings(max_examples=cfg.max_examples, batch_size=cfg.batch_size,
                             num_samples=cfg.num_samples, temperature=cfg.temperature, too_long=cfg.too_long)
-    merged: dict[str, Any] = {"model_path": checkpoint, "benchmarks": {}, "tasks": {}, "suites": {}}
+    merged: dict[str, Any] = {"benchmarks": {}, "tasks": {}, "suites": {}}
     for suite in cfg.suites:
-        summary, _ = evaluate(lm, [eval_task(n) for n in suite_tasks(suite)], settings,
-                              out_dir=out / suite, model_path=checkpoint, suite=suite)
+        tasks = [_read_once(eval_task(n)) for n in suite_tasks(suite)]
+        summary, _ = evaluate(lm, tasks, settings, out_dir=out / suite, model_path=checkpoint, suite=suite)
         merged["benchmarks"].update(summary["benchmarks"])
-        merged["tasks"].update(summary["tasks"])
+        merged["tasks"].update({t: {**s, "predictions": str(out / suite / "predictions" / f"{t}.jsonl")}
+                                for t, s in summary["tasks"].items()})
         merged["suites"][suite] = str(out / suite / "results.json")
         if summary.get("normalized_average") is not None:
             merged["normalized_average"] = summary["normalized_average"]
-    if cfg.infilling_examples:
-        from flan_ul2r.evaluation.infilling import evaluate_infilling, heldout_documents, make_examples
+    return merged
 
-        examples = make_examples(heldout_documents(), cfg.infilling_examples)
-        filled = evaluate_infilling(lm, examples, out_dir=out / "infilling", batch_size=cfg.batch_size,
-                                     too_long=cfg.too_long)
-        merged["benchmarks"].update(filled["benchmarks"])
-        merged["tasks"].update(filled["tasks"])
-    fs.write_text(out / "results.json", json.dumps(merged, indent=1) + "\n")
-    mark_finished(root, name, {"checkpoint": checkpoint, "results": str(out / "results.json")})
+
+_EXAMPLES: dict[str, list[Any]] = {}  # eval task -> its examples, read once per pipeline run
+
+
+def _read_once(task: Any) -> Any:
+    """The task with its examples read through seqio once for all four models (run_pipeline clears)."""
+    def load() -> list[Any]:
+        if task.name not in _EXAMPLES:
+            _EXAMPLES[task.name] = list(task.load())
+        return _EXAMPLES[task.name]
+
+    return dataclasses.replace(task, load=load)
+
+
+def _heldout_text_results(lm: Any, cfg: EvalStageConfig, out: Path) -> dict[str, Any]:
+    """The infilling check and the causal LM loss, both on the default corpus's held-out documents."""
+    from flan_ul2r.evaluation.infilling import evaluate_infilling, heldout_documents, make_examples
+    from flan_ul2r.evaluation.lm_loss import evaluate_lm_loss
+
+    merged: dict[str, Any] = {"benchmarks": {}, "tasks": {}}
+    parts = []
+    if cfg.infilling_examples:
+        examples = make_examples(heldout_documents(), cfg.infilling_examples,
+                                 windows_per_document=cfg.infilling_windows)
+        parts.append(("infilling", evaluate_infilling(lm, examples, out_dir=out / "infilling",
+                                                      batch_size=cfg.batch_size, too_long=cfg.too_long)))
+    if cfg.lm_loss:
+        parts.append(("lm_loss", evaluate_lm_loss(lm, heldout_documents(), out_dir=out / "lm_loss",
+                                                  batch_size=cfg.batch_size)))
+    for task, part in parts:
+        merged["benchmarks"].update(part["benchmarks"])
+        for name, summary in part["tasks"].items():
+            predictions = out / task / "predictions" / f"{name}.jsonl"
+            merged["tasks"][name] = {**summary, "predictions": str(predictions)}
     return merged
 
 

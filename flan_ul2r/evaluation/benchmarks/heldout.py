@@ -40,12 +40,13 @@ def answer_shape(example: dict[str, Any]) -> str:
     return "number" if normalize_number(str(example["answer"])) is not None else "text"
 
 
-def protocol(style: str, example: dict[str, Any]) -> Protocol:
+def protocol(style: str, example: dict[str, Any], group: str = "Heldout") -> Protocol:
+    """The protocol of `style`; its benchmark row is `<group>-ZS`, `-FS`, `-CoT` or `-Rank`."""
     shape = answer_shape(example)
     if style == "rank":
-        return Protocol("Heldout-Rank", mode="rank", shape="option", metric="accuracy")
+        return Protocol(f"{group}-Rank", mode="rank", shape="option", metric="accuracy")
     cot = style == "cot"
-    return Protocol(f"Heldout-{style.upper() if style != 'cot' else 'CoT'}", shape=shape, cot=cot,
+    return Protocol(f"{group}-{style.upper() if style != 'cot' else 'CoT'}", shape=shape, cot=cot,
                     max_new_tokens=COT_TOKENS if cot else ANSWER_TOKENS, stop_sequences=STOP)
 
 
@@ -70,19 +71,21 @@ def load(task: Any, style: str, num_examples: int, num_shots: int = NUM_SHOTS) -
     return out
 
 
-def tasks(num_examples, num_shots=NUM_SHOTS) -> list[EvalTask]:
+def tasks(num_examples, num_shots=NUM_SHOTS, suite_tasks=None, group: str = "Heldout") -> list[EvalTask]:
     """`heldout_<style>.<task>` for each held-out task; `num_examples` and `num_shots` are values or
-    callables (read when the task is evaluated: gin)."""
+    callables (read when the task is evaluated: gin). `suite_tasks` / `group` evaluate other suite tasks
+    the same way (the held-in suite, `heldin.py`): tasks `<group lower>_<style>.<task>`, rows
+    `<group>-<style>`."""
     get = num_examples if callable(num_examples) else (lambda: num_examples)
     shots = num_shots if callable(num_shots) else (lambda: num_shots)
     out = []
-    for task in held_out_tasks():
+    for task in held_out_tasks() if suite_tasks is None else suite_tasks:
         probe = generate(task, 1, "validation")[0]
         for style in STYLES:
             if style == "rank" and not probe.get("options"):
                 continue
             if style == "cot" and not probe.get("rationale"):
                 continue
-            out.append(EvalTask(f"heldout_{style}.{task.name}", protocol(style, probe),
+            out.append(EvalTask(f"{group.lower()}_{style}.{task.name}", protocol(style, probe, group),
                                 lambda task=task, style=style: load(task, style, int(get()), int(shots()))))
     return out

@@ -1,0 +1,58 @@
+"""The three plain sentences that open report.md: what moved, what did not, and how that compares with the
+papers' claims - written from the paired comparisons (pipeline/evidence.py), never by hand."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+LABELS = {"base": "base", "ul2r": "+UL2R", "flan": "+Flan", "flan_ul2r": "+UL2R+Flan"}
+# The claims a 2x2 can speak to: Flan improves held-out tasks and Flan-U beats Flan (Chung et al. 2022,
+# section 2.3 and Table 5: normalized average 59.1 Flan-U-PaLM vs 58.4 Flan-PaLM 540B); UL2R adds infilling
+# (Tay et al. 2022, section 4).
+CLAIMS = (("flan", "base", "Heldout", "Flan should lift held-out tasks (Chung et al. 2022, section 2.3)"),
+          ("flan_ul2r", "flan", "Heldout", "Flan-U should beat Flan (Table 5 there: 59.1 vs 58.4 at 540B)"),
+          ("ul2r", "base", "Infilling", "UL2R should make infilling work (Tay et al. 2022, section 4)"))
+
+
+def _pair(c: Mapping[str, Any]) -> str:
+    return f"{LABELS[c['a']]} vs {LABELS[c['b']]}"
+
+
+def _grouped(cs: Sequence[Mapping[str, Any]]) -> str:
+    by_pair: dict[str, list[str]] = {}
+    for c in cs:
+        note = " (lower is better)" if c.get("lower_is_better") else ""
+        by_pair.setdefault(_pair(c), []).append(f"{c['metric']} {c['diff']:+.1f}{note}")
+    return "; ".join(f"{pair}: {', '.join(items)}" for pair, items in by_pair.items())
+
+
+def _verdict(c: Mapping[str, Any]) -> str:
+    if not c["significant"]:
+        return "not shown: the interval includes 0"
+    better = c["diff"] < 0 if c.get("lower_is_better") else c["diff"] > 0
+    return "agrees" if better else "the opposite"
+
+
+def _claim(comparisons: Sequence[Mapping[str, Any]], a: str, b: str, group: str) -> Mapping[str, Any] | None:
+    """The comparison for a claim: the group's average row if present, else its first row."""
+    found = [c for c in comparisons if c["a"] == a and c["b"] == b and c["metric"].startswith(group)]
+    preferred = [c for c in found if c["metric"] in (f"{group}-Avg", group)]
+    return (preferred or found or [None])[0]
+
+
+def opening(comparisons: Sequence[Mapping[str, Any]]) -> str:
+    moved = [c for c in comparisons if c["significant"]]
+    still = [c for c in comparisons if not c["significant"]]
+    first = (f"What moved (paired 95% interval excludes 0): {_grouped(moved)}." if moved
+             else "Nothing moved: every paired 95% interval includes 0.")
+    second = (f"What did not move (interval includes 0): {_grouped(still)}." if still
+              else "Every compared score moved.")
+    parts = []
+    for a, b, group, claim in CLAIMS:
+        c = _claim(comparisons, a, b, group)
+        if c is not None:
+            parts.append(f"{claim}: here {_pair(c)} on {c['metric']} is {c['diff']:+.1f} "
+                         f"[{c['ci_low']:.1f}, {c['ci_high']:.1f}], {_verdict(c)}")
+    third = ("Against the papers: " + "; ".join(parts) + ".") if parts else \
+        "None of the papers' claims (held-out transfer, Flan-U vs Flan, infilling) was measured."
+    return " ".join((first, second, third))
