@@ -66,3 +66,36 @@ def test_passages_longer_than_the_context_are_skipped_or_refused():
         evaluate_infilling(_Oracle(examples, max_length=limit), examples)
     with pytest.raises(ValueError, match="none of the 20 passages fits"):
         evaluate_infilling(_Oracle(examples, max_length=10), examples, too_long="skip")
+
+
+def _byte_level_bpe(tmp_path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["the tree is traversed from the bottom of the tree"] * 50, trainer)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    return get_vocabulary(f"hf:{tmp_path}")
+
+
+@pytest.mark.parametrize("kind", ["bpe", "byte"])
+def test_a_blank_between_spaces_is_what_span_corruption_made_of_the_missing_words(kind, tmp_path):
+    """Span corruption replaces a run of token ids by one sentinel (T5's noise_span_to_unique_sentinel). The
+    infill prompt of "... the <extra_id_0> is ..." must be those ids: with a space-carrying BPE the blank
+    swallows the missing word's leading space (no stray space token before the sentinel)."""
+    from flan_ul2r.decoding.infill import infill_prompt
+
+    vocab = _byte_level_bpe(tmp_path) if kind == "bpe" else get_vocabulary("byte")
+    before, missing, after = "the tree is traversed from the", " bottom", " of the tree"
+    head, gap = vocab.encode(before), vocab.encode(missing)
+    full = vocab.encode(before + missing + after)
+    assert full[:len(head)] == head and full[len(head):len(head) + len(gap)] == gap  # the words' own tokens
+    corrupted = head + [vocab.sentinel_ids[0]] + full[len(head) + len(gap):]
+    ids, sentinels, _ = infill_prompt(vocab, f"{before} {BLANK}{after}", mode=None)
+    if kind == "bpe":
+        assert ids[1:] == corrupted and sentinels == [vocab.sentinel_ids[0]]
+    else:  # bytes: spans start on any byte, the text is kept as written
+        assert ids[1:] == vocab.encode(before + " ") + [vocab.sentinel_ids[0]] + vocab.encode(after)

@@ -8,21 +8,38 @@ extra-id token goes at the end of the input); decoding stops at EOS or at the se
 in the prompt, and the output is split on sentinel ids: span j is what follows the prompt's j-th sentinel.
 A sentinel the model never wrote gives "". Tokens before the first sentinel (a model that skipped
 `<extra_id_0>`) count for the prompt's first sentinel.
+
+Blanks written between spaces ("the <extra_id_0> is"). Span corruption runs on token ids, so with a
+vocabulary whose word tokens carry their leading space (GPT-2-style byte-level BPE `Ġtree`, SentencePiece
+`▁tree`, as Llama, Gemma and PaLM use) the sentinel replaces the missing words together with that space:
+the model saw `the <extra_id_0>` as tokens `the`, `<extra_id_0>`, never `the`, `Ġ`, `<extra_id_0>`. So for such
+a vocabulary the space before a sentinel is folded into the blank before encoding (`fold_blank_spaces`);
+a byte vocabulary, whose spans start on any byte, keeps the text as written.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from flan_ul2r.decoding.prompts import check_mode, encode_prompt
 
 APPEND_SENTINEL_MODES = ("nlu", "nlg")
+_SPACED_SENTINEL = re.compile(r" (?=<extra_id_\d+>)")
+
+
+def fold_blank_spaces(vocab: Any, text: str) -> str:
+    """`text` with the space before each sentinel dropped when the vocabulary's word tokens carry their
+    leading space (one token for " the"); unchanged otherwise (module docstring)."""
+    if len(vocab.encode(" the")) != 1:
+        return text
+    return _SPACED_SENTINEL.sub("", text)
 
 
 def infill_prompt(vocab: Any, text: str, mode: str | None) -> tuple[list[int], list[int], list[int]]:
     """(prompt ids, the prompt's sentinel ids in order, token-id stop sequences)."""
     check_mode(mode)
-    ids = encode_prompt(vocab, text, mode)
+    ids = encode_prompt(vocab, fold_blank_spaces(vocab, text), mode)
     sentinels = list(vocab.sentinel_ids)
     order = {s: j for j, s in enumerate(sentinels)}
     found = [i for i in ids if i in order]
