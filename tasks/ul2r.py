@@ -2,14 +2,14 @@
 
 Registered on import (cheap: the corpus is built or opened on first read):
 - `ul2r_s`, `ul2r_r_3_15`, `ul2r_x_32_15`, `ul2r_x_3_50` and mixture `ul2r` (U-PaLM section 2.3 rates
-  50/25/12.5/12.5; the X pairs are an interpretation, see `flan_ul2r.data.denoisers.UL2R`);
+  50/25/12.5/12.5; the X pairs are an interpretation, see `flan_ul2r.data.ul2.denoisers.UL2R`);
 - `ul2_r_3_15`, ..., `ul2_s_25` and mixture `ul2` (UL2's 7 denoisers, uniform rates - UNCONFIRMED);
 - `lm`: plain causal LM (inputs empty, targets = chunk + EOS), the benchmark baseline.
-Every task has `train` and `validation` splits. The library code is `flan_ul2r.data.ul2r_tasks`.
+Every task has `train` and `validation` splits. The library code is `flan_ul2r.data.ul2.cached_tasks`.
 
 gin edges: `ul2r_corpus.spec = %UL2R_CORPUS` ("default" = the stdlib docstring corpus, or a source spec
 such as "jsonl:/data/*.jsonl"), `ul2r_corpus.vocabulary`, `ul2r_corpus.cache` (how a source spec is read,
-`flan_ul2r.data.corpus_tasks`), `ul2r_denoisers.denoisers` and `ul2r_options.*`. Entry points call
+`flan_ul2r.data.ul2.corpus_tasks`), `ul2r_denoisers.denoisers` and `ul2r_options.*`. Entry points call
 `register_after_gin()` after parsing gin so bindings take effect.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import gin
-from flan_ul2r.data import defaults
-from flan_ul2r.data.corpus_tasks import corpus_for, register_corpus_lm, register_corpus_mixture
-from flan_ul2r.data.denoisers import UL2, UL2R, Denoiser
+from flan_ul2r.data.ul2.corpus_tasks import corpus_for, register_corpus_lm, register_corpus_mixture
+from flan_ul2r.data.ul2.denoisers import UL2, UL2R, Denoiser
+from flan_ul2r.data.vocab import default_vocabulary as defaults
 
 
 @gin.configurable
@@ -49,7 +49,7 @@ def ul2r_denoisers(denoisers: Sequence[Denoiser] | None = None) -> tuple[Denoise
 @gin.configurable
 def ul2r_options(concatenate: bool = True, separator: bool = True, eos_after_inputs: bool = False
                  ) -> dict[str, bool]:
-    """gin edge: chunking and layout of the built-in tasks (`flan_ul2r.data.preprocessors.ul2_denoise`):
+    """gin edge: chunking and layout of the built-in tasks (`flan_ul2r.data.ul2.preprocessors.ul2_denoise`):
     T5's concatenate-then-split (False: per document), EOS between documents, EOS after the inputs."""
     return {"concatenate": concatenate, "separator": separator, "eos_after_inputs": eos_after_inputs}
 

@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 
-from flan_ul2r.data import corpus_cache
-from flan_ul2r.data.corpus_cache import TokenCorpus, build_corpus, validation_mask
-from flan_ul2r.data.vocabularies import ByteVocabulary
+from flan_ul2r.data.corpus import token_cache as corpus_cache
+from flan_ul2r.data.corpus.token_cache import TokenCorpus, build_corpus, validation_mask
+from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 
 DOCS = ["alpha beta gamma", "", "delta " * 50, "   ", "épsilon ✓", "z"]
 
@@ -117,7 +117,7 @@ def test_hf_vocabulary_uses_batch_api_and_long_texts_are_cut_at_whitespace(tmp_p
     import tokenizers
     from tokenizers import models, pre_tokenizers, trainers
 
-    from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
     words = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do"]
     rng = np.random.default_rng(0)
@@ -135,7 +135,7 @@ def test_hf_vocabulary_uses_batch_api_and_long_texts_are_cut_at_whitespace(tmp_p
 
 
 def test_default_corpus_holds_stdlib_docstrings(_cache):
-    from flan_ul2r.data import default_corpus as dc
+    from flan_ul2r.data.corpus import default_corpus as dc
 
     root = dc.stdlib_root()
     json_dir = root / "json"
@@ -158,7 +158,7 @@ def test_default_corpus_holds_stdlib_docstrings(_cache):
 
 
 def test_default_corpus_is_cached_as_text_and_tokens(_cache, monkeypatch, tmp_path):
-    from flan_ul2r.data import default_corpus as dc
+    from flan_ul2r.data.corpus import default_corpus as dc
 
     fake = tmp_path / "stdlib"
     (fake / "pkg" / "tests").mkdir(parents=True)

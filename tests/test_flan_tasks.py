@@ -10,13 +10,13 @@ import pytest
 import tensorflow as tf
 
 import flan_ul2r.tasks.flan  # noqa: F401 - registers the suite and the mixtures
-from flan_ul2r.data import flan_mixing
-from flan_ul2r.data import flan_patterns as fp
-from flan_ul2r.data import instruction_tasks as it
-from flan_ul2r.data.indexed import get_mixture_or_task
-from flan_ul2r.data.instruction_suite import SUITE, item_key
-from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.data.templates import COT_STYLES, Template
+from flan_ul2r.data.core.loader import make_train_iterator
+from flan_ul2r.data.core.seekable import get_mixture_or_task
+from flan_ul2r.data.flan import instruction_tasks as it
+from flan_ul2r.data.flan import mixing as flan_mixing
+from flan_ul2r.data.flan import patterns as fp
+from flan_ul2r.data.flan.suite.tasks import SUITE, item_key
+from flan_ul2r.data.flan.templates import COT_STYLES, Template
 
 LENGTHS = {"inputs": 192, "targets": 64}
 N_DRAWS = 10_000

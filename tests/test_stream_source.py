@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import seqio
 
-from flan_ul2r.data import corpus_tasks
-from flan_ul2r.data.corpus_tasks import StreamCorpus, corpus_for, register_corpus_mixture
-from flan_ul2r.data.indexed import is_seekable
-from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.data.stream_source import DocumentSource, in_split, tokenize_documents
-from flan_ul2r.data.ul2r_tasks import LazyCorpus
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.core.loader import make_train_iterator
+from flan_ul2r.data.core.seekable import is_seekable
+from flan_ul2r.data.corpus.document_stream import DocumentSource, in_split, tokenize_documents
+from flan_ul2r.data.ul2 import corpus_tasks
+from flan_ul2r.data.ul2.cached_tasks import LazyCorpus
+from flan_ul2r.data.ul2.corpus_tasks import StreamCorpus, corpus_for, register_corpus_mixture
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 VOCAB = get_vocabulary("byte")
 

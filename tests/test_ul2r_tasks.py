@@ -6,10 +6,10 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from flan_ul2r.data.corpus_cache import validation_mask
-from flan_ul2r.data.denoisers import UL2, UL2R, raw_length
-from flan_ul2r.data.indexed import get_indexed_task
-from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.core.seekable import get_seekable_task
+from flan_ul2r.data.corpus.token_cache import validation_mask
+from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.ul2.denoisers import UL2, UL2R, raw_length
 from tests._denoise_toy import EOS, VOCAB, reconstruct, toy_documents
 
 LENGTHS = {"inputs": 256, "targets": 256}
@@ -35,7 +35,7 @@ def train_documents(docs):
 
 
 def records(name, split="train"):
-    task = get_indexed_task(name)
+    task = get_seekable_task(name)
     n = task.num_records(split, LENGTHS)
     return [task.fetch(tf.constant(i, tf.int64), split, LENGTHS)["tokens"].numpy() for i in range(n)]
 
@@ -86,18 +86,18 @@ def test_seqio_mixtures_carry_the_preset_weights(docs):
 
 
 def test_lm_task_is_chunk_plus_eos(docs):
-    task = get_indexed_task("tasktoy_lm")
+    task = get_seekable_task("tasktoy_lm")
     ex = task.example(tf.constant(0, tf.int64), 0, "train", LENGTHS)
     assert ex["inputs"].numpy().size == 0 and ex["targets"].numpy()[-1] == VOCAB.eos_id
     assert ex["targets"].numpy().size == 512  # a full chunk of 511 + EOS
 
 
 def test_bad_mode_token_is_named(docs):
-    from flan_ul2r.data.denoisers import Denoiser
+    from flan_ul2r.data.ul2.denoisers import Denoiser
 
     register_ul2r_mixture("tasktoy_bad", array_corpus(docs), VOCAB, [Denoiser("q", "span", 0.15, 3, "[XX]")])
     with pytest.raises(ValueError, match=r"mode_token='\[XX\]'"):
-        get_indexed_task("tasktoy_bad_q").example(tf.constant(0, tf.int64), 0, "train", LENGTHS)
+        get_seekable_task("tasktoy_bad_q").example(tf.constant(0, tf.int64), 0, "train", LENGTHS)
 
 
 def test_default_registrations():
@@ -107,7 +107,7 @@ def test_default_registrations():
     assert {t.name: mix.get_rate(t) for t in mix.tasks} == {
         "ul2r_s": 0.5, "ul2r_r_3_15": 0.25, "ul2r_x_32_15": 0.125, "ul2r_x_3_50": 0.125}
     assert len(seqio.get_mixture_or_task("ul2").tasks) == 7
-    assert get_indexed_task("lm").name == "lm"
+    assert get_seekable_task("lm").name == "lm"
     assert all(set(t.splits) == {"train", "validation"} for t in mix.tasks)
 
 
@@ -115,8 +115,9 @@ def test_importing_library_modules_registers_nothing():
     import subprocess
     import sys
 
-    code = ("import seqio, flan_ul2r.data.ul2r_tasks, flan_ul2r.data.corpus_tasks, flan_ul2r.data.loader, "
-            "flan_ul2r.data.preprocessors, flan_ul2r.data.stream_source, flan_ul2r.data.registry; "
+    code = ("import seqio, flan_ul2r.data.ul2.cached_tasks, flan_ul2r.data.ul2.corpus_tasks, "
+            "flan_ul2r.data.core.loader, flan_ul2r.data.ul2.preprocessors, "
+            "flan_ul2r.data.corpus.document_stream, flan_ul2r.data.core.registry; "
             "print(len(seqio.TaskRegistry.names()) + len(seqio.MixtureRegistry.names()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "0", out.stderr[-2000:]
@@ -137,7 +138,7 @@ def test_gin_rebinds_the_default_ul2r_denoisers():
             register_defaults()
             mix = seqio.get_mixture_or_task("ul2r")
             assert [t.name for t in mix.tasks] == ["ul2r_x_16_30"]
-            assert get_indexed_task("ul2r_x_16_30").name == "ul2r_x_16_30"
+            assert get_seekable_task("ul2r_x_16_30").name == "ul2r_x_16_30"
         finally:
             gin.clear_config()
             register_defaults()
