@@ -1,13 +1,15 @@
 """Built-in UL2R tasks: records = the concatenated corpus; seqio view = preprocessor over the same chunks."""
 from __future__ import annotations
 
+import itertools
+import zlib
+
 import numpy as np
 import pytest
 import seqio
 import tensorflow as tf
 
 from flan_ul2r.data.core.seekable import get_seekable_task
-from flan_ul2r.data.corpus.token_cache import validation_mask
 from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_lm_task, register_ul2r_mixture
 from flan_ul2r.data.ul2.denoisers import UL2, UL2R, raw_length
 from tests._denoise_toy import EOS, VOCAB, reconstruct, toy_documents
@@ -20,18 +22,33 @@ def docs():
     d = toy_documents(40, seed=5)
     d[3:3] = [np.zeros(0, np.int32)]
     d.append(np.zeros(0, np.int32))
-    register_ul2r_mixture("tasktoy", array_corpus(d), VOCAB, UL2R)
-    register_ul2r_mixture("tasktoy_doc", array_corpus(d), VOCAB, UL2R, concatenate=False)
-    register_ul2r_mixture("tasktoy2", array_corpus(d), VOCAB, UL2)
-    register_lm_task("tasktoy_lm", array_corpus(d), VOCAB)
+    names = toy_names(len(d), HELD_AT)
+    register_ul2r_mixture("tasktoy", array_corpus(d, names), VOCAB, UL2R)
+    register_ul2r_mixture("tasktoy_doc", array_corpus(d, names), VOCAB, UL2R, concatenate=False)
+    register_ul2r_mixture("tasktoy2", array_corpus(d, names), VOCAB, UL2)
+    register_lm_task("tasktoy_lm", array_corpus(d, names), VOCAB)
     return d
 
 
+HELD_AT = (7, 30)  # the toy documents named so that the validation rule holds them out
+
+
+def toy_names(n, held_at):
+    """Provenances "toy.txt:K" for n documents, those at `held_at` (and only those) with crc32 = 0 mod 100
+    (the documented rule, computed here)."""
+    held = lambda k: zlib.crc32(f"toy.txt:{k}".encode()) % 100 == 0
+    ks = itertools.count(1)
+    pick = lambda want: next(f"toy.txt:{k}" for k in ks if held(k) == want)
+    return [pick(i in held_at) for i in range(n)]
+
+
+def held_out(docs):
+    """(document, held out) of the non-empty documents."""
+    return [(x, i in HELD_AT) for i, x in enumerate(docs) if len(x)]
+
+
 def train_documents(docs):
-    nonempty = [x for x in docs if len(x)]
-    held = validation_mask(len(nonempty))
-    assert held.any() and not held.all(), "the toy corpus has validation documents"
-    return [x for x, h in zip(nonempty, held) if not h]
+    return [x for x, h in held_out(docs) if not h]
 
 
 def records(name, split="train"):
@@ -59,8 +76,7 @@ def test_per_document_option_cuts_each_document(docs):
 
 
 def test_validation_split_holds_the_held_out_documents(docs):
-    nonempty = [x for x in docs if len(x)]
-    held = [x for x, h in zip(nonempty, validation_mask(len(nonempty))) if h]
+    held = [x for x, h in held_out(docs) if h]
     got = records("tasktoy_lm", "validation")
     assert np.array_equal(np.concatenate(got), np.concatenate([np.append(x, EOS) for x in held]))
 

@@ -26,8 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flan_ul2r.data.corpus.sources import SourceSpec
+from flan_ul2r.data.corpus.sources import Document, SourceSpec, read_documents
 from flan_ul2r.data.corpus.token_cache import TokenCorpus, cache_dir
+from flan_ul2r.data.corpus.validation_split import in_split
 
 DEFAULT_CORPUS = "stdlib_docstrings"
 MIN_CHARS = 100  # shorter docstrings are mostly one-line summaries or stubs, not prose
@@ -151,17 +152,16 @@ def default_corpus_spec() -> SourceSpec:
     return SourceSpec("jsonl", (str(path),), "text", ())
 
 
-def default_corpus_documents() -> list[str]:
-    """The corpus as a list of documents (from the text cache when present)."""
-    with open(default_corpus_spec().paths[0], encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in f]
+def default_corpus_documents(split: str = "all") -> list[str]:
+    """The texts of the corpus's `split` (`validation_split.py`'s rule; from the text cache when present)."""
+    return [d.text for d in read_documents(default_corpus_spec()) if in_split(d.provenance, split)]
 
 
 def load_default_corpus(vocab: Any, split: str = "all") -> TokenCorpus:
     """The default corpus tokenized with `vocab`, cached under the user's cache directory."""
-    def documents(stats: dict[str, Any]) -> list[str]:
-        docs = default_corpus_documents()
-        stats.update(source_documents=len(docs), text_bytes=sum(len(d.encode("utf-8")) for d in docs))
+    def documents(stats: dict[str, Any]) -> list[Document]:
+        docs = list(read_documents(default_corpus_spec()))
+        stats.update(source_documents=len(docs), text_bytes=sum(len(d.text.encode("utf-8")) for d in docs))
         return docs
 
     return TokenCorpus.cached(default_corpus_key(), documents, vocab, name=DEFAULT_CORPUS).split(split)

@@ -8,8 +8,8 @@ Files are read by the project's readers (`sources.read_documents`: errors name f
 few files at a time in parallel (`interleave`), in a seeded order when shuffling. The first read error
 is also kept as `failure`, so the loader can name it without TF's wrapping (core/tfdata_errors.py).
 
-Splits: `validation` holds the documents whose crc32 of `file-name:position` is 0 mod 100 (a
-deterministic ~1%, like `corpus_cache.validation_mask`, but decidable while streaming), `train` the rest.
+Splits: `validation` holds the documents `validation_split.is_held_out` holds out (by file name and
+position: the same documents as the token cache's split of the same source), `train` the rest.
 
 `tokenize_documents` (a seqio preprocessor) turns `{"text"}` into `{"targets": int32 ids}` in batches
 (`encode_tf` on a batch of texts: HF `tokenizers` and SentencePiece encode a batch in one call, in
@@ -19,8 +19,6 @@ ahead of the run beyond tf.data's buffers.
 from __future__ import annotations
 
 import dataclasses
-import os
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,8 +27,8 @@ import seqio
 import tensorflow as tf
 
 from flan_ul2r.data.corpus.sources import SourceSpec, parse_source_spec, read_documents, resolve_files
+from flan_ul2r.data.corpus.validation_split import in_split
 
-VALIDATION_MODULUS = 100  # 1 document in 100 is held out: the same ~1% as corpus_cache's split
 READ_PARALLELISM = 4  # files read at once per host
 TOKENIZE_BATCH = 64  # texts per encode_tf call
 # Shuffling streamed data: documents are shuffled as text (cheap to hold, nothing tokenized yet) in a
@@ -40,12 +38,6 @@ TOKENIZE_BATCH = 64  # texts per encode_tf call
 # per task before the first one).
 DOCUMENT_SHUFFLE_BUFFER = 4096
 STREAM_EXAMPLE_SHUFFLE_BUFFER = 128
-
-
-def in_split(provenance: str, split: str) -> bool:
-    """Whether the document at `provenance` ("path:line", "path:record N", ...) belongs to `split`."""
-    held = zlib.crc32(os.path.basename(provenance).encode()) % VALIDATION_MODULUS == 0
-    return held if split == "validation" else (not held if split == "train" else True)
 
 
 class DocumentSource(seqio.DataSource):

@@ -6,9 +6,9 @@ A `TokenCorpus` is the random-access record store of the seekable tasks (docs/AR
 file's path, size and mtime, and the vocabulary's `describe()`), written into a temporary directory and
 renamed into place, so a kill in the middle of a build never leaves a half-written cache.
 
-Held-out split: `split="validation"` keeps the documents whose index hashes (splitmix64) to 0 mod 100 -
-a deterministic ~1% of documents; `split="train"` the other ~99%; `split="all"` everything. The split is by
-document, so no validation text is trained on.
+Held-out split: `split="validation"` keeps the documents `validation_split.is_held_out` holds out (by
+file name and position, the rule streamed corpora use too; decided while building and stored as
+`held_out.npy`), `split="train"` the other ~99%, `split="all"` everything.
 """
 from __future__ import annotations
 
@@ -18,16 +18,15 @@ import os
 import shutil
 import tempfile
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 3
-SPLITS = ("train", "validation", "all")
-VALIDATION_MODULUS = 100  # 1 document in 100 (by index hash) is held out: a ~1% validation split
+from flan_ul2r.data.corpus.validation_split import SPLITS, is_held_out, ordinal_mask, ordinal_name
+
+FORMAT_VERSION = 4  # 4: the held-out flag of each document stored (held_out.npy)
 _PIECE_CHARS = 1 << 20  # texts longer than this are tokenized in whitespace-cut pieces (100 MB lines work)
 _BATCH_DOCS = 1024
 
@@ -44,16 +43,6 @@ def vocabulary_key(vocab: Any) -> dict[str, Any]:
     """A stable description of a vocabulary for cache keys (its `describe()`)."""
     describe = getattr(vocab, "describe", None)
     return describe() if describe else {"type": type(vocab).__name__, "vocab_size": int(vocab.vocab_size)}
-
-
-def validation_mask(num_documents: int) -> np.ndarray:
-    """bool[n]: document i is held out iff splitmix64(i) % 100 == 0 (deterministic, ~1%)."""
-    z = np.arange(num_documents, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return (z % np.uint64(VALIDATION_MODULUS)) == 0
 
 
 def _split_text(text: str) -> list[str]:
@@ -86,12 +75,14 @@ def encode_documents(texts: list[str], vocab: Any) -> list[np.ndarray]:
 
 
 class TokenCorpus:
-    """Flat tokens + per-document (start, length); `chunks(max_len)` cuts long documents, never drops them."""
+    """Flat tokens + per-document (start, length, held out); `chunks(max_len)` cuts long documents, never
+    drops them. `held_out` (bool per document; default: by ordinal, `validation_split.ordinal_mask`)."""
 
     def __init__(self, tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, stats: dict[str, Any],
-                 path: Path | None = None):
+                 path: Path | None = None, held_out: np.ndarray | None = None):
         self.tokens = tokens
         self.starts, self.lengths = np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
+        self.held_out = ordinal_mask(len(self.starts)) if held_out is None else np.asarray(held_out, bool)
         self.stats, self.path = stats, path
 
     @property
@@ -127,33 +118,36 @@ class TokenCorpus:
             raise ValueError(f"corpus split {name!r}: expected one of {SPLITS}")
         if name == "all":
             return self
-        held = validation_mask(self.num_documents)
-        keep = held if name == "validation" else ~held
+        keep = self.held_out if name == "validation" else ~self.held_out
         stats = dict(self.stats, split=name, split_documents=int(keep.sum()),
                      split_tokens=int(self.lengths[keep].sum()))
-        return TokenCorpus(self.tokens, self.starts[keep], self.lengths[keep], stats, self.path)
+        return TokenCorpus(self.tokens, self.starts[keep], self.lengths[keep], stats, self.path,
+                           self.held_out[keep])
 
     # --- building ---------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, documents: Iterable[str], vocab: Any, out_dir: Path,
+    def build(cls, documents: Iterable[Any], vocab: Any, out_dir: Path,
               stats: dict[str, Any] | None = None) -> TokenCorpus:
-        """Tokenizes `documents` into `out_dir` (streaming to disk); empty ones are skipped and counted."""
+        """Tokenizes `documents` into `out_dir` (streaming to disk); empty ones are skipped and counted.
+        Each document is a `sources.Document` (held out by its provenance) or a text (by its ordinal)."""
         from tqdm import tqdm
 
         out_dir.mkdir(parents=True, exist_ok=True)
         lengths: list[np.ndarray] = []
+        held: list[np.ndarray] = []
         empty, total = 0, 0
         raw_path = out_dir / "tokens.bin"
         with open(raw_path, "wb") as raw, tqdm(desc="tokenizing corpus", unit=" docs", delay=3.0,
                                                   mininterval=1.0) as bar:
-            for batch in _batches(documents, _BATCH_DOCS):
-                encoded = encode_documents(batch, vocab)
+            for batch in _batches(_named(documents), _BATCH_DOCS):
+                encoded = encode_documents([text for text, _ in batch], vocab)
                 n = np.array([e.size for e in encoded], np.int64)
                 empty += int((n == 0).sum())
                 for e in encoded:
                     if e.size:
                         raw.write(np.ascontiguousarray(e, np.int32).tobytes())
                 lengths.append(n[n > 0])
+                held.append(np.array([is_held_out(name) for _, name in batch], bool)[n > 0])
                 total += int(n.sum())
                 bar.update(len(batch))
         doc_lengths = np.concatenate(lengths) if lengths else np.zeros([0], np.int64)
@@ -169,6 +163,7 @@ class TokenCorpus:
         starts = np.concatenate([[0], np.cumsum(doc_lengths)[:-1]]).astype(np.int64)
         np.save(out_dir / "starts.npy", starts)
         np.save(out_dir / "lengths.npy", doc_lengths)
+        np.save(out_dir / "held_out.npy", np.concatenate(held))
         all_stats = dict(stats or {})
         all_stats.update(documents=int(doc_lengths.size), tokens=total,
                          empty_documents=int(all_stats.get("empty_documents", 0)) + empty,
@@ -177,30 +172,19 @@ class TokenCorpus:
         return cls.load(out_dir)
 
     @classmethod
-    def from_documents(cls, documents: Iterable[str], vocab: Any) -> TokenCorpus:
-        """Tokenizes into a temporary directory (not cached, removed with the object); small corpora."""
-        tmp = Path(tempfile.mkdtemp(prefix="flan_ul2r_corpus-"))
-        try:
-            corpus = cls.build(documents, vocab, tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        weakref.finalize(corpus, shutil.rmtree, tmp, True)
-        return corpus
-
-    @classmethod
     def load(cls, path: Path) -> TokenCorpus:
         path = Path(path)
         stats = json.loads((path / "stats.json").read_text())
         return cls(np.load(path / "tokens.npy", mmap_mode="r"), np.load(path / "starts.npy"),
-                   np.load(path / "lengths.npy"), stats, path)
+                   np.load(path / "lengths.npy"), stats, path, np.load(path / "held_out.npy"))
 
     @classmethod
-    def cached(cls, key: dict[str, Any], build_documents: Callable[[dict[str, Any]], Iterable[str]],
+    def cached(cls, key: dict[str, Any], build_documents: Callable[[dict[str, Any]], Iterable[Any]],
                vocab: Any, name: str = "corpus") -> TokenCorpus:
         """Loads the corpus cached under a hash of `key` + the vocabulary, or builds it atomically.
 
-        `build_documents(stats)` returns the document texts and may record source stats in `stats`.
+        `build_documents(stats)` returns the documents (as `build` takes them) and may record source stats
+        in `stats`.
         """
         digest = hashlib.sha256(json.dumps({"key": key, "vocab": vocabulary_key(vocab),
                                             "format": FORMAT_VERSION}, sort_keys=True, default=str
@@ -227,14 +211,16 @@ class TokenCorpus:
             shutil.rmtree(tmp, ignore_errors=True)
         return cls.load(path)
 
-    @classmethod
-    def from_source(cls, spec: Any, vocab: Any, split: str = "all") -> TokenCorpus:
-        """The cached corpus of a source spec (`sources.parse_source_spec` syntax), then `split(split)`."""
-        return build_corpus(spec, vocab).split(split)
 
 
-def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    batch: list[str] = []
+def _named(documents: Iterable[Any]) -> Iterator[tuple[str, str]]:
+    """(text, provenance) of each document; a plain text is named by its ordinal (`ordinal_name`)."""
+    for i, doc in enumerate(documents):
+        yield (doc, ordinal_name(i)) if isinstance(doc, str) else (doc.text, doc.provenance)
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:
@@ -259,10 +245,9 @@ def build_corpus(spec: Any, vocab: Any) -> TokenCorpus:
 
     spec = parse_source_spec(spec)
 
-    def documents(stats: dict[str, Any]) -> Iterator[str]:
+    def documents(stats: dict[str, Any]) -> Iterator[Any]:
         source_stats = SourceStats()
-        for doc in read_documents(spec, source_stats):
-            yield doc.text
+        yield from read_documents(spec, source_stats)
         stats.update(source_documents=source_stats.documents, empty_documents=source_stats.empty_documents,
                      files=len(source_stats.files))
 

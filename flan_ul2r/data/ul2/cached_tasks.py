@@ -12,7 +12,7 @@ Each task is an `seekable.SeekableTask` (a seqio.Task) with two views of the sam
 - seekable (the training loader's): record i = chunk i of `chunking.ChunkTable` (the same
   concatenate-with-EOS-then-split chunks, in the same order), example = `preprocessors.make_example` (the
   same denoising) with seed [seed, position] through a stateless permutation of the records.
-Splits: `train` and `validation` (`TokenCorpus.split`: a deterministic ~1% of documents held out).
+Splits: `train` and `validation` (`TokenCorpus.split`: `validation_split.py`'s ~1% of documents held out).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from flan_ul2r.data.core.seekable import SeekableTask, register_seekable_mixture, register_seekable_task
 from flan_ul2r.data.corpus.token_cache import TokenCorpus
+from flan_ul2r.data.corpus.validation_split import held_out_mask, ordinal_mask
 from flan_ul2r.data.ul2.chunking import IN_GRAPH_TOKENS, ChunkTable
 from flan_ul2r.data.ul2.denoisers import UL2R, Denoiser
 from flan_ul2r.data.ul2.preprocessors import causal_lm_chunks, chunk_length, make_example, ul2_denoise
@@ -34,14 +35,21 @@ from flan_ul2r.data.ul2.preprocessors import causal_lm_chunks, chunk_length, mak
 SPLITS = ("train", "validation")
 
 
-def array_corpus(documents: Sequence[Sequence[int]]) -> TokenCorpus:
-    """An in-memory TokenCorpus of token-id documents (empty ones are skipped, as corpus builds do)."""
+def array_corpus(documents: Sequence[Sequence[int]], names: Sequence[str] | None = None) -> TokenCorpus:
+    """An in-memory TokenCorpus of token-id documents (empty ones are skipped, as corpus builds do).
+    Held out for validation by `names` (provenances, e.g. "file.txt:7"), else by their ordinal among all
+    given (`validation_split.ordinal_mask`)."""
+    if names is not None and len(names) != len(documents):
+        raise ValueError(f"array_corpus: {len(names)} names for {len(documents)} documents")
+    held = ordinal_mask(len(documents)) if names is None else held_out_mask(names)
+    nonempty = np.array([len(d) > 0 for d in documents], bool)
     docs = [np.asarray(d, np.int32) for d in documents if len(d)]
     lengths = np.array([len(d) for d in docs], np.int64)
     tokens = np.concatenate(docs) if docs else np.zeros([0], np.int32)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if docs else lengths
     return TokenCorpus(tokens, starts, lengths, {"documents": len(docs),
-                                                 "empty_documents": len(documents) - len(docs)})
+                                                 "empty_documents": len(documents) - len(docs)},
+                       held_out=held[nonempty])
 
 
 class LazyCorpus:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from flan_ul2r.data.corpus.default_corpus import default_corpus_documents, default_corpus_key
-from flan_ul2r.data.corpus.token_cache import cache_dir, validation_mask
+from flan_ul2r.data.corpus.token_cache import cache_dir
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 MIN_SIZE = 300  # the byte alphabet (256) + specials + some merges
@@ -38,8 +38,7 @@ def bpe_path(size: int) -> Path:
 
 
 def training_documents() -> list[str]:
-    docs = default_corpus_documents()
-    return [d for d, held in zip(docs, validation_mask(len(docs))) if not held]
+    return default_corpus_documents("train")
 
 
 def _train(size: int, path: Path) -> None:
