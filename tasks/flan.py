@@ -57,7 +57,6 @@ def flan_mixture(
 
 def register_suite() -> None:
     config = flan_mixture()
-    instruction_tasks.set_default_vocabulary(default_vocabulary())
     instruction_tasks.drop_members("collection")
     with instruction_tasks.mixtures_deferred():
         for task in SUITE:

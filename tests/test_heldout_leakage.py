@@ -9,6 +9,7 @@ from flan_ul2r.data.flan import instruction_tasks
 from flan_ul2r.data.flan.heldout_leakage import LeakageError, check_heldout_leakage, structural_findings
 from flan_ul2r.data.flan.suite.tasks import SUITE, generate
 from flan_ul2r.data.flan.templates import Template
+from tests._library_helpers import remove_member
 
 LENGTHS = {"inputs": 512, "targets": 128}
 
@@ -34,7 +35,7 @@ def registered():
     names = []
     yield names
     for name in names:
-        instruction_tasks.remove_member(name)
+        remove_member(name)
 
 
 def test_a_held_out_template_in_the_mixture_fails_the_check(registered):

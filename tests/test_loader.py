@@ -102,7 +102,8 @@ def test_each_example_is_the_tasks_seekable_example(names):
     import tensorflow as tf
 
     from flan_ul2r.data.core.loader import task_seed
-    from flan_ul2r.data.core.seekable import get_seekable_task
+    from flan_ul2r.data.core.seekable import seekable_example
+    from tests._library_helpers import get_seekable_task
 
     it = make_train_iterator(names[0], LENGTHS, 1, seed=6, shard_index=1, num_shards=3, with_strings=True)
     seen: Counter = Counter()
@@ -110,7 +111,7 @@ def test_each_example_is_the_tasks_seekable_example(names):
         name = ex["task"].decode()
         order = [t.name for t in it.tasks]
         assert int(ex["draw"]) % 3 == 1 and ex["cursors"][order.index(name)] == seen[name]
-        want = get_seekable_task(name).example(tf.constant(seen[name] * 3 + 1, tf.int64),
+        want = seekable_example(get_seekable_task(name), tf.constant(seen[name] * 3 + 1, tf.int64),
                                               task_seed(6, name), "train", LENGTHS)
         assert ex["targets"].tolist() == want["targets"].numpy().tolist()
         assert ex["inputs"].tolist() == want["inputs"].numpy().tolist()

@@ -9,10 +9,11 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from flan_ul2r.data.core.seekable import get_seekable_task
+from flan_ul2r.data.core.seekable import seekable_example
 from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_lm_task, register_ul2r_mixture
 from flan_ul2r.data.ul2.denoisers import UL2, UL2R, raw_length
 from tests._denoise_toy import EOS, VOCAB, reconstruct, toy_documents
+from tests._library_helpers import get_seekable_task
 
 LENGTHS = {"inputs": 256, "targets": 256}
 
@@ -103,7 +104,7 @@ def test_seqio_mixtures_carry_the_preset_weights(docs):
 
 def test_lm_task_is_chunk_plus_eos(docs):
     task = get_seekable_task("tasktoy_lm")
-    ex = task.example(tf.constant(0, tf.int64), 0, "train", LENGTHS)
+    ex = seekable_example(task, tf.constant(0, tf.int64), 0, "train", LENGTHS)
     assert ex["inputs"].numpy().size == 0 and ex["targets"].numpy()[-1] == VOCAB.eos_id
     assert ex["targets"].numpy().size == 512  # a full chunk of 511 + EOS
 
@@ -113,7 +114,7 @@ def test_bad_mode_token_is_named(docs):
 
     register_ul2r_mixture("tasktoy_bad", array_corpus(docs), VOCAB, [Denoiser("q", "span", 0.15, 3, "[XX]")])
     with pytest.raises(ValueError, match=r"mode_token='\[XX\]'"):
-        get_seekable_task("tasktoy_bad_q").example(tf.constant(0, tf.int64), 0, "train", LENGTHS)
+        seekable_example(get_seekable_task("tasktoy_bad_q"), tf.constant(0, tf.int64), 0, "train", LENGTHS)
 
 
 def test_default_registrations():

@@ -95,18 +95,6 @@ class SeekableTask(TotalLengthTask):
         super().__init__(name, source=source, output_features={"inputs": feature(), "targets": feature()},
                          preprocessors=list(preprocessors or []))
 
-    def check_split(self, split: str) -> None:
-        if split not in self.splits:
-            raise ValueError(f"task {self.name!r}: split={split!r} not in {list(self.splits)}")
-
-    def example(self, position: tf.Tensor, seed: int, split: str, sequence_length: SequenceLength,
-                shuffle: bool = True) -> Example:
-        return seekable_example(self, position, seed, split, sequence_length, shuffle)
-
-    def example_batch(self, positions: tf.Tensor, seed: int, split: str, sequence_length: SequenceLength,
-                      shuffle: bool = True) -> Example:
-        return seekable_example_batch(self, positions, seed, split, sequence_length, shuffle)
-
     def _untrimmed(self, sequence_length: SequenceLength, split: str, use_cached: bool, shuffle: bool,
                    shuffle_buffer_size: int | None, seed: int | None, shard_info: seqio.ShardInfo | None,
                    num_epochs: int | None, try_in_mem_cache: bool) -> tf.data.Dataset:
@@ -206,16 +194,6 @@ def register_seekable_mixture(name: str, tasks: Sequence[tuple[str, float]]) -> 
         raise ValueError(f"mixture {name!r}: rates sum to 0")
     seqio.MixtureRegistry.remove(name)
     return seqio.MixtureRegistry.add(name, [(t, float(r)) for t, r in tasks])
-
-
-def get_seekable_task(name: str) -> Any:
-    """The registered seekable task `name` (ValueError if unknown or not seekable)."""
-    from flan_ul2r.data.core.registry import leaf_tasks
-
-    (task, _), *rest = leaf_tasks(name)
-    if rest or task.name != name or not is_seekable(task):
-        raise ValueError(f"{name!r} is not a seekable task")
-    return task
 
 
 def get_mixture_or_task(name: str) -> list[tuple[Any, float]]:

@@ -14,12 +14,12 @@ from flan_ul2r.data.flan import patterns as fp
 from flan_ul2r.data.flan.instruction_tasks import (
     InstructionRenderer,
     InstructionTask,
-    default_vocabulary,
     get_renderer,
 )
 from flan_ul2r.data.flan.plan import plan
 from flan_ul2r.data.flan.suite.tasks import SUITE, SUITE_SIZES, generate
 from flan_ul2r.data.flan.templates import STYLES, is_cot, is_few_shot, shows_options
+from flan_ul2r.data.vocab.default_vocabulary import default_vocabulary
 
 
 def _renderer(task_name: str) -> InstructionRenderer:

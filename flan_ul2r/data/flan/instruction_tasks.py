@@ -26,6 +26,7 @@ from flan_ul2r.data.flan.layout import TaskLayout, build_layout
 from flan_ul2r.data.flan.pieces import TokenizedPieces
 from flan_ul2r.data.flan.plan import plan
 from flan_ul2r.data.flan.templates import STYLES, Template, check_templates
+from flan_ul2r.data.vocab.default_vocabulary import default_vocabulary
 
 Examples = Callable[[str], Sequence[Mapping[str, Any]]]
 _STYLE_BYTES = np.array([s.encode() for s in STYLES], object)
@@ -195,7 +196,6 @@ _MEMBERS: dict[str, _Member] = {}
 _RENDERERS: dict[str, InstructionRenderer] = {}
 _CONFIG: dict[str, Any] = {}  # rates/caps/style mixes of the last register_flan_mixtures; empty = not yet
 _DEFERRED: list[bool] = []  # inside `mixtures_deferred()`: registrations do not rebuild the mixtures
-_DEFAULT_VOCABULARY: list[Any] = []
 
 
 @contextlib.contextmanager
@@ -211,19 +211,6 @@ def mixtures_deferred() -> Iterator[None]:
 def _rebuild() -> None:
     if _CONFIG and not _DEFERRED:
         register_flan_mixtures(**_CONFIG)
-
-
-def set_default_vocabulary(vocabulary: Any) -> None:
-    """The vocabulary tasks registered without one use (tasks/flan.py sets the gin-chosen one)."""
-    _DEFAULT_VOCABULARY[:] = [vocabulary]
-
-
-def default_vocabulary() -> Any:
-    if not _DEFAULT_VOCABULARY:
-        from flan_ul2r.data.vocab.vocabularies import get_vocabulary
-
-        set_default_vocabulary(get_vocabulary("byte"))
-    return _DEFAULT_VOCABULARY[0]
 
 
 def register_instruction_task(
@@ -310,12 +297,6 @@ def drop_members(origin: str) -> None:
     for name in [n for n, m in _MEMBERS.items() if m.origin == origin]:
         _MEMBERS.pop(name)
         _RENDERERS.pop(name, None)
-
-
-def remove_member(name: str) -> None:
-    _MEMBERS.pop(name, None)
-    _RENDERERS.pop(name, None)
-    _rebuild()
 
 
 def register_flan_mixtures(
