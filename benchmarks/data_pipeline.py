@@ -27,14 +27,14 @@ from typing import Any
 
 import seqio
 
-from flan_ul2r.data.corpus_cache import cache_dir
-from flan_ul2r.data.default_corpus import default_corpus_documents, load_default_corpus
-from flan_ul2r.data.denoisers import UL2R
-from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.data.preprocessors import ul2_denoise
-from flan_ul2r.data.streams import task_seed
-from flan_ul2r.data.ul2r_tasks import LazyCorpus, register_lm_task, register_ul2r_mixture
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.core.example_streams import task_seed
+from flan_ul2r.data.core.loader import make_train_iterator
+from flan_ul2r.data.corpus.default_corpus import default_corpus_documents, load_default_corpus
+from flan_ul2r.data.corpus.token_cache import cache_dir
+from flan_ul2r.data.ul2.cached_tasks import LazyCorpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.ul2.denoisers import UL2R
+from flan_ul2r.data.ul2.preprocessors import ul2_denoise
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 
 def measure(name: str, lengths: dict[str, int], batch_size: int, seconds: float) -> tuple[float, float]:
@@ -155,8 +155,9 @@ def ul2r_rows(args: argparse.Namespace) -> dict[str, Any]:
 def flan_rows(args: argparse.Namespace, ul2r_byte: float) -> dict[str, Any]:
     """The `flan` mixture, packed at 2048 + 512 (FLAN v2 SEQUENCE_LEN), byte vocabulary and a 32k BPE."""
     import flan_ul2r.tasks.flan  # noqa: F401 - registers `flan` (byte vocabulary unless gin says otherwise)
-    from flan_ul2r.data import flan_mixing, instruction_tasks
-    from flan_ul2r.data.instruction_suite import SUITE, SUITE_SIZES, generate
+    from flan_ul2r.data.flan import instruction_tasks
+    from flan_ul2r.data.flan import mixing as flan_mixing
+    from flan_ul2r.data.flan.suite.tasks import SUITE, SUITE_SIZES, generate
 
     lengths = {"inputs": 2048, "targets": 512}
     byte, _ = measure("flan", lengths, args.batch_size, args.seconds)

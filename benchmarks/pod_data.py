@@ -7,7 +7,7 @@ with a 32k BPE `tokenizer.json` (trained here, `data_pipeline.train_bpe_tokenize
 machine (one "host"):
 - cached path (`ul2r_corpus.cache=True`: what every source spec did before): the whole source is
   tokenized into the local cache before step 1, on every host: MB/s, then hours for 100 GB;
-- streaming path (`ul2r_corpus.cache=False`, `flan_ul2r.data.corpus_tasks`): host 0 of `--hosts` reads
+- streaming path (`ul2r_corpus.cache=False`, `flan_ul2r.data.ul2.corpus_tasks`): host 0 of `--hosts` reads
   only its files, tokenizes in parallel batches as it goes: seconds to the first packed UL2R batch
   (1024 + 1024 tokens, U-PaLM section 2.2), then packed tokens/s per host;
 - file listing time (the only step that grows with the corpus on the streaming path), per file;
@@ -28,10 +28,10 @@ from pathlib import Path
 
 from data_pipeline import train_bpe_tokenizer
 
-from flan_ul2r.data.corpus_tasks import corpus_for, register_corpus_mixture
-from flan_ul2r.data.default_corpus import default_corpus_documents
-from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.core.loader import make_train_iterator
+from flan_ul2r.data.corpus.default_corpus import default_corpus_documents
+from flan_ul2r.data.ul2.corpus_tasks import corpus_for, register_corpus_mixture
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 GB100 = 100e9
 UPALM_TOKENS = 20_000 * 32 * 2048  # Tay et al. 2022, section 2.4
@@ -54,7 +54,7 @@ def write_corpus(folder: Path, megabytes: float, files: int) -> int:
 
 
 def time_cached(spec: str, vocab) -> tuple[float, int]:
-    from flan_ul2r.data.corpus_cache import build_corpus
+    from flan_ul2r.data.corpus.token_cache import build_corpus
 
     t0 = time.perf_counter()
     corpus = build_corpus(spec, vocab)

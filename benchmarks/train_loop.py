@@ -4,7 +4,7 @@ batches, on Flan data (`flan` mixture) with a BPE tokenizer, measured in the sam
     python benchmarks/train_loop.py [--steps 16 --rounds 3 --batch 8 --inputs 256 --targets 128]
 
 - Tokenizer: a byte-level BPE `tokenizer.json` trained here with `tokenizers` on the default corpus (the
-  stdlib documentation, flan_ul2r/data/default_corpus.py), cached under $FLAN_UL2R_CACHE/bench; the Flan
+  stdlib documentation, data/corpus/default_corpus.py), cached under $FLAN_UL2R_CACHE/bench; the Flan
   tasks encode through it (`ul2r_corpus.vocabulary = "hf:DIR"`).
 - Bare steps: the batches are packed beforehand and already on the devices; nothing but
   `trainer.train_step` calls and reading each step's metrics one step late. This is the device's pace,
@@ -40,8 +40,8 @@ def bpe_tokenizer_dir(vocab_size: int) -> str:
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from flan_ul2r.data.corpus_cache import cache_dir
-    from flan_ul2r.data.default_corpus import default_corpus_documents
+    from flan_ul2r.data.corpus.default_corpus import default_corpus_documents
+    from flan_ul2r.data.corpus.token_cache import cache_dir
 
     folder = cache_dir() / "bench" / f"bpe-{vocab_size}"
     if (folder / "tokenizer.json").is_file():

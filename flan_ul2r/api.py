@@ -279,7 +279,7 @@ def _max_position_embeddings(hf_config: dict[str, Any] | None) -> int | None:
 
 def _checkpoint_vocabulary(path: Any) -> tuple[Any, str | None]:
     """(vocabulary, None) or (None, what is missing) for one of our checkpoints."""
-    from flan_ul2r.data.vocabularies import vocabulary_from_description
+    from flan_ul2r.data.vocab.vocabularies import vocabulary_from_description
     from flan_ul2r.training.checkpoints import read_json_beside
 
     desc = read_json_beside(path, "vocab")

@@ -1,11 +1,11 @@
 """Flan registrations (installed as `flan_ul2r.tasks.flan`): the embedded suite and the mixtures.
 
 Registered on import (cheap; examples are generated and rendered tables built on first use):
-- one task per embedded-suite task, `flan_<name>` (flan_ul2r.data.instruction_suite), train and
+- one task per embedded-suite task, `flan_<name>` (flan_ul2r.data.flan.suite.tasks), train and
   validation splits;
 - mixture `flan`: the held-in tasks (plus any user task registered with
-  `flan_ul2r.data.instruction_tasks.register_instruction_task`), mixed by family rates and, inside a
-  family, examples-proportionally with a per-task cap (flan_ul2r.data.flan_mixing); with
+  `flan_ul2r.data.flan.instruction_tasks.register_instruction_task`), mixed by family rates and, inside a
+  family, examples-proportionally with a per-task cap (flan_ul2r.data.flan.mixing); with
   `flan_mixture.collection` bound, the Flan Collection export's tasks replace the suite's;
 - mixture `flan_heldout`: the held-out tasks (never in `flan`; evaluation only).
 The library code (templates, rendering, mixing, readers) lives in `flan_ul2r/data/`.
@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import gin
-from flan_ul2r.data import flan_mixing, instruction_tasks
-from flan_ul2r.data.defaults import default_vocabulary
-from flan_ul2r.data.flan_collection import register_flan_collection
-from flan_ul2r.data.instruction_suite import SUITE, SUITE_SIZES, generate
+from flan_ul2r.data.flan import instruction_tasks
+from flan_ul2r.data.flan import mixing as flan_mixing
+from flan_ul2r.data.flan.collection import register_flan_collection
+from flan_ul2r.data.flan.suite.tasks import SUITE, SUITE_SIZES, generate
+from flan_ul2r.data.vocab.default_vocabulary import default_vocabulary
 
 
 @gin.configurable
@@ -34,7 +35,7 @@ def flan_mixture(
     """gin edge of the `flan` mixture.
 
     rates: family rates (default: the paper's Table 23 Proportion B; FLAN v2's flan2022_submix is
-      flan_ul2r.data.flan_mixing.FAMILY_RATES_FLAN2022). caps: per-task caps per family.
+      flan_ul2r.data.flan.mixing.FAMILY_RATES_FLAN2022). caps: per-task caps per family.
     style_mixes: per-family style mixes replacing flan_mixing.FAMILY_STYLE_MIXES (e.g. allow CoT styles
       in Muffin: {"muffin": {"zs_noopt": 1, "cot": 1}}).
     inversion_rate: share of input-inverted examples for suite tasks that have inversion templates
@@ -56,7 +57,6 @@ def flan_mixture(
 
 def register_suite() -> None:
     config = flan_mixture()
-    instruction_tasks.set_default_vocabulary(default_vocabulary())
     instruction_tasks.drop_members("collection")
     with instruction_tasks.mixtures_deferred():
         for task in SUITE:

@@ -178,7 +178,7 @@ def _plain_prefix_task_with_no_inputs(tmp: Path) -> str:
     import seqio
     import tensorflow as tf
 
-    from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.data.vocab.vocabularies import get_vocabulary
     from flan_ul2r.errors import ConfigError
     from flan_ul2r.training.run import run
 
@@ -214,11 +214,11 @@ def _resume_with_other_lengths(tmp: Path) -> str:
 
 
 def _streamed_json_line(tmp: Path) -> str:
-    from flan_ul2r.data.corpus_tasks import StreamCorpus, register_corpus_lm
-    from flan_ul2r.data.data_errors import DataError
-    from flan_ul2r.data.loader import make_train_iterator
-    from flan_ul2r.data.sources import parse_source_spec
-    from flan_ul2r.data.vocabularies import ByteVocabulary
+    from flan_ul2r.data.core.loader import make_train_iterator
+    from flan_ul2r.data.core.tfdata_errors import DataError
+    from flan_ul2r.data.corpus.sources import parse_source_spec
+    from flan_ul2r.data.ul2.corpus_tasks import StreamCorpus, register_corpus_lm
+    from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 
     lines = [json.dumps({"text": f"document {i} " * 20}) for i in range(40)]
     lines[25] = '{"text": "a line cut by an editor'
@@ -237,7 +237,7 @@ def truncated_tfrecord_task(tmp: Path, records: int = 200) -> str:
     import seqio
     import tensorflow as tf
 
-    from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
     path = tmp / "qa.tfrecord"
     with tf.io.TFRecordWriter(str(path)) as w:
@@ -257,8 +257,8 @@ def truncated_tfrecord_task(tmp: Path, records: int = 200) -> str:
 
 
 def _truncated_tfrecord(tmp: Path) -> str:
-    from flan_ul2r.data.data_errors import DataError
-    from flan_ul2r.data.loader import make_train_iterator
+    from flan_ul2r.data.core.loader import make_train_iterator
+    from flan_ul2r.data.core.tfdata_errors import DataError
 
     name = truncated_tfrecord_task(tmp)
     with pytest.raises(DataError) as info:

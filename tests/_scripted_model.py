@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 
 class ScriptedModel:

@@ -8,8 +8,8 @@ import json
 import textwrap
 import unittest
 
-from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
-from flan_ul2r.data.vocabularies import ByteVocabulary
+from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 
 TOY_MIXTURE = "toy_ul2r"
 TOY_LM = "toy_lm"  # causal: targets only, no prefix

@@ -1,7 +1,7 @@
 """A user's own seqio tasks, written as the README shows, for the plain-seqio tests.
 
 `write_user_module(folder)` writes `my_tasks.py` (plain seqio: TextLineDataSource + seqio's own
-preprocessors; a UL2R task made with `flan_ul2r.data.preprocessors.ul2_denoise`; broken tasks for the
+preprocessors; a UL2R task made with `flan_ul2r.data.ul2.preprocessors.ul2_denoise`; broken tasks for the
 bad-input tests) and its data files into `folder`, as a user's project directory would hold them.
 """
 from __future__ import annotations
@@ -42,9 +42,9 @@ import os
 import seqio
 import tensorflow as tf
 
-from flan_ul2r.data.denoisers import UL2R
-from flan_ul2r.data.preprocessors import ul2_denoise
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.ul2.denoisers import UL2R
+from flan_ul2r.data.ul2.preprocessors import ul2_denoise
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VOCAB = get_vocabulary("byte")

@@ -56,8 +56,8 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
     np.testing.assert_allclose(emb[base:], np.repeat(emb[:base].mean(0, keepdims=True), 103, 0), rtol=1e-6)
     assert m.vocab.mode_token_ids["[S2S]"] >= base
 
-    from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
-    from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_ul2r_mixture
+    from flan_ul2r.data.vocab.vocabularies import get_vocabulary
     from flan_ul2r.training.config import CheckpointConfig, OptimizerConfig, RunConfig
     from flan_ul2r.training.run import run
 

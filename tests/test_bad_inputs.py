@@ -97,7 +97,7 @@ def _unknown_task(tmp: Path) -> str:
 
 
 def _source_error(spec: str) -> str:
-    from flan_ul2r.data.sources import SourceError, read_documents
+    from flan_ul2r.data.corpus.sources import SourceError, read_documents
 
     with pytest.raises(SourceError) as info:
         list(read_documents(spec))
@@ -130,7 +130,7 @@ def _truncated_jsonl(tmp: Path) -> str:
 
 @case("NIV2 task file whose instance lacks `output`", "`read_niv2` (Flan task registration)")
 def _niv2_missing_key(tmp: Path) -> str:
-    from flan_ul2r.data.flan_formats import FormatError, read_niv2
+    from flan_ul2r.data.flan.formats import FormatError, read_niv2
 
     task = {"Definition": ["Add the numbers."], "Instances": [{"input": "1 2", "output": ["3"]},
                                                                {"id": "task1-2", "input": "2 2"}]}
@@ -143,7 +143,7 @@ def _niv2_missing_key(tmp: Path) -> str:
 
 @case("NIV2 task file without `Instances`", "`read_niv2` (Flan task registration)")
 def _niv2_no_instances(tmp: Path) -> str:
-    from flan_ul2r.data.flan_formats import FormatError, read_niv2
+    from flan_ul2r.data.flan.formats import FormatError, read_niv2
 
     (tmp / "task2.json").write_text(json.dumps({"Definition": "Say hi."}))
     with pytest.raises(FormatError) as info:

@@ -11,9 +11,10 @@ import shutil
 import numpy as np
 import pytest
 
-from flan_ul2r.data import corpus_cache
-from flan_ul2r.data.corpus_cache import TokenCorpus, build_corpus, validation_mask
-from flan_ul2r.data.vocabularies import ByteVocabulary
+from flan_ul2r.data.corpus import token_cache as corpus_cache
+from flan_ul2r.data.corpus.token_cache import TokenCorpus, build_corpus
+from flan_ul2r.data.corpus.validation_split import ordinal_mask
+from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 
 DOCS = ["alpha beta gamma", "", "delta " * 50, "   ", "épsilon ✓", "z"]
 
@@ -90,16 +91,16 @@ def test_interrupted_build_leaves_no_cache(_cache):
 
 
 def test_validation_split_is_deterministic_disjoint_and_about_one_percent(tmp_path):
-    mask = validation_mask(50_000)
+    mask = ordinal_mask(50_000)
     assert 0.008 < mask.mean() < 0.012
-    assert np.array_equal(mask, validation_mask(50_000)) and np.array_equal(mask[:100], validation_mask(100))
+    assert np.array_equal(mask, ordinal_mask(50_000)) and np.array_equal(mask[:100], ordinal_mask(100))
     texts = [f"doc {i}" for i in range(3000)]
     c = TokenCorpus.build(texts, ByteVocabulary(), tmp_path / "c")
     train, val = c.split("train"), c.split("validation")
     assert train.num_documents + val.num_documents == 3000 and 10 < val.num_documents < 60
     val_texts = {ByteVocabulary().decode(val.document(i)) for i in range(val.num_documents)}
     train_texts = {ByteVocabulary().decode(train.document(i)) for i in range(train.num_documents)}
-    assert val_texts == {texts[i] for i in np.flatnonzero(validation_mask(3000))}
+    assert val_texts == {texts[i] for i in np.flatnonzero(ordinal_mask(3000))}
     assert not val_texts & train_texts
     rows = val.chunks(4)
     assert sum(int(n) for _, n in rows) == val.num_tokens
@@ -117,7 +118,7 @@ def test_hf_vocabulary_uses_batch_api_and_long_texts_are_cut_at_whitespace(tmp_p
     import tokenizers
     from tokenizers import models, pre_tokenizers, trainers
 
-    from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
     words = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do"]
     rng = np.random.default_rng(0)
@@ -135,7 +136,7 @@ def test_hf_vocabulary_uses_batch_api_and_long_texts_are_cut_at_whitespace(tmp_p
 
 
 def test_default_corpus_holds_stdlib_docstrings(_cache):
-    from flan_ul2r.data import default_corpus as dc
+    from flan_ul2r.data.corpus import default_corpus as dc
 
     root = dc.stdlib_root()
     json_dir = root / "json"
@@ -158,7 +159,7 @@ def test_default_corpus_holds_stdlib_docstrings(_cache):
 
 
 def test_default_corpus_is_cached_as_text_and_tokens(_cache, monkeypatch, tmp_path):
-    from flan_ul2r.data import default_corpus as dc
+    from flan_ul2r.data.corpus import default_corpus as dc
 
     fake = tmp_path / "stdlib"
     (fake / "pkg" / "tests").mkdir(parents=True)

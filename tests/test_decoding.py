@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flan_ul2r.api import LoadedModel, load_model
-from flan_ul2r.data.vocabularies import ByteVocabulary
+from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 from flan_ul2r.decoding.generate import DecodeSpec, generate_padded
 from flan_ul2r.decoding.sampling import filter_logits, next_tokens, row_keys
 from flan_ul2r.models import Decoder, preset

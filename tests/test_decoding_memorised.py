@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from flan_ul2r.api import LoadedModel, load_model
-from flan_ul2r.data.feature_converter import Packer
-from flan_ul2r.data.vocabularies import ByteVocabulary
+from flan_ul2r.data.core.feature_converter import Packer
+from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 from flan_ul2r.main import infer
 from flan_ul2r.models import preset
 from flan_ul2r.training import checkpoints, optim, partitioning
@@ -30,7 +30,7 @@ SPACES = [i for i, c in enumerate(SENTENCE) if c == " "]
 
 
 def _example(rng: np.random.Generator) -> tuple[list[int], list[int]]:
-    """One training example in the layout of flan_ul2r/data/denoisers.py: [NLU] + the sentence with one or
+    """One training example in the layout of flan_ul2r/data/ul2/denoisers.py: [NLU] + the sentence with one or
     two words (or the tail after a space) replaced by sentinels -> sentinel + span targets + EOS; or
     [S2S] + a prefix -> the rest + EOS. Byte vocabulary: ids are bytes + 3, so offsets are the same."""
     ids = [int(i) for i in VOCAB.encode(SENTENCE)]

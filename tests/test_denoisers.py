@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from flan_ul2r.data.denoisers import UL2, UL2R, Denoiser, denoise, raw_length
+from flan_ul2r.data.ul2.denoisers import UL2, UL2R, Denoiser, denoise, raw_length
 from tests._denoise_toy import EOS, MODES, SENTINELS, reconstruct
 
 ALL = {d.name: d for d in UL2R + UL2}.values()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flan_ul2r.data.instruction_suite import SUITE, generate
+from flan_ul2r.data.flan.suite.tasks import SUITE, generate
 from flan_ul2r.evaluation.benchmarks import bbh, gsm8k, heldout, mgsm, mmlu, tydiqa
 from flan_ul2r.evaluation.files import BenchmarkFileError
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 from flan_ul2r.evaluation.infilling import BLANK, WINDOW_WORDS, evaluate_infilling, make_examples
 
 DOCS = [" ".join(f"w{d}_{i}" for i in range(40 + d)) for d in range(30)] + ["too short"]

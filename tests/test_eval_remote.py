@@ -71,7 +71,7 @@ class _Echo:
     """Fills every blank with the word 'x' (the files are what is tested here)."""
 
     def __init__(self):
-        from flan_ul2r.data.vocabularies import get_vocabulary
+        from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
         self.vocab, self.max_length = get_vocabulary("byte"), 4096
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flan_ul2r.data.instruction_suite import generate
-from flan_ul2r.data.templates import render
+from flan_ul2r.data.flan.suite.tasks import generate
+from flan_ul2r.data.flan.templates import render
 from flan_ul2r.evaluation import resume
 from flan_ul2r.evaluation.benchmarks import bbh, gsm8k, heldout, mmlu, tydiqa
 from flan_ul2r.evaluation.evaluate import evaluate

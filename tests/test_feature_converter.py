@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flan_ul2r.data.feature_converter import FEATURES, Packer, convert_examples, trim_example
+from flan_ul2r.data.core.feature_converter import FEATURES, Packer, convert_examples, trim_example
 
 BOS = 7
 

@@ -13,12 +13,12 @@ import pytest
 
 import flan_ul2r.tasks.flan as flan_registrations
 import gin
-from flan_ul2r.data import flan_collection as fc
-from flan_ul2r.data import flan_mixing
-from flan_ul2r.data.flan_formats import FormatError
-from flan_ul2r.data.indexed import get_mixture_or_task
-from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.core.loader import make_train_iterator
+from flan_ul2r.data.core.seekable import get_mixture_or_task
+from flan_ul2r.data.flan import collection as fc
+from flan_ul2r.data.flan import mixing as flan_mixing
+from flan_ul2r.data.flan.formats import FormatError
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 EXPORT = Path(__file__).parent / "fixtures" / "flan_collection_export.jsonl"
 RAW = [json.loads(line) for line in EXPORT.read_text().splitlines()]

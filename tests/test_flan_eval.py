@@ -5,11 +5,11 @@ import re
 
 import pytest
 
-from flan_ul2r.data import flan_patterns as fp
-from flan_ul2r.data.flan_eval import eval_prompts
-from flan_ul2r.data.instruction_suite import SUITE, SUITE_SIZES, generate
-from flan_ul2r.data.templates import RenderFormat, render
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.flan import patterns as fp
+from flan_ul2r.data.flan.eval_prompts import eval_prompts
+from flan_ul2r.data.flan.suite.tasks import SUITE, SUITE_SIZES, generate
+from flan_ul2r.data.flan.templates import RenderFormat, render
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 TASKS = {t.name: t for t in SUITE}
 

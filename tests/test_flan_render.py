@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from flan_ul2r.data import flan_patterns as fp
-from flan_ul2r.data.flan_layout import build_layout
-from flan_ul2r.data.flan_plan import plan
-from flan_ul2r.data.instruction_suite import SUITE, generate
-from flan_ul2r.data.instruction_tasks import InstructionRenderer, InstructionTask
-from flan_ul2r.data.templates import STYLES, RenderFormat, Template, render
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.flan import patterns as fp
+from flan_ul2r.data.flan.instruction_tasks import InstructionRenderer, InstructionTask
+from flan_ul2r.data.flan.layout import build_layout
+from flan_ul2r.data.flan.plan import plan
+from flan_ul2r.data.flan.suite.tasks import SUITE, generate
+from flan_ul2r.data.flan.templates import STYLES, RenderFormat, Template, render
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 ALL_STYLES = dict.fromkeys(STYLES, 1.0)
 INVERSIONS = (Template("The answer is {answer}. What was the question?", "{answer} answers it"),)

@@ -10,13 +10,14 @@ import pytest
 import tensorflow as tf
 
 import flan_ul2r.tasks.flan  # noqa: F401 - registers the suite and the mixtures
-from flan_ul2r.data import flan_mixing
-from flan_ul2r.data import flan_patterns as fp
-from flan_ul2r.data import instruction_tasks as it
-from flan_ul2r.data.indexed import get_mixture_or_task
-from flan_ul2r.data.instruction_suite import SUITE, item_key
-from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.data.templates import COT_STYLES, Template
+from flan_ul2r.data.core.loader import make_train_iterator
+from flan_ul2r.data.core.seekable import get_mixture_or_task, seekable_example, seekable_example_batch
+from flan_ul2r.data.flan import instruction_tasks as it
+from flan_ul2r.data.flan import mixing as flan_mixing
+from flan_ul2r.data.flan import patterns as fp
+from flan_ul2r.data.flan.suite.tasks import SUITE, item_key
+from flan_ul2r.data.flan.templates import COT_STYLES, Template
+from tests._library_helpers import remove_member
 
 LENGTHS = {"inputs": 192, "targets": 64}
 N_DRAWS = 10_000
@@ -160,16 +161,16 @@ def test_user_task_joins_flan_and_few_shot_never_shows_the_example_itself():
                 assert text.rfind(f"number {i}") > max(text.rfind(f"number {j}") for j in others)
                 assert ex["style"].numpy() == b"fs_noopt"
     finally:
-        it.remove_member(name)
+        remove_member(name)
     assert name not in {t.name for t, _ in get_mixture_or_task("flan")}
 
 
 def test_block_and_one_example_agree_and_resume_is_exact():
     task = get_mixture_or_task("flan_date_add")[0][0]
     positions = tf.constant(np.arange(5000, 5012), tf.int64)
-    block = task.example_batch(positions, 9, "train", LENGTHS)
+    block = seekable_example_batch(task, positions, 9, "train", LENGTHS)
     for k in range(12):
-        one = task.example(positions[k], 9, "train", LENGTHS)
+        one = seekable_example(task, positions[k], 9, "train", LENGTHS)
         assert one["inputs"].numpy().tolist() == block["inputs"][k].numpy().tolist()
         assert one["targets"].numpy().tolist() == block["targets"][k].numpy().tolist()
         assert one["style"].numpy() == block["style"][k].numpy()

@@ -1,14 +1,15 @@
-"""The held-out rule on the rendered training data (flan_ul2r/data/heldout_leakage.py): the `flan` mixture
+"""The held-out rule on the rendered training data (data/flan/heldout_leakage.py): the `flan` mixture
 holds no held-out task, template or item, and the check fails as soon as one is put in."""
 import random
 
 import pytest
 
 import flan_ul2r.tasks.flan  # noqa: F401  (registers the embedded suite and the `flan` mixture)
-from flan_ul2r.data import instruction_tasks
-from flan_ul2r.data.heldout_leakage import LeakageError, check_heldout_leakage, structural_findings
-from flan_ul2r.data.instruction_suite import SUITE, generate
-from flan_ul2r.data.templates import Template
+from flan_ul2r.data.flan import instruction_tasks
+from flan_ul2r.data.flan.heldout_leakage import LeakageError, check_heldout_leakage, structural_findings
+from flan_ul2r.data.flan.suite.tasks import SUITE, generate
+from flan_ul2r.data.flan.templates import Template
+from tests._library_helpers import remove_member
 
 LENGTHS = {"inputs": 512, "targets": 128}
 
@@ -34,7 +35,7 @@ def registered():
     names = []
     yield names
     for name in names:
-        instruction_tasks.remove_member(name)
+        remove_member(name)
 
 
 def test_a_held_out_template_in_the_mixture_fails_the_check(registered):

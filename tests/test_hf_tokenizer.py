@@ -10,7 +10,7 @@ import pytest
 import transformers
 
 from flan_ul2r.convert.hf_tokenizer import write_tokenizer
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 PROSE = [line.strip() for line in inspect.getsource(json).splitlines() if line.strip()]
 TEXTS = PROSE[:60] + ["  two  spaces", "Ünïcödé ✓ text", "tabs\tand\nnewlines", " leading", "trailing ", ""]

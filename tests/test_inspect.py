@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-import flan_ul2r.data.vocabularies as vocabularies
+import flan_ul2r.data.vocab.vocabularies as vocabularies
 from flan_ul2r.cli import main
-from flan_ul2r.data.denoisers import UL2R
-from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
+from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_ul2r_mixture
+from flan_ul2r.data.ul2.denoisers import UL2R
 from tests._denoise_toy import VOCAB, reconstruct, toy_documents
 
 

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from flan_ul2r.data.instruction_suite import SUITE, SUITE_SIZES, generate, item_key
-from flan_ul2r.data.suite_words import OBJECT_KINDS, WEEKDAYS
-from flan_ul2r.data.templates import render
+from flan_ul2r.data.flan.suite.tasks import SUITE, SUITE_SIZES, generate, item_key
+from flan_ul2r.data.flan.suite.words import OBJECT_KINDS, WEEKDAYS
+from flan_ul2r.data.flan.templates import render
 
 SPLITS = {
     t.name: (generate(t, SUITE_SIZES["train"]), generate(t, SUITE_SIZES["validation"], "validation"))

@@ -4,7 +4,7 @@ reads its params, the trainer restores its full state (params and Adafactor stat
 and the run resumes at step 3 from its saved data position.
 
 The examples after the saved position differ from that run's: the T5 concatenate-then-split chunking
-(flan_ul2r/data/chunking.py) changed how the corpus is cut, a documented change of the data stream."""
+(flan_ul2r/data/ul2/chunking.py) changed how the corpus is cut, a documented change of the data stream."""
 import json
 import shutil
 from pathlib import Path

@@ -8,9 +8,9 @@ from itertools import islice
 import numpy as np
 import pytest
 
-from flan_ul2r.data.denoisers import UL2R
-from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.core.loader import make_train_iterator
+from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.ul2.denoisers import UL2R
 from tests._denoise_toy import VOCAB, reconstruct, toy_documents
 
 LENGTHS = {"inputs": 128, "targets": 128}
@@ -98,11 +98,12 @@ def test_bad_state_and_names(names):
         make_train_iterator(names[0], LENGTHS, 1, seed=0, split="test")
 
 
-def test_each_example_is_the_tasks_indexed_example(names):
+def test_each_example_is_the_tasks_seekable_example(names):
     import tensorflow as tf
 
-    from flan_ul2r.data.indexed import get_indexed_task
-    from flan_ul2r.data.loader import task_seed
+    from flan_ul2r.data.core.loader import task_seed
+    from flan_ul2r.data.core.seekable import seekable_example
+    from tests._library_helpers import get_seekable_task
 
     it = make_train_iterator(names[0], LENGTHS, 1, seed=6, shard_index=1, num_shards=3, with_strings=True)
     seen: Counter = Counter()
@@ -110,7 +111,7 @@ def test_each_example_is_the_tasks_indexed_example(names):
         name = ex["task"].decode()
         order = [t.name for t in it.tasks]
         assert int(ex["draw"]) % 3 == 1 and ex["cursors"][order.index(name)] == seen[name]
-        want = get_indexed_task(name).example(tf.constant(seen[name] * 3 + 1, tf.int64),
+        want = seekable_example(get_seekable_task(name), tf.constant(seen[name] * 3 + 1, tf.int64),
                                               task_seed(6, name), "train", LENGTHS)
         assert ex["targets"].tolist() == want["targets"].numpy().tolist()
         assert ex["inputs"].tolist() == want["inputs"].numpy().tolist()
@@ -122,7 +123,7 @@ def test_block_tasks_give_the_per_example_tasks_examples():
     the same task without it (one `preprocess` per example), in the same order, sharded and resumed."""
     import tensorflow as tf
 
-    from flan_ul2r.data.indexed import IndexedTask, register_indexed_task
+    from flan_ul2r.data.core.seekable import SeekableTask, register_seekable_task
 
     def fetch(index, split, seqlen):
         return {"index": tf.cast(index, tf.int32)}
@@ -143,10 +144,10 @@ def test_block_tasks_give_the_per_example_tasks_examples():
 
     n = lambda split, seqlen: 97
     kw = dict(seed=4, shard_index=1, num_shards=2, pack=False)
-    register_indexed_task(IndexedTask("blocktoy", VOCAB, n, fetch, preprocess))
+    register_seekable_task(SeekableTask("blocktoy", VOCAB, n, fetch, preprocess))
     one = [ex["targets"].tolist()
            for ex in islice(make_train_iterator("blocktoy", LENGTHS, 1, **kw).examples(), 300)]
-    register_indexed_task(IndexedTask("blocktoy", VOCAB, n, fetch, preprocess,
+    register_seekable_task(SeekableTask("blocktoy", VOCAB, n, fetch, preprocess,
                                       preprocess_batch=preprocess_batch))
     block = make_train_iterator("blocktoy", LENGTHS, 1, **kw)
     assert [ex["targets"].tolist() for ex in islice(block.examples(), 300)] == one

@@ -7,7 +7,7 @@ import pytest
 
 from flan_ul2r.models import Decoder, preset
 from flan_ul2r.models.decoder import attention_mask
-from flan_ul2r.models.losses import cross_entropy_loss, per_example_loss
+from tests._library_helpers import cross_entropy_loss, per_example_loss
 
 CFG = preset("tiny", vocab_size=101)
 

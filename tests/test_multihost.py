@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from flan_ul2r.data.loader import make_train_iterator
+from flan_ul2r.data.core.loader import make_train_iterator
 from flan_ul2r.models.config import preset
 from flan_ul2r.training import partitioning
 from flan_ul2r.training.config import MeshConfig, ModelSpec, OptimizerConfig

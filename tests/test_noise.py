@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from flan_ul2r.data.noise import random_prefix_pivot, random_spans_noise_mask
+from flan_ul2r.data.ul2.noise import random_prefix_pivot, random_spans_noise_mask
 
 
 def runs(mask: np.ndarray) -> list[tuple[bool, int]]:

@@ -12,7 +12,7 @@ import pytest
 import flan_ul2r
 import flan_ul2r.tasks.evals  # noqa: F401 - registers the eval tasks
 import flan_ul2r.tasks.flan  # noqa: F401 - registers flan_<task> (train + validation splits)
-from flan_ul2r.data.loader import make_train_iterator
+from flan_ul2r.data.core.loader import make_train_iterator
 from flan_ul2r.models.config import preset
 from flan_ul2r.models.decoder import Decoder
 from flan_ul2r.training.config import CheckpointConfig, ModelSpec, OptimizerConfig, RunConfig
@@ -63,8 +63,8 @@ def test_validation_loss_every_period(tmp_path):
 
 
 def test_task_without_validation_split_is_reported_once(tmp_path, capsys):
-    from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
-    from flan_ul2r.data.vocabularies import ByteVocabulary
+    from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_ul2r_mixture
+    from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 
     vocab = ByteVocabulary()
     docs = [vocab.encode(f"document {i} " * 40) for i in range(20)]

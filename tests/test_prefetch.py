@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from flan_ul2r.data.loader import make_train_iterator
+from flan_ul2r.data.core.loader import make_train_iterator
 from flan_ul2r.training.prefetch import DevicePrefetcher
 from tests._train_toy import LENGTHS, register_toy_mixture
 

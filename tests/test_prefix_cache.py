@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from flan_ul2r.api import LoadedModel
-from flan_ul2r.data.vocabularies import ByteVocabulary
+from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 from flan_ul2r.decoding import prefix_cache
 from flan_ul2r.decoding.generate import Placement
 from flan_ul2r.evaluation.benchmarks import bbh, mmlu

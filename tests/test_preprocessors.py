@@ -8,11 +8,11 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from flan_ul2r.data import chunking
-from flan_ul2r.data.chunking import ChunkTable, split_stream
-from flan_ul2r.data.denoisers import UL2R, raw_length
-from flan_ul2r.data.preprocessors import ul2_denoise
-from flan_ul2r.data.ul2r_tasks import array_corpus
+from flan_ul2r.data.ul2 import chunking
+from flan_ul2r.data.ul2.cached_tasks import array_corpus
+from flan_ul2r.data.ul2.chunking import ChunkTable, split_stream
+from flan_ul2r.data.ul2.denoisers import UL2R, raw_length
+from flan_ul2r.data.ul2.preprocessors import ul2_denoise
 from tests._denoise_toy import EOS, VOCAB, reconstruct, toy_documents
 
 FEATURES = {"inputs": seqio.Feature(VOCAB, add_eos=False), "targets": seqio.Feature(VOCAB, add_eos=False)}

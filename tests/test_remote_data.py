@@ -12,9 +12,9 @@ import pytest
 from flan_ul2r import fs
 from flan_ul2r.convert.hf_export import export_hf
 from flan_ul2r.convert.hf_import import import_hf
-from flan_ul2r.data.flan_formats import read_niv2
-from flan_ul2r.data.sources import read_documents, source_fingerprint
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.corpus.sources import read_documents, source_fingerprint
+from flan_ul2r.data.flan.formats import read_niv2
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 from flan_ul2r.models.config import preset
 from flan_ul2r.models.decoder import Decoder
 from flan_ul2r.training.checkpoints import restore_params, save_params

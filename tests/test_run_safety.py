@@ -301,9 +301,9 @@ def test_an_error_in_a_users_preprocessor_names_the_task_and_the_error():
     import seqio
     import tensorflow as tf
 
-    from flan_ul2r.data.data_errors import DataError
-    from flan_ul2r.data.loader import make_train_iterator
-    from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.data.core.loader import make_train_iterator
+    from flan_ul2r.data.core.tfdata_errors import DataError
+    from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
     def parse(text):
         if b"7" in text.numpy():
@@ -333,7 +333,7 @@ def test_an_error_in_a_users_preprocessor_names_the_task_and_the_error():
 def test_prefix_lm_comes_from_the_batches():
     import numpy as np
 
-    from flan_ul2r.data.feature_converter import Packer
+    from flan_ul2r.data.core.feature_converter import Packer
     from flan_ul2r.training.run_files import batch_has_prefix
 
     for inputs, expected in (([], False), ([5, 6, 7], True)):

@@ -10,10 +10,10 @@ import pytest
 import seqio
 
 from flan_ul2r.cli import main
-from flan_ul2r.data.denoisers import UL2R, raw_length
-from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.data.ul2r_tasks import array_corpus, register_ul2r_mixture
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.core.loader import make_train_iterator
+from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_ul2r_mixture
+from flan_ul2r.data.ul2.denoisers import UL2R, raw_length
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 from flan_ul2r.gin_utils import import_task_modules
 from tests._user_tasks import corpus_lines, qa_lines, write_user_module
 
@@ -39,8 +39,8 @@ def batches(it, n):
 
 
 def test_a_submixture_contributes_its_tasks_at_its_rates(user_module):
-    from flan_ul2r.data.denoisers import UL2R
-    from flan_ul2r.data.registry import leaf_tasks
+    from flan_ul2r.data.core.registry import leaf_tasks
+    from flan_ul2r.data.ul2.denoisers import UL2R
 
     rates = {t.name: r for t, r in leaf_tasks("my_mix_ul2r")}
     assert rates == pytest.approx({"my_prefix_lm": 0.5, **{f"ul2r_{d.name}": 0.5 * d.weight for d in UL2R}})

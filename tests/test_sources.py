@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from flan_ul2r.data.sources import (
+from flan_ul2r.data.corpus.sources import (
     EmptySourceError,
     SourceError,
     SourceSpec,

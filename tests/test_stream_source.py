@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import json
+import shutil
+import zlib
 
 import numpy as np
 import pytest
 import seqio
 
-from flan_ul2r.data import corpus_tasks
-from flan_ul2r.data.corpus_tasks import StreamCorpus, corpus_for, register_corpus_mixture
-from flan_ul2r.data.indexed import is_seekable
-from flan_ul2r.data.loader import make_train_iterator
-from flan_ul2r.data.stream_source import DocumentSource, in_split, tokenize_documents
-from flan_ul2r.data.ul2r_tasks import LazyCorpus
-from flan_ul2r.data.vocabularies import get_vocabulary
+from flan_ul2r.data.core.loader import make_train_iterator
+from flan_ul2r.data.core.seekable import is_seekable
+from flan_ul2r.data.corpus.document_stream import DocumentSource, in_split, tokenize_documents
+from flan_ul2r.data.corpus.token_cache import build_corpus
+from flan_ul2r.data.ul2 import corpus_tasks
+from flan_ul2r.data.ul2.cached_tasks import LazyCorpus
+from flan_ul2r.data.ul2.corpus_tasks import StreamCorpus, corpus_for, register_corpus_mixture
+from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
 VOCAB = get_vocabulary("byte")
 
@@ -46,6 +49,24 @@ def test_each_host_reads_only_its_files_and_splits_partition_the_documents(files
     assert 0 < len(validation) < 0.05 * len(everything)
     provenance = {t: f"{folder}/part-{f}.jsonl:{i + 1}" for f in range(4) for i, t in enumerate(docs[f])}
     assert all(in_split(provenance[t], "validation") for t in validation)  # the documented rule
+
+
+def test_cached_and_streamed_corpora_hold_out_the_same_documents(files, tmp_path, monkeypatch):
+    """One validation rule: switching `ul2r_corpus.cache` moves no document between train and validation,
+    nor does moving the files to another folder. Reference: crc32 of "file-name:line" computed here."""
+    monkeypatch.setenv("FLAN_UL2R_CACHE", str(tmp_path / "cache"))
+    folder, docs = files
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(folder, moved)
+    expected = {t for f in range(4) for i, t in enumerate(docs[f])
+                if zlib.crc32(f"part-{f}.jsonl:{i + 1}".encode()) % 100 == 0}
+    assert 0 < len(expected) < 20
+    for where in (folder, moved):
+        spec = f"jsonl:{where}/part-*.jsonl"
+        streamed = read(DocumentSource(spec), "validation", shuffle=False)
+        cached = build_corpus(spec, VOCAB).split("validation")
+        cached_texts = [VOCAB.decode(cached.document(i).tolist()) for i in range(cached.num_documents)]
+        assert sorted(streamed) == sorted(cached_texts) == sorted(expected)
 
 
 def test_shuffled_reading_is_seeded(files):

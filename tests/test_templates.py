@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from flan_ul2r.data import flan_formats as ff
-from flan_ul2r.data.flan_patterns import OPTION_MARKERS
-from flan_ul2r.data.templates import (
+from flan_ul2r.data.flan import formats as ff
+from flan_ul2r.data.flan.patterns import OPTION_MARKERS
+from flan_ul2r.data.flan.templates import (
     COT_TRIGGER,
     EXAMPLE_SEPARATOR,
     X_Y_DELIMITER,
@@ -120,8 +120,8 @@ def test_lettered_options_rewrite_the_target_and_formats_follow_render_format():
 def test_niv2_few_shot_uses_positive_examples():
     import numpy as np
 
-    from flan_ul2r.data.instruction_tasks import InstructionRenderer, InstructionTask
-    from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.data.flan.instruction_tasks import InstructionRenderer, InstructionTask
+    from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
     path = FIX / "niv2_task001_sentiment.json"
     positives = ff.read_niv2_exemplars(path)
@@ -144,7 +144,7 @@ def test_niv2_few_shot_uses_positive_examples():
     )
     renderer = InstructionRenderer(task, get_vocabulary("byte"))
     layout = renderer.layout("train")
-    from flan_ul2r.data.flan_plan import plan
+    from flan_ul2r.data.flan.plan import plan
 
     p = plan(layout, "train", np.arange(4), np.stack([np.zeros(4, np.int64), np.arange(4)], 1), None)
     for r, instance in enumerate(ff.read_niv2(path)):

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from flan_ul2r.data.loader import make_train_iterator
+from flan_ul2r.data.core.loader import make_train_iterator
 from flan_ul2r.models.config import preset
 from flan_ul2r.training import optim, partitioning
 from flan_ul2r.training.config import CheckpointConfig, ModelSpec, OptimizerConfig, RunConfig

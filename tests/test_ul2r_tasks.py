@@ -1,16 +1,19 @@
 """Built-in UL2R tasks: records = the concatenated corpus; seqio view = preprocessor over the same chunks."""
 from __future__ import annotations
 
+import itertools
+import zlib
+
 import numpy as np
 import pytest
 import seqio
 import tensorflow as tf
 
-from flan_ul2r.data.corpus_cache import validation_mask
-from flan_ul2r.data.denoisers import UL2, UL2R, raw_length
-from flan_ul2r.data.indexed import get_indexed_task
-from flan_ul2r.data.ul2r_tasks import array_corpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.core.seekable import seekable_example
+from flan_ul2r.data.ul2.cached_tasks import array_corpus, register_lm_task, register_ul2r_mixture
+from flan_ul2r.data.ul2.denoisers import UL2, UL2R, raw_length
 from tests._denoise_toy import EOS, VOCAB, reconstruct, toy_documents
+from tests._library_helpers import get_seekable_task
 
 LENGTHS = {"inputs": 256, "targets": 256}
 
@@ -20,22 +23,37 @@ def docs():
     d = toy_documents(40, seed=5)
     d[3:3] = [np.zeros(0, np.int32)]
     d.append(np.zeros(0, np.int32))
-    register_ul2r_mixture("tasktoy", array_corpus(d), VOCAB, UL2R)
-    register_ul2r_mixture("tasktoy_doc", array_corpus(d), VOCAB, UL2R, concatenate=False)
-    register_ul2r_mixture("tasktoy2", array_corpus(d), VOCAB, UL2)
-    register_lm_task("tasktoy_lm", array_corpus(d), VOCAB)
+    names = toy_names(len(d), HELD_AT)
+    register_ul2r_mixture("tasktoy", array_corpus(d, names), VOCAB, UL2R)
+    register_ul2r_mixture("tasktoy_doc", array_corpus(d, names), VOCAB, UL2R, concatenate=False)
+    register_ul2r_mixture("tasktoy2", array_corpus(d, names), VOCAB, UL2)
+    register_lm_task("tasktoy_lm", array_corpus(d, names), VOCAB)
     return d
 
 
+HELD_AT = (7, 30)  # the toy documents named so that the validation rule holds them out
+
+
+def toy_names(n, held_at):
+    """Provenances "toy.txt:K" for n documents, those at `held_at` (and only those) with crc32 = 0 mod 100
+    (the documented rule, computed here)."""
+    held = lambda k: zlib.crc32(f"toy.txt:{k}".encode()) % 100 == 0
+    ks = itertools.count(1)
+    pick = lambda want: next(f"toy.txt:{k}" for k in ks if held(k) == want)
+    return [pick(i in held_at) for i in range(n)]
+
+
+def held_out(docs):
+    """(document, held out) of the non-empty documents."""
+    return [(x, i in HELD_AT) for i, x in enumerate(docs) if len(x)]
+
+
 def train_documents(docs):
-    nonempty = [x for x in docs if len(x)]
-    held = validation_mask(len(nonempty))
-    assert held.any() and not held.all(), "the toy corpus has validation documents"
-    return [x for x, h in zip(nonempty, held) if not h]
+    return [x for x, h in held_out(docs) if not h]
 
 
 def records(name, split="train"):
-    task = get_indexed_task(name)
+    task = get_seekable_task(name)
     n = task.num_records(split, LENGTHS)
     return [task.fetch(tf.constant(i, tf.int64), split, LENGTHS)["tokens"].numpy() for i in range(n)]
 
@@ -59,8 +77,7 @@ def test_per_document_option_cuts_each_document(docs):
 
 
 def test_validation_split_holds_the_held_out_documents(docs):
-    nonempty = [x for x in docs if len(x)]
-    held = [x for x, h in zip(nonempty, validation_mask(len(nonempty))) if h]
+    held = [x for x, h in held_out(docs) if h]
     got = records("tasktoy_lm", "validation")
     assert np.array_equal(np.concatenate(got), np.concatenate([np.append(x, EOS) for x in held]))
 
@@ -86,18 +103,18 @@ def test_seqio_mixtures_carry_the_preset_weights(docs):
 
 
 def test_lm_task_is_chunk_plus_eos(docs):
-    task = get_indexed_task("tasktoy_lm")
-    ex = task.example(tf.constant(0, tf.int64), 0, "train", LENGTHS)
+    task = get_seekable_task("tasktoy_lm")
+    ex = seekable_example(task, tf.constant(0, tf.int64), 0, "train", LENGTHS)
     assert ex["inputs"].numpy().size == 0 and ex["targets"].numpy()[-1] == VOCAB.eos_id
     assert ex["targets"].numpy().size == 512  # a full chunk of 511 + EOS
 
 
 def test_bad_mode_token_is_named(docs):
-    from flan_ul2r.data.denoisers import Denoiser
+    from flan_ul2r.data.ul2.denoisers import Denoiser
 
     register_ul2r_mixture("tasktoy_bad", array_corpus(docs), VOCAB, [Denoiser("q", "span", 0.15, 3, "[XX]")])
     with pytest.raises(ValueError, match=r"mode_token='\[XX\]'"):
-        get_indexed_task("tasktoy_bad_q").example(tf.constant(0, tf.int64), 0, "train", LENGTHS)
+        seekable_example(get_seekable_task("tasktoy_bad_q"), tf.constant(0, tf.int64), 0, "train", LENGTHS)
 
 
 def test_default_registrations():
@@ -107,7 +124,7 @@ def test_default_registrations():
     assert {t.name: mix.get_rate(t) for t in mix.tasks} == {
         "ul2r_s": 0.5, "ul2r_r_3_15": 0.25, "ul2r_x_32_15": 0.125, "ul2r_x_3_50": 0.125}
     assert len(seqio.get_mixture_or_task("ul2").tasks) == 7
-    assert get_indexed_task("lm").name == "lm"
+    assert get_seekable_task("lm").name == "lm"
     assert all(set(t.splits) == {"train", "validation"} for t in mix.tasks)
 
 
@@ -115,8 +132,9 @@ def test_importing_library_modules_registers_nothing():
     import subprocess
     import sys
 
-    code = ("import seqio, flan_ul2r.data.ul2r_tasks, flan_ul2r.data.corpus_tasks, flan_ul2r.data.loader, "
-            "flan_ul2r.data.preprocessors, flan_ul2r.data.stream_source, flan_ul2r.data.registry; "
+    code = ("import seqio, flan_ul2r.data.ul2.cached_tasks, flan_ul2r.data.ul2.corpus_tasks, "
+            "flan_ul2r.data.core.loader, flan_ul2r.data.ul2.preprocessors, "
+            "flan_ul2r.data.corpus.document_stream, flan_ul2r.data.core.registry; "
             "print(len(seqio.TaskRegistry.names()) + len(seqio.MixtureRegistry.names()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "0", out.stderr[-2000:]
@@ -137,7 +155,7 @@ def test_gin_rebinds_the_default_ul2r_denoisers():
             register_defaults()
             mix = seqio.get_mixture_or_task("ul2r")
             assert [t.name for t in mix.tasks] == ["ul2r_x_16_30"]
-            assert get_indexed_task("ul2r_x_16_30").name == "ul2r_x_16_30"
+            assert get_seekable_task("ul2r_x_16_30").name == "ul2r_x_16_30"
         finally:
             gin.clear_config()
             register_defaults()

@@ -9,7 +9,7 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from flan_ul2r.data.vocabularies import (
+from flan_ul2r.data.vocab.vocabularies import (
     MODE_TOKENS,
     ByteVocabulary,
     SentencePieceVocabulary,

@@ -1,6 +1,6 @@
 """HF safetensors directory -> flan-ul2r params checkpoint (what INITIAL_CHECKPOINT_PATH accepts).
 
-The directory's tokenizer becomes the run's vocabulary (`hf:DIR` in flan_ul2r.data.vocabularies). UL2's
+The directory's tokenizer becomes the run's vocabulary (`hf:DIR` in flan_ul2r.data.vocab.vocabularies). UL2's
 sentinels and mode tokens reuse reserved tokens when the vocabulary has them; otherwise they are appended
 and the embedding (and an untied output layer) grows, each new row the mean of the existing rows - a
 neutral start that keeps the new tokens' logits near the average (documented choice, as in HF's
@@ -93,7 +93,7 @@ def attach_vocabulary(hf_dir: fs.PathLike, cfg: ModelConfig, params: dict[str, A
 
     The tokenizer must fit the embedding: ids beyond config.json's vocab_size are an error naming both.
     """
-    from flan_ul2r.data.vocabularies import get_vocabulary
+    from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
     hf_dir = fs.path(hf_dir)
     if (hf_dir / "tokenizer.json").is_file():

@@ -1,6 +1,6 @@
 """Infilling (U-PaLM section 4): a prompt with sentinels where the blanks are; the model writes the spans.
 
-The model learned span corruption's targets (flan_ul2r/data/denoisers.py, T5's
+The model learned span corruption's targets (flan_ul2r/data/ul2/denoisers.py, T5's
 `noise_span_to_unique_sentinel`): inputs `[NLU] a <extra_id_0> c <extra_id_1> e`, targets
 `<extra_id_0> b <extra_id_1> d EOS`. So an infill prompt is `BOS [mode] text`, with `<extra_id_0>`
 appended when the text has no sentinel in `[NLU]`/`[NLG]` mode (U-PaLM section 4: with these modes an

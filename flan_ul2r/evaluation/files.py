@@ -34,7 +34,7 @@ def require_file(path: Path, macro: str, what: str = "") -> Path:
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-empty line (the Flan readers' JSONL parser, same messages)."""
-    from flan_ul2r.data.flan_formats import FormatError, _jsonl
+    from flan_ul2r.data.flan.formats import FormatError, _jsonl
 
     try:
         return _jsonl(path)

@@ -1,8 +1,8 @@
 """Infilling, the second way to prompt a UL2R model (U-PaLM section 4): a held-out passage with a blank
 (`<extra_id_0>`) is given in `[NLU]` mode, and the model writes the missing words through its sentinel.
 
-Passages come from documents no run trained on (the default corpus's validation split: documents whose
-index hashes to 0 mod 100, flan_ul2r/data/corpus_cache.py). Each passage is a window of `WINDOW_WORDS`
+Passages come from documents no run trained on (the default corpus's validation split, the one rule of
+flan_ul2r/data/corpus/validation_split.py). Each passage is a window of `WINDOW_WORDS`
 words with one blank of 1-3 consecutive words (R-denoiser-sized: UL2's regular spans have a mean length of
 3 tokens, U-PaLM section 2.3), never at the window's edges. The metric is exact match of the filled span
 against the removed words (SQuAD normalisation), and SQuAD F1 for partial credit.
@@ -35,11 +35,9 @@ class InfillExample:
 
 def heldout_documents() -> list[str]:
     """The default corpus's validation documents (never in a training split)."""
-    from flan_ul2r.data.corpus_cache import validation_mask
-    from flan_ul2r.data.default_corpus import default_corpus_documents
+    from flan_ul2r.data.corpus.default_corpus import default_corpus_documents
 
-    docs = default_corpus_documents()
-    return [d for d, held in zip(docs, validation_mask(len(docs))) if held]
+    return default_corpus_documents("validation")
 
 
 def make_examples(documents: Sequence[str], num: int, seed: int = 0, windows_per_document: int | None = 1

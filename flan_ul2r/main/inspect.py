@@ -72,7 +72,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"flan-ul2r inspect: {e}", file=sys.stderr)
         return 2
     if args.vocab:
-        from flan_ul2r.data.vocabularies import get_vocabulary
+        from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
         print(json.dumps(get_vocabulary(args.vocab).describe(), default=str))
         return 0
@@ -85,7 +85,7 @@ def main(argv: Sequence[str]) -> int:
             print(f"flan-ul2r inspect: {flag}={value} must be >= {low}", file=sys.stderr)
             return 2
 
-    from flan_ul2r.data import loader, registry
+    from flan_ul2r.data.core import loader, registry
 
     half = args.sequence_length // 2
     lengths = {"inputs": half, "targets": args.sequence_length - half}

@@ -28,17 +28,3 @@ def cross_entropy_sums(logits, targets, weights, z_loss: float = DEFAULT_Z_LOSS)
             "num_tokens": jnp.sum(w)}
 
 
-def cross_entropy_loss(logits, targets, weights, z_loss: float = DEFAULT_Z_LOSS):
-    """(loss, aux): loss = sum(w * (ce + z)) / sum(w); aux has ce-only loss, z_loss, accuracy, num_tokens."""
-    s = cross_entropy_sums(logits, targets, weights, z_loss)
-    n = jnp.maximum(s["num_tokens"], 1.0)
-    loss = (s["ce"] + s["z_loss"]) / n
-    return loss, {"cross_entropy": s["ce"] / n, "z_loss": s["z_loss"] / n, "accuracy": s["correct"] / n,
-                  "num_tokens": s["num_tokens"]}
-
-
-def per_example_loss(logits, targets, weights, segment_ids, max_segments: int) -> jax.Array:
-    """Mean cross-entropy of each packed segment: [batch, max_segments] (segment ids 1..max_segments)."""
-    ce, _, _ = token_losses(logits, targets, 0.0)
-    onehot = jax.nn.one_hot(segment_ids - 1, max_segments) * weights[..., None].astype(jnp.float32)
-    return jnp.einsum("bl,bls->bs", ce, onehot) / jnp.maximum(onehot.sum(axis=1), 1.0)

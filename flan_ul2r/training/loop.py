@@ -54,7 +54,7 @@ class LoopResult:
 
 def make_data(cfg: RunConfig, data_state: dict[str, Any] | None) -> Any:
     """This host's share of the batch stream, positioned at `data_state` (None = the start)."""
-    from flan_ul2r.data.loader import make_train_iterator
+    from flan_ul2r.data.core.loader import make_train_iterator
 
     hosts = jax.process_count()
     return make_train_iterator(cfg.mixture_or_task_name, cfg.task_feature_lengths, cfg.batch_size // hosts,

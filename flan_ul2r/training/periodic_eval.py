@@ -53,7 +53,7 @@ class PeriodicEval:
         return self.period > 0 and bool(self.validation or self.suite_tasks) and step % self.period == 0
 
     def _batches(self):
-        from flan_ul2r.data.loader import make_train_iterator
+        from flan_ul2r.data.core.loader import make_train_iterator
 
         hosts = jax.process_count()
         return make_train_iterator(self.cfg.mixture_or_task_name, self.cfg.task_feature_lengths,
@@ -61,7 +61,7 @@ class PeriodicEval:
                                    shard_index=jax.process_index(), num_shards=hosts, split="validation")
 
     def _has_validation(self) -> bool:
-        from flan_ul2r.data.registry import leaf_tasks
+        from flan_ul2r.data.core.registry import leaf_tasks
 
         lacking = [t.name for t, _ in leaf_tasks(self.cfg.mixture_or_task_name)
                    if "validation" not in t.splits]
@@ -87,7 +87,7 @@ class PeriodicEval:
                 "eval/accuracy": totals["correct"] / n, "eval/num_target_tokens": totals["num_tokens"]}
 
     def suite_scores(self, step: int, params: Any) -> dict[str, float]:
-        from flan_ul2r.data.registry import task_vocabulary
+        from flan_ul2r.data.core.registry import task_vocabulary
         from flan_ul2r.evaluation.evaluate import check_model, evaluate
         from flan_ul2r.evaluation.runner import EvalSettings
         from flan_ul2r.evaluation.seqio_tasks import eval_task

@@ -97,15 +97,15 @@ def _locked_run(cfg: RunConfig, operative_config: str | None, watcher: preemptio
 
 
 def task_vocabulary(name: str) -> Any:
-    """The vocabulary every task of the task or mixture shares (checked: data/registry.py); an unknown
+    """The vocabulary every task of the task or mixture shares (checked: data/core/registry.py); an unknown
     name is a ConfigError that suggests the closest registered names."""
-    from flan_ul2r.data.registry import task_vocabulary as shared_vocabulary
+    from flan_ul2r.data.core.registry import task_vocabulary as shared_vocabulary
 
     return shared_vocabulary(name)
 
 
 def check_feature_lengths(name: str, lengths: Any) -> None:
-    from flan_ul2r.data.registry import check_feature_lengths as check
+    from flan_ul2r.data.core.registry import check_feature_lengths as check
 
     check(name, lengths)
 

@@ -11,7 +11,7 @@ separated, then "Q: {question}\\nA:". Score: exact match of the last number with
 """
 from __future__ import annotations
 
-from flan_ul2r.data.flan_formats import FormatError, cot_row
+from flan_ul2r.data.flan.formats import FormatError, cot_row
 from flan_ul2r.evaluation.extract import normalize_number
 from flan_ul2r.evaluation.files import BenchmarkFileError, read_jsonl, require_dir, require_file
 from flan_ul2r.evaluation.hf_files import find_split, nothing_found, read_rows

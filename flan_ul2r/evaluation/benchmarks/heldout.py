@@ -3,7 +3,7 @@ the `flan_heldout` mixture), evaluated zero-shot, few-shot and with chain-of-tho
 held-out evaluation (Chung et al. 2022, section 2.3) in miniature.
 
 Queries come from each task's validation split, exemplars from its train split (the first `num_shots`),
-rendered with the task's own templates (`flan_ul2r.data.templates.render`; template `i mod n` for query
+rendered with the task's own templates (`flan_ul2r.data.flan.templates.render`; template `i mod n` for query
 `i`). Styles: `zs` (zs_opt when the example has options, else zs_noopt), `fs` (fs_opt / fs_noopt, 3 shots,
 FLAN v2's few-shot layout), `cot` (fs_cot: exemplars with rationales ending "So the answer is X."), and
 `rank` (zs_opt, rank classification over the options; only tasks with options).
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flan_ul2r.data.instruction_suite import SUITE, generate
-from flan_ul2r.data.templates import render
+from flan_ul2r.data.flan.suite.tasks import SUITE, generate
+from flan_ul2r.data.flan.templates import render
 from flan_ul2r.evaluation.extract import normalize_number
 from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
 

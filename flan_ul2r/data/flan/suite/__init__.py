@@ -1,0 +1,1 @@
+"""The embedded instruction suite: generated tasks with verifiable answers, shaped like Flan's benchmarks."""
