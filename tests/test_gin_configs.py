@@ -1,16 +1,16 @@
 """Every gin file parses; model gins spell out the published shapes; run + model + smoke compose."""
 from pathlib import Path
 
+import gin
 import pytest
 
 import flan_ul2r.main.train  # noqa: F401  (registers the typed configs)
 import flan_ul2r.tasks
-import gin
 from flan_ul2r.gin_utils import parse_gin
 from flan_ul2r.models.config import PRESETS, ModelConfig
 from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig
 
-GIN = Path(__file__).resolve().parent.parent / "gin"
+GIN = Path(__file__).resolve().parent.parent / "flan_ul2r" / "gin"
 ALL = sorted(str(p.relative_to(GIN.parent)) for p in GIN.rglob("*.gin"))
 
 

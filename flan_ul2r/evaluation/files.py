@@ -34,12 +34,15 @@ def require_file(path: Path, macro: str, what: str = "") -> Path:
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-empty line (the Flan readers' JSONL parser, same messages)."""
-    from flan_ul2r.data.flan_formats import FormatError, _jsonl
+    from flan_ul2r.data.flan_formats import FormatError, jsonl_rows
 
     try:
-        return _jsonl(path)
+        rows = list(jsonl_rows(path))
     except FormatError as e:
         raise BenchmarkFileError(str(e)) from None
+    if not rows:
+        raise BenchmarkFileError(f"{path}: no examples")
+    return rows
 
 
 def read_json(path: Path) -> Any:

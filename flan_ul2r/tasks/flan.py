@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import gin
+
 from flan_ul2r.data import flan_mixing, instruction_tasks
 from flan_ul2r.data.defaults import default_vocabulary
 from flan_ul2r.data.flan_collection import register_flan_collection

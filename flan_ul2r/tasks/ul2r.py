@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gin
+
 from flan_ul2r.data import defaults
 from flan_ul2r.data.corpus_tasks import corpus_for, register_corpus_lm, register_corpus_mixture
 from flan_ul2r.data.denoisers import UL2, UL2R, Denoiser
