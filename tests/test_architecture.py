@@ -214,6 +214,49 @@ def test_the_layer_check_reports_an_import_up_or_across(tmp_path):
     ]
 
 
+# Modules that may use pathlib, and why: none of them is handed a path a user gives (MODEL_DIR, data,
+# checkpoints, outputs go through flan_ul2r/fs.py, which speaks local disks and gs:// alike).
+PATHLIB_ALLOWED = {
+    "data/corpus_cache.py": "the token cache under cache_dir() ($FLAN_UL2R_CACHE), local by design (mmap)",
+    "data/default_bpe.py": "the BPE vocabulary trained once into the local cache_dir()",
+    "data/default_corpus.py": "the Python standard library's own files (the default corpus)",
+    "gin_utils.py": "the gin files installed with the package, and the local search path",
+}
+
+
+def pathlib_users(files: dict[str, Path]) -> list[str]:
+    """Modules that import pathlib, or etils' Path under pathlib's name, outside PATHLIB_ALLOWED."""
+    found = []
+    for path in sorted(files.values()):
+        package = ROOT / "flan_ul2r"
+        rel = path.relative_to(package).as_posix() if path.is_relative_to(package) else path.name
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+                if node.module == "etils.epath" and any(a.name == "Path" for a in node.names):
+                    found.append(f"{rel}:{node.lineno} imports etils' Path as `Path` (use epath.Path)")
+            if "pathlib" in names and rel not in PATHLIB_ALLOWED:
+                found.append(f"{rel}:{node.lineno} imports pathlib: user paths go through flan_ul2r.fs")
+    return found
+
+
+def test_user_paths_go_through_fs():
+    assert pathlib_users(_module_files()) == []
+    for rel in PATHLIB_ALLOWED:  # the allow-list names files that exist and need it
+        assert "pathlib" in (ROOT / "flan_ul2r" / rel).read_text(), rel
+
+
+def test_the_pathlib_check_reports_a_module(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n\ndef f(d):\n    from pathlib import Path\n    return Path(d)\n")
+    alias = tmp_path / "alias.py"
+    alias.write_text("from etils.epath import Path\n")
+    assert pathlib_users({"bad": bad, "alias": alias}) == [
+        "alias.py:1 imports etils' Path as `Path` (use epath.Path)",
+        "bad.py:4 imports pathlib: user paths go through flan_ul2r.fs"]
+
+
 def test_no_function_over_60_lines():
     long = []
     for f in (ROOT / "flan_ul2r").rglob("*.py"):
