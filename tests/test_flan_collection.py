@@ -6,13 +6,13 @@ import collections
 import json
 from pathlib import Path
 
+import gin
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import flan_ul2r.tasks.flan as flan_registrations
-import gin
 from flan_ul2r.data import flan_collection as fc
 from flan_ul2r.data import flan_mixing
 from flan_ul2r.data.flan_formats import FormatError
