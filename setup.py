@@ -17,9 +17,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    # `tasks/` (SeqIO registrations) installs as `flan_ul2r.tasks` so nothing generic lands in site-packages.
-    packages=find_packages(include=["flan_ul2r", "flan_ul2r.*"]) + ["flan_ul2r.tasks"],
-    package_dir={"flan_ul2r.tasks": "tasks"},
+    packages=find_packages(include=["flan_ul2r", "flan_ul2r.*"]),
+    # The gin files (runs/, models/, partitioning/, experiments/, pipelines/) ship inside the package, so an
+    # installed `flan-ul2r` finds `--gin_file=runs/ul2r.gin` from any directory (flan_ul2r/gin_utils.py).
+    package_data={"flan_ul2r": ["gin/*.gin", "gin/*/*.gin"]},
     install_requires=[
         JAX,
         "flax>=0.10,<0.13",

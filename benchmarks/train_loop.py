@@ -95,7 +95,7 @@ def bare_steps(cfg, trainer, state):
     time between reading the metrics of step 1 and of step N (each read one step late, as the loop does)."""
     import jax
 
-    from flan_ul2r.training import partitioning
+    from flan_ul2r import partitioning
     from flan_ul2r.training.loop import make_data
 
     data = make_data(cfg, None)

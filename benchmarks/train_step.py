@@ -23,7 +23,8 @@ Runner = Callable[[int], list[float]]  # steps -> per-step seconds
 def jax_runner(cfg, batch: int, seq: int) -> Runner:
     import jax
 
-    from flan_ul2r.training import optim, partitioning
+    from flan_ul2r import partitioning
+    from flan_ul2r.training import optim
     from flan_ul2r.training.trainer import Trainer
 
     mesh = partitioning.make_mesh(data=1, fsdp=1, tensor=1, devices=jax.devices()[:1])

@@ -122,7 +122,7 @@ def maxtext_command(args: argparse.Namespace) -> list[str]:
 
 def maxtext(args: argparse.Namespace) -> dict[str, float]:
     cmd = maxtext_command(args)
-    # What libtpu needs on a machine without TPU chips (training/tpu_topology.py: quiet_libtpu).
+    # What libtpu needs on a machine without TPU chips (flan_ul2r/tf_devices.py: quiet_libtpu).
     env = {"TPU_ACCELERATOR_TYPE": args.topology, "TPU_WORKER_HOSTNAMES": "localhost",
            "ALLOW_MULTIPLE_LIBTPU_LOAD": "1", **os.environ}
     run = subprocess.run(cmd, capture_output=True, text=True, env=env)

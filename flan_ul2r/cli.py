@@ -40,8 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # them): a failing tf.data op logs one warning, with the Python traceback, per parallel call,
         # while the verb already prints the error once, naming the file and line
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from flan_ul2r.tf_devices import hide_accelerators_from_tensorflow
-        from flan_ul2r.training.tpu_topology import quiet_libtpu
+        from flan_ul2r.tf_devices import hide_accelerators_from_tensorflow, quiet_libtpu
 
         hide_accelerators_from_tensorflow()
         quiet_libtpu()  # libtpu installed (tpu-compile extra) on a machine without TPUs: no init warnings

@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-GIN_DIR = Path(__file__).resolve().parent.parent / "gin"
+# The gin files ship inside the package (package data), so an installed `flan-ul2r` finds them from any
+# directory: `--gin_file=runs/ul2r.gin` (under GIN_DIR) or `--gin_file=gin/runs/ul2r.gin` (under its parent).
+GIN_DIR = Path(__file__).resolve().parent / "gin"
 
 
 def gin_search_paths() -> list[str]:
-    """Where `--gin_file` and `include` look: the working directory, then the project's gin/ folder."""
+    """Where `--gin_file` and `include` look: $FLAN_UL2R_GIN_PATH, the working directory, then the gin/
+    folder installed with the package."""
     paths = [os.getcwd(), str(GIN_DIR.parent), str(GIN_DIR)]
     extra = os.environ.get("FLAN_UL2R_GIN_PATH", "")
     return [p for p in extra.split(os.pathsep) if p] + paths
@@ -32,6 +35,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
     quoted for the user: `--gin.MODEL_DIR=/tmp/run` works as well as t5x's `--gin.MODEL_DIR=\\"/tmp/run\\"`.
     """
     import gin
+
     from flan_ul2r import fs
     from flan_ul2r.errors import ConfigError
 

@@ -3,10 +3,17 @@ grabs their memory (most of each GPU by default) before JAX allocates. t5x does 
 train.py (`tf.config.experimental.set_visible_devices([], "GPU")`). `flan_ul2r.cli.main` calls
 `hide_accelerators_from_tensorflow()` before any verb runs; notebooks using `flan_ul2r.api` can call it
 first thing too.
+
+`quiet_libtpu()` sets the environment libtpu needs on a machine without TPU chips (the test and
+`tpu-compile` extras install libtpu everywhere): `TPU_ACCELERATOR_TYPE` and `TPU_WORKER_HOSTNAMES=localhost`
+(otherwise libtpu warns that it cannot read them from the GCE metadata server) and
+`ALLOW_MULTIPLE_LIBTPU_LOAD=1` (otherwise libtpu takes /tmp/libtpu_lockfile and a second process fails).
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 
 ACCELERATOR_TYPES = ("GPU", "TPU")
 
@@ -29,3 +36,23 @@ def hide_accelerators_from_tensorflow() -> list[str]:
         except ValueError:  # TF builds without this device type
             hidden.append(kind)
     return hidden
+
+
+def _has_tpu_chips() -> bool:
+    try:
+        from jax._src import hardware_utils  # private; the check jax itself makes before loading libtpu
+
+        return bool(hardware_utils.num_available_tpu_chips_and_device_id()[0])
+    except (ImportError, AttributeError):
+        return False
+
+
+def quiet_libtpu(accelerator_type: str = "v5p-8") -> None:
+    """Environment libtpu needs on a machine without TPU chips (this module's docstring); call it before JAX
+    initializes its backends. A no-op on a TPU VM (libtpu reads the real values there) or without libtpu.
+    The accelerator type only names the (absent) local hardware; compiles target the topology asked for."""
+    if importlib.util.find_spec("libtpu") is None or _has_tpu_chips():
+        return
+    os.environ.setdefault("TPU_ACCELERATOR_TYPE", accelerator_type)
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")

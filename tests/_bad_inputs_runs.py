@@ -28,6 +28,7 @@ _BASE: dict[str, Path] = {}
 def cli(*args: str) -> tuple[int, str]:
     """`flan-ul2r ARGS` in this process: (exit status, what it printed to stderr, last line)."""
     import gin
+
     from flan_ul2r.cli import main
     from tests._train_toy import register_toy_lm
 

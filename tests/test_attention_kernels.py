@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flan_ul2r import partitioning
 from flan_ul2r.models import Decoder, preset
 from flan_ul2r.models.attention import dot_product_attention
 from flan_ul2r.models.attention_kernels import AttentionMask, choose, cudnn_attention, splash_attention
 from flan_ul2r.models.decoder import attention_mask
-from flan_ul2r.training import partitioning
 
 LENGTH = 256  # two blocks of BLOCK: hidden blocks are skipped, a whole padding block attends nowhere
 BLOCK = 128

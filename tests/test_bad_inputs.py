@@ -21,12 +21,12 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import gin
 from flan_ul2r.training.checkpoints import CheckpointSaveError, TrainCheckpoints
 from tests._bad_inputs_runs import RUN_CASES
 

@@ -1,7 +1,7 @@
 """The `flan-ul2r` dispatcher and gin parsing (flan_ul2r/gin_utils.py: the one place gin is parsed)."""
+import gin
 import pytest
 
-import gin
 from flan_ul2r import cli, gin_utils
 
 

@@ -5,10 +5,10 @@ import json
 import re
 from pathlib import Path
 
+import gin
 import pytest
 
 import flan_ul2r.tasks
-import gin
 from flan_ul2r.main import train
 from flan_ul2r.models.config import preset
 from flan_ul2r.training import aot, compute, hlo_stats

@@ -9,12 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flan_ul2r import partitioning
 from flan_ul2r.api import LoadedModel, load_model
 from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 from flan_ul2r.decoding.generate import DecodeSpec, generate_padded
 from flan_ul2r.decoding.sampling import filter_logits, next_tokens, row_keys
 from flan_ul2r.models import Decoder, preset
-from flan_ul2r.training import checkpoints, partitioning
+from flan_ul2r.training import checkpoints
 
 VOCAB = ByteVocabulary()
 # Llama-style with GQA and a Mistral sliding window shorter than the sequences; PaLM-style parallel block,

@@ -9,12 +9,13 @@ import jax
 import numpy as np
 import pytest
 
+from flan_ul2r import partitioning
 from flan_ul2r.api import LoadedModel, load_model
 from flan_ul2r.data.core.feature_converter import Packer
 from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
 from flan_ul2r.main import infer
 from flan_ul2r.models import preset
-from flan_ul2r.training import checkpoints, optim, partitioning
+from flan_ul2r.training import checkpoints, optim
 from flan_ul2r.training.trainer import Trainer
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."

@@ -8,10 +8,10 @@ import contextlib
 import itertools
 import json
 
+import gin
 import pytest
 
 import flan_ul2r.tasks
-import gin
 from flan_ul2r import gin_utils
 from flan_ul2r.data.core.loader import make_train_iterator
 from flan_ul2r.data.vocab.default_vocabulary import default_vocabulary

@@ -3,12 +3,12 @@
 import json
 from pathlib import Path
 
+import gin
 import pytest
 import seqio
 
 import flan_ul2r
 import flan_ul2r.tasks
-import gin
 from flan_ul2r.cli import main as cli_main
 from flan_ul2r.evaluation.benchmarks import heldout
 from flan_ul2r.evaluation.protocol import Protocol

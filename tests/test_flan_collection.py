@@ -6,13 +6,13 @@ import collections
 import json
 from pathlib import Path
 
+import gin
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import flan_ul2r.tasks.flan as flan_registrations
-import gin
 from flan_ul2r.data.core.loader import make_train_iterator
 from flan_ul2r.data.core.seekable import get_mixture_or_task
 from flan_ul2r.data.flan import collection as fc

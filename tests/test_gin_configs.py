@@ -1,16 +1,16 @@
 """Every gin file parses; model gins spell out the published shapes; run + model + smoke compose."""
 from pathlib import Path
 
+import gin
 import pytest
 
 import flan_ul2r.main.train  # noqa: F401  (registers the typed configs)
 import flan_ul2r.tasks
-import gin
 from flan_ul2r.gin_utils import parse_gin
 from flan_ul2r.models.config import PRESETS, ModelConfig
 from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig
 
-GIN = Path(__file__).resolve().parent.parent / "gin"
+GIN = Path(__file__).resolve().parent.parent / "flan_ul2r" / "gin"
 ALL = sorted(str(p.relative_to(GIN.parent)) for p in GIN.rglob("*.gin"))
 
 
@@ -32,10 +32,23 @@ def test_every_gin_file_parses(path):
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_model_gins_spell_out_the_preset_shapes(name):
+def test_model_gins_name_their_preset(name):
+    """One source of each shape: the gin names models/config.py's preset and spells out no field."""
     parse_gin([f"gin/models/{name}.gin"], [], finalize=False)
     spec = gin.get_configurable(ModelSpec)()
     assert spec.shape == ModelConfig(**PRESETS[name])
+    assert "ModelConfig." not in (GIN / "models" / f"{name}.gin").read_text()
+
+
+def test_a_model_gin_field_is_overridden_on_top_of_its_preset():
+    parse_gin(["gin/models/llama3_8b.gin"], ["model_preset.num_layers = 2", "model_preset.d_ff = 64"],
+              finalize=False)
+    shape = gin.get_configurable(ModelSpec)().shape
+    assert shape == ModelConfig(**{**PRESETS["llama3_8b"], "num_layers": 2, "d_ff": 64})
+    gin.clear_config()
+    parse_gin(["gin/models/tiny.gin"], ["model_preset.num_layer = 2"], finalize=False)
+    with pytest.raises(TypeError, match="num_layer"):
+        gin.get_configurable(ModelSpec)()
 
 
 def test_run_model_smoke_compose_into_typed_configs():

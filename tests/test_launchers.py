@@ -93,6 +93,42 @@ def test_gpu_slurm_dry_run_runs_one_process_per_gpu_and_requeues_on_preemption(s
     assert outside.returncode == 2 and "not inside a SLURM job" in outside.stderr
 
 
+def test_tpu_pod_pipeline_dry_run_starts_the_pipeline_verb(stub_path):
+    """`--verb pipeline`: the pipeline gin is copied to every worker and `flan-ul2r pipeline` runs with
+    MODEL_DIR and no TRAIN_STEPS (each stage sets its own); the train-only flag is refused."""
+    path, log = stub_path
+    pod = ("tpu_pod.sh", "--dry_run", "--tpu", "pod1", "--zone", "z", "--accelerator_type", "v5p-64",
+           "--model_dir", "gs://bkt/flan-u", "--verb", "pipeline")
+    out = _launch(*pod, "--", "--gin_file=gin/pipelines/llama3_8b.gin", "--gin.HF_DIR=gs://bkt/llama",
+                  path=path)
+    assert out.returncode == 0, out.stderr
+    assert not log.exists(), log.read_text()
+    cmds = _commands(out.stdout)
+    scp_all = [c[6] for c in cmds if c[4:5] == ["scp"] and "--worker=all" in c]
+    assert scp_all == ["pod1:flan_ul2r_src.tgz", "pod1:flan-ul2r/launch_gin/0-llama3_8b.gin"]
+    remote = [c for c in cmds if c[4:5] == ["ssh"] and "--worker=all" in c][1][-1]
+    argv = shlex.split(remote.split("nohup", 1)[1].split(">", 1)[0])
+    assert argv == ["python3", "-m", "flan_ul2r.cli", "pipeline", "--gin_file=launch_gin/0-llama3_8b.gin",
+                    "--gin.MODEL_DIR=gs://bkt/flan-u", "--gin.HF_DIR=gs://bkt/llama"]
+    assert "exit $(cat ~/flan_ul2r_pipeline.status)" in cmds[-1][-1]
+    refused = _launch(*pod, "--train_steps", "5", path=path)
+    assert refused.returncode == 2 and "--train_steps is for --verb train" in refused.stderr
+    unknown = _launch(*pod[:-1], "serve", path=path)
+    assert unknown.returncode == 2 and "--verb serve: train, pipeline or eval" in unknown.stderr
+
+
+def test_gpu_slurm_eval_dry_run(stub_path):
+    path, _ = stub_path
+    out = _launch("gpu_slurm.sh", "--dry_run", "--verb", "eval", "--", "--gin_file=gin/runs/eval.gin",
+                  "--gin.CHECKPOINT_PATH=/shared/run/checkpoints/300", path=path)
+    assert out.returncode == 0, out.stderr
+    srun = _commands(out.stdout)[0]
+    assert srun[4:] == ["FLAN_UL2R_MULTIHOST=1", "python", "-m", "flan_ul2r.cli", "eval",
+                        "--gin_file=gin/runs/eval.gin", "--gin.CHECKPOINT_PATH=/shared/run/checkpoints/300"]
+    train = _launch("gpu_slurm.sh", "--dry_run", "--model_dir", "/shared/run", path=path)
+    assert train.returncode == 2 and "--verb train needs --model_dir and --train_steps" in train.stderr
+
+
 def test_local_cpu_dry_run(stub_path):
     path, log = stub_path
     out = _launch("local_cpu.sh", "--dry_run", "/tmp/smoke run", "7", "--gin.BATCH_SIZE=4", path=path)

@@ -10,9 +10,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from flan_ul2r import partitioning
 from flan_ul2r.data.core.loader import make_train_iterator
 from flan_ul2r.models.config import preset
-from flan_ul2r.training import partitioning
 from flan_ul2r.training.config import MeshConfig, ModelSpec, OptimizerConfig
 from flan_ul2r.training.trainer import Trainer
 from tests._train_toy import LENGTHS, register_toy_mixture

@@ -96,3 +96,25 @@ def test_eval_suite_on_current_params(tmp_path):
     assert res["tasks"]["heldout_zs.add_three"]["count"] == 6
     with pytest.raises(ValueError, match="EVAL_SUITE='nope'"):
         PeriodicEval(config(tmp_path, "flan_add_two", eval_period=5, eval_suite="nope"), trainer=None)
+
+
+def test_eval_suite_writes_under_a_gcs_model_dir(tmp_path, monkeypatch):
+    """A gs:// MODEL_DIR (the in-memory GCS of tests/fake_gcs.py): the suite's results land in the bucket,
+    and no local `gs:` folder appears in the working directory (pathlib would make `gs:/bucket/...`)."""
+    from flan_ul2r import fs
+    from tests.fake_gcs import fake_gcs
+
+    monkeypatch.chdir(tmp_path)
+    cfg = config("gs://flan-test-bucket/run", "flan_add_two", eval_period=5,
+                 eval_suite="heldout_zs.add_three", eval_max_examples=4)
+
+    def factory(trainer, params, vocab, prefix_lm, max_length):
+        return ScriptedModel(adds_up, prefix_lm=prefix_lm, max_length=max_length)
+
+    with fake_gcs() as store:
+        assert PeriodicEval(cfg, trainer=None, model_factory=factory).suite_scores(5, params=None) == \
+            {"eval/Heldout-ZS": 100.0}
+        res = fs.read_json("gs://flan-test-bucket/run/eval/5/heldout_zs.add_three/results.json")
+        assert res["tasks"]["heldout_zs.add_three"]["count"] == 4
+        assert any(n.startswith("flan-test-bucket/run/eval/5/") for n in store.names())
+    assert list(tmp_path.iterdir()) == []

@@ -89,7 +89,7 @@ def test_a_finished_pipeline_rerun_is_a_no_op(finished):
 def test_every_artifact_exists_and_parses(finished):
     model_dir, _, _ = finished
     report = json.loads((model_dir / "report.json").read_text())
-    assert "| metric | base | +UL2R | +Flan | +UL2R+Flan |" in (model_dir / "report.md").read_text()
+    assert "| metric | n | base | +UL2R | +Flan | +UL2R+Flan |" in (model_dir / "report.md").read_text()
     for png in ("loss_curves.png", "results.png"):
         assert (model_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for stage in ("base", "ul2r", "flan", "flan_ul2r"):
@@ -177,9 +177,10 @@ def test_the_compute_ledger_adds_up(finished):
 def test_real_scale_pipeline_gins_configure_the_papers_recipe(name, tokens, layers, preset, monkeypatch):
     """The real-scale gins bind what U-PaLM section 2.4 and Flan Table 22 ran, for an imported model, and
     their ledger puts UL2R at its token share of the stated pretraining (1.31B tokens of 15T = 0.0087%)."""
+    import gin
+
     import flan_ul2r.main.pipeline as cli
     import flan_ul2r.pipeline.run as run_lib
-    import gin
     from flan_ul2r.gin_utils import parse_gin
     from flan_ul2r.models.config import preset as model_preset
     from flan_ul2r.pipeline.ledger import imported_base_cost, stage_cost

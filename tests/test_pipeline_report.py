@@ -108,7 +108,8 @@ def test_report_md_opens_with_what_moved_what_did_not_and_the_papers(report):
     assert f"+Flan vs base: Heldin-Avg +{avg:.1f}" in opening and "Heldin-ZS" not in opening
     assert "What did not move (interval includes 0): +UL2R vs base: Heldin-Avg +0.0" in opening
     # the held-in claim is measured; no held-out, infilling or LM-loss rows were evaluated
-    assert f"Flan should teach the tasks it trains on: here +Flan vs base on Heldin-Avg is +{avg:.1f}" in opening
+    claim = "Flan should teach the tasks it trains on: here +Flan vs base on Heldin-Avg is "
+    assert f"{claim}+{avg:.1f}" in opening
     assert "agrees" in opening and "Heldout" not in opening and "Infilling" not in opening
     assert "| Heldin-ZS | 72 | 0.00 [0.00, " in text and not math.isnan(rep["table"][0]["base"]["ci_low"])
     assert (root / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

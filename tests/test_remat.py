@@ -8,12 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flan_ul2r import partitioning
 from flan_ul2r.models import Decoder, preset
 from flan_ul2r.models.attention_kernels import AttentionMask
 from flan_ul2r.models.config import REMAT_POLICIES
 from flan_ul2r.models.decoder import Block, attention_mask
 from flan_ul2r.models.remat import remat_policy
-from flan_ul2r.training import optim, partitioning
+from flan_ul2r.training import optim
 from flan_ul2r.training.trainer import Trainer
 
 NAMES = {"query_proj", "key_proj", "value_proj", "attention_out", "out_proj"}

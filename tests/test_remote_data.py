@@ -74,6 +74,7 @@ def test_hf_export_and_import_through_gcs(tmp_path):
 
 def test_gin_files_on_gcs():
     import gin
+
     from flan_ul2r.errors import ConfigError
     from flan_ul2r.gin_utils import parse_gin
 

@@ -96,7 +96,7 @@ def test_a_damaged_step_heals_and_a_data_error_later_saves_first(base, tmp_path,
 
 
 def test_every_step_damaged_is_an_error_not_a_fresh_start(base, tmp_path):
-    from flan_ul2r.training.checkpoint_health import DamagedCheckpointError
+    from flan_ul2r.checkpoint_health import DamagedCheckpointError
     from flan_ul2r.training.checkpoints import TrainCheckpoints
     from tests._checkpointed_run import trainer_for
 
@@ -115,7 +115,7 @@ def test_every_step_damaged_is_an_error_not_a_fresh_start(base, tmp_path):
 
 def test_load_model_names_the_damage_and_is_quiet_about_orbax_metadata(base, tmp_path, caplog, capsys):
     import flan_ul2r
-    from flan_ul2r.training.checkpoint_health import DamagedCheckpointError
+    from flan_ul2r.checkpoint_health import DamagedCheckpointError
 
     model_dir = _copy(base, tmp_path)
     damage(model_dir, 6, "empty state metadata")
@@ -201,8 +201,8 @@ def test_cloud_storage_lock_uses_generation_preconditions(tmp_path):
 
 
 def test_export_replaces_a_directory_whole_or_not_at_all_with_the_umask(base, tmp_path):
+    from flan_ul2r.checkpoint_health import DamagedCheckpointError
     from flan_ul2r.convert.hf_export import export_hf
-    from flan_ul2r.training.checkpoint_health import DamagedCheckpointError
 
     model_dir = _copy(base, tmp_path)
     out = tmp_path / "hf"

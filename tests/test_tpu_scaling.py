@@ -6,8 +6,9 @@ import re
 import jax
 import pytest
 
+from flan_ul2r import partitioning
 from flan_ul2r.models.config import preset
-from flan_ul2r.training import aot, optim, partitioning, tpu_topology
+from flan_ul2r.training import aot, optim, tpu_topology
 from flan_ul2r.training.config import MeshConfig, ModelSpec, OptimizerConfig, RunConfig
 from flan_ul2r.training.tpu_topology import parse_slice
 from flan_ul2r.training.trainer import Trainer

@@ -10,9 +10,10 @@ import jax
 import numpy as np
 import pytest
 
+from flan_ul2r import partitioning
 from flan_ul2r.data.core.loader import make_train_iterator
 from flan_ul2r.models.config import preset
-from flan_ul2r.training import optim, partitioning
+from flan_ul2r.training import optim
 from flan_ul2r.training.config import CheckpointConfig, ModelSpec, OptimizerConfig, RunConfig
 from flan_ul2r.training.run import run
 from flan_ul2r.training.trainer import Trainer
@@ -144,7 +145,8 @@ def test_checkpoint_saved_on_8_devices_restores_on_4(tmp_path):
                                            for k, v in jax.tree_util.tree_leaves_with_path(expected)})
     script = textwrap.dedent(f"""
         import jax, numpy as np
-        from flan_ul2r.training import checkpoints, optim, partitioning
+        from flan_ul2r import partitioning
+        from flan_ul2r.training import checkpoints, optim
         from flan_ul2r.models.config import ModelConfig
         from flan_ul2r.training.trainer import Trainer
         assert jax.device_count() == 4

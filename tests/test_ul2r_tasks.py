@@ -142,6 +142,7 @@ def test_importing_library_modules_registers_nothing():
 
 def test_gin_rebinds_the_default_ul2r_denoisers():
     import gin
+
     from flan_ul2r.tasks.ul2r import register_defaults
 
     with gin.unlock_config():  # another test may have finalized (locked) gin

@@ -14,13 +14,13 @@ import numpy as np
 from etils import epath
 
 from flan_ul2r import fs
+from flan_ul2r.checkpoint_io import read_json_beside, restore_params
 from flan_ul2r.convert import hf_families as fam
 from flan_ul2r.convert import hf_tensors as tensor_map
 from flan_ul2r.convert.hf_tokenizer import write_tokenizer
 from flan_ul2r.convert.output_dir import write_staged
 from flan_ul2r.convert.safetensors_io import write_sharded
 from flan_ul2r.models.config import ModelConfig
-from flan_ul2r.training.checkpoints import read_json_beside, restore_params
 
 
 def _get(tree: dict[str, Any], path: tuple[str, ...]) -> np.ndarray:

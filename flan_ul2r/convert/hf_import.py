@@ -114,7 +114,7 @@ def attach_vocabulary(hf_dir: fs.PathLike, cfg: ModelConfig, params: dict[str, A
 def import_hf(hf_dir: fs.PathLike, out: fs.PathLike, dtype: str = "float32", sentinel_policy: str = "auto",
               ) -> tuple[ModelConfig, dict[str, Any]]:
     """Converts and writes the params checkpoint; returns (config, vocabulary description)."""
-    from flan_ul2r.training.checkpoints import save_params
+    from flan_ul2r.checkpoint_io import save_params
 
     hf_dir, out = fs.path(hf_dir), fs.absolute(out)
     cfg, params, hf = load_hf_params(hf_dir, dtype)

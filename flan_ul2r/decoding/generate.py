@@ -48,7 +48,7 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class Placement:
-    """Where decoding runs: a mesh and logical-axis rules (flan_ul2r/training/partitioning.py), the same
+    """Where decoding runs: a mesh and logical-axis rules (flan_ul2r/partitioning.py), the same
     as training's; `mesh=None` = the default device, unsharded."""
 
     mesh: Mesh | None = None

@@ -12,9 +12,9 @@ A sentinel the model never wrote gives "". Tokens before the first sentinel (a m
 Blanks written between spaces ("the <extra_id_0> is"). Span corruption runs on token ids, so with a
 vocabulary whose word tokens carry their leading space (GPT-2-style byte-level BPE `Ġtree`, SentencePiece
 `▁tree`, as Llama, Gemma and PaLM use) the sentinel replaces the missing words together with that space:
-the model saw `the <extra_id_0>` as tokens `the`, `<extra_id_0>`, never `the`, `Ġ`, `<extra_id_0>`. So for such
-a vocabulary the space before a sentinel is folded into the blank before encoding (`fold_blank_spaces`);
-a byte vocabulary, whose spans start on any byte, keeps the text as written.
+the model saw `the <extra_id_0>` as tokens `the`, `<extra_id_0>`, never `the`, `Ġ`, `<extra_id_0>`. So
+for such a vocabulary the space before a sentinel is folded into the blank before encoding
+(`fold_blank_spaces`); a byte vocabulary, whose spans start on any byte, keeps the text as written.
 """
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -82,8 +81,8 @@ def _write_partial(out_dir: Any, summary: dict[str, Any]) -> None:
 
 
 def evaluate(model: Any, tasks: Sequence[EvalTask], settings: EvalSettings | None = None, *,
-             out_dir: str | Path | None = None, model_path: str = "", suite: str = "", resume_run: bool = True
-             ) -> tuple[dict[str, Any], list[TaskResult]]:
+             out_dir: fs.PathLike | None = None, model_path: str = "", suite: str = "",
+             resume_run: bool = True) -> tuple[dict[str, Any], list[TaskResult]]:
     """Runs every task (a progress bar over tasks), summarises, and writes results.json / results.md /
     predictions/<task>.jsonl / tasks/<task>.json under `out_dir` when given (module docstring)."""
     settings = settings or EvalSettings()

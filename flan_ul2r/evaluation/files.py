@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from etils.epath import Path
+from etils import epath
 
 from flan_ul2r import fs
 
@@ -14,7 +14,7 @@ class BenchmarkFileError(ValueError):
     """A benchmark file that is missing or malformed; the message names the file and row/example."""
 
 
-def require_dir(path: str | Path | None, macro: str, expected: str) -> Path:
+def require_dir(path: str | epath.Path | None, macro: str, expected: str) -> epath.Path:
     """The benchmark's root directory; `expected` describes the layout for the error message."""
     if path is None or str(path) in ("", "None"):
         raise BenchmarkFileError(f"{macro} is not set: point it at a directory holding {expected} "
@@ -25,31 +25,34 @@ def require_dir(path: str | Path | None, macro: str, expected: str) -> Path:
     return p
 
 
-def require_file(path: Path, macro: str, what: str = "") -> Path:
+def require_file(path: epath.Path, macro: str, what: str = "") -> epath.Path:
     if not path.is_file():
         hint = f" ({what})" if what else ""
         raise BenchmarkFileError(f"{path}: missing file{hint}; check {macro}")
     return path
 
 
-def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: epath.Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-empty line (the Flan readers' JSONL parser, same messages)."""
-    from flan_ul2r.data.flan.formats import FormatError, _jsonl
+    from flan_ul2r.data.flan.formats import FormatError, jsonl_rows
 
     try:
-        return _jsonl(path)
+        rows = list(jsonl_rows(path))
     except FormatError as e:
         raise BenchmarkFileError(str(e)) from None
+    if not rows:
+        raise BenchmarkFileError(f"{path}: no examples")
+    return rows
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: epath.Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise BenchmarkFileError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
 
 
-def json_list(path: Path, key: str, expected: str) -> list[Any]:
+def json_list(path: epath.Path, key: str, expected: str) -> list[Any]:
     """`data[key]` of a JSON file whose top level is an object holding a list there."""
     data = read_json(path)
     rows = data.get(key) if isinstance(data, dict) else None

@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from etils.epath import Path
+from etils import epath
 
 from flan_ul2r.evaluation.files import BenchmarkFileError
 
@@ -33,17 +33,17 @@ class HFSplit:
     """A split found on disk: its format ("parquet" or "save_to_disk") and its files, in order."""
 
     kind: str
-    files: tuple[Path, ...]
+    files: tuple[epath.Path, ...]
 
     def __str__(self) -> str:
         return str(self.files[0]) if len(self.files) == 1 else f"{self.files[0]} (+{len(self.files) - 1})"
 
 
-def _glob(folder: Path, pattern: str) -> list[Path]:
+def _glob(folder: epath.Path, pattern: str) -> list[epath.Path]:
     return sorted(folder.glob(pattern)) if folder.is_dir() else []
 
 
-def _parquet(root: Path, config: str | None, split: str) -> list[Path]:
+def _parquet(root: epath.Path, config: str | None, split: str) -> list[epath.Path]:
     folders = ([root / config, root / config / "data"] if config else []) + [root, root / "data"]
     for folder in folders:
         found = _glob(folder, f"{split}-*.parquet") or _glob(folder / split, "*.parquet")
@@ -52,7 +52,7 @@ def _parquet(root: Path, config: str | None, split: str) -> list[Path]:
     return []
 
 
-def _saved(root: Path, config: str | None, split: str) -> list[Path]:
+def _saved(root: epath.Path, config: str | None, split: str) -> list[epath.Path]:
     for folder in ([root / config] if config else []) + [root]:
         if not (folder / "dataset_dict.json").is_file() and not (folder / split / "state.json").is_file():
             continue
@@ -65,7 +65,7 @@ def _saved(root: Path, config: str | None, split: str) -> list[Path]:
     return []
 
 
-def find_split(root: Path, splits: str | Sequence[str], config: str | None = None) -> HFSplit | None:
+def find_split(root: epath.Path, splits: str | Sequence[str], config: str | None = None) -> HFSplit | None:
     """The first of `splits` (names or aliases, e.g. ("val", "validation")) found under `root` for `config`
     in a Hugging Face layout (module docstring), else None."""
     for split in ([splits] if isinstance(splits, str) else list(splits)):
@@ -78,14 +78,14 @@ def find_split(root: Path, splits: str | Sequence[str], config: str | None = Non
     return None
 
 
-def has_hf_files(root: Path) -> bool:
+def has_hf_files(root: epath.Path) -> bool:
     """Whether `root` holds any parquet file or save_to_disk folder (to name the format in errors)."""
     patterns = ("*.parquet", "*/*.parquet", "*/*/*.parquet", "dataset_dict.json", "*/dataset_dict.json",
                 "*/state.json", "*/*/state.json")  # no "**": remote stores would list everything
     return any(_glob(root, p) for p in patterns)
 
 
-def _table(path: Path, kind: str) -> Any:
+def _table(path: epath.Path, kind: str) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -110,7 +110,7 @@ def read_rows(found: HFSplit, columns: Sequence[str] = (), where: str = "") -> l
     return rows
 
 
-def nothing_found(macro: str, root: Path, original: str, hf_layout: str) -> BenchmarkFileError:
+def nothing_found(macro: str, root: epath.Path, original: str, hf_layout: str) -> BenchmarkFileError:
     """The error when neither the original layout nor a Hugging Face copy is under `root`."""
     seen = "; it holds parquet / save_to_disk files, but not of this layout" if has_hf_files(root) else ""
     return BenchmarkFileError(f"{macro}={root}: no benchmark files found{seen}. Looked for the original "

@@ -14,7 +14,6 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from flan_ul2r import fs
@@ -78,7 +77,7 @@ def _blanked(name: str, window: list[str], rng: random.Random) -> InfillExample:
     return InfillExample(name, text, " ".join(window[at:at + length]))
 
 
-def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir: str | Path | None = None,
+def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir: fs.PathLike | None = None,
                        batch_size: int = 8, max_new_tokens: int = 32, too_long: str = "error"
                        ) -> dict[str, Any]:
     """Infills every example (greedy, `[NLU]`) and returns a summary shaped like an eval suite's

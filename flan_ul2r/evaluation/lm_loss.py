@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
+
+from etils import epath
 
 from flan_ul2r import fs
 from flan_ul2r.evaluation import intervals
@@ -27,7 +28,7 @@ def windows(ids: Sequence[int], size: int) -> list[list[int]]:
     return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
 
 
-def evaluate_lm_loss(model: Any, documents: Sequence[str], *, out_dir: str | Path | None = None,
+def evaluate_lm_loss(model: Any, documents: Sequence[str], *, out_dir: str | epath.Path | None = None,
                      batch_size: int = 8) -> dict[str, Any]:
     """Scores every document (no prefix: causal attention after BOS) and returns a summary shaped like an
     eval suite's results.json (`benchmarks`, `tasks`); writes predictions/lm_loss.jsonl (one row per

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from flan_ul2r import fs
 from flan_ul2r.evaluation import intervals
@@ -150,7 +150,7 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out_dir: str | Path, results: Sequence[TaskResult], summary: dict[str, Any]) -> Path:
+def write_outputs(out_dir: fs.PathLike, results: Sequence[TaskResult], summary: dict[str, Any]) -> epath.Path:
     """Writes results.json, results.md and predictions/<task>.jsonl; returns the directory."""
     out = fs.path(out_dir)
     (out / "predictions").mkdir(parents=True, exist_ok=True)

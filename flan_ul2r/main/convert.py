@@ -60,8 +60,8 @@ def _import(a) -> int:
     report = {"out": a.out, "num_params": cfg.num_params(), "vocab_size": cfg.vocab_size,
               "appended_ids": len(vocab.get("appended_ids", []))}
     if a.check:
+        from flan_ul2r.checkpoint_io import restore_params
         from flan_ul2r.convert.check import compare_logits
-        from flan_ul2r.training.checkpoints import restore_params
 
         try:
             import torch  # noqa: F401

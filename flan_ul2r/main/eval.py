@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import gin
+
 from flan_ul2r import fs
 from flan_ul2r.evaluation.prompt_plan import TOO_LONG
 from flan_ul2r.evaluation.runner import EvalSettings
@@ -64,7 +65,7 @@ def default_output_dir(checkpoint_path: str, suite: str) -> Any:
     p = fs.absolute(checkpoint_path)
     if re.fullmatch(r"\d+", p.name) and p.parent.name == "checkpoints":
         return p.parent.parent / "eval" / p.name / suite
-    return fs.path(Path.cwd() / "eval" / p.name / suite)
+    return fs.path(os.getcwd()) / "eval" / p.name / suite
 
 
 @gin.configurable

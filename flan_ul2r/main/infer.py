@@ -15,8 +15,9 @@ import json
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, TextIO
+
+from flan_ul2r import fs
 
 _SENTINEL = re.compile(r"<extra_id_\d+>")
 EXAMPLE = """examples:
@@ -104,7 +105,7 @@ def main(argv: Sequence[str]) -> int:
         if a.input == "-":
             prompts = list(read_prompts(sys.stdin, "<stdin>"))
         else:
-            with Path(a.input).open(encoding="utf-8") as f:
+            with fs.path(a.input).open(encoding="utf-8") as f:
                 prompts = list(read_prompts(f, a.input))
         if not prompts:
             print(f"flan-ul2r infer: no prompts in {a.input}", file=sys.stderr)

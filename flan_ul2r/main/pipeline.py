@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import flan_ul2r.main.train  # noqa: F401  (binds ModelSpec, ModelConfig, MeshConfig, OptimizerConfig, ...)
 import gin
+
+import flan_ul2r.main.train  # noqa: F401  (binds ModelSpec, ModelConfig, MeshConfig, OptimizerConfig, ...)
 from flan_ul2r.pipeline.config import EvalStageConfig, PipelineConfig
 from flan_ul2r.training.config import RunConfig
 

@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gin
+
 from flan_ul2r.errors import exit_code, message, user_error
-from flan_ul2r.models.config import ModelConfig
+from flan_ul2r.models.config import ModelConfig, preset
 from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
 from flan_ul2r.training.preemption import PREEMPTED_EXIT_CODE, Preempted, watching
 
@@ -60,6 +61,14 @@ another run, a resume with other TASK_FEATURE_LENGTHS / BATCH_SIZE (--gin.train.
 
 for _cls in (ModelConfig, ModelSpec, MeshConfig, OptimizerConfig, CheckpointConfig):
     gin.external_configurable(_cls, module="flan_ul2r")
+
+
+@gin.configurable(module="flan_ul2r")
+def model_preset(name: str = gin.REQUIRED, **overrides: Any) -> ModelConfig:
+    """A `models/config.py` PRESETS entry, the one source of each shape: a model gin binds
+    `ModelSpec.shape = @model_preset()` and `model_preset.name`, plus only the fields that differ
+    (`model_preset.num_layers = 4`)."""
+    return preset(name, **overrides)
 
 
 @gin.configurable

@@ -5,7 +5,7 @@ Takes the packed prefix-LM features of docs/ARCHITECTURE.md section 1: segment i
 packed examples), positions (RoPE restarts per example) and the prefix flag (`causal_attention`:
 bidirectional attention inside the inputs, causal over the targets - the non-causal decoder of UL2 /
 U-PaLM section 2.2). Parameters carry logical axis names; activations carry `act_*` names, so the
-partitioning rules (flan_ul2r/training/partitioning.py) place both.
+partitioning rules (flan_ul2r/partitioning.py) place both.
 
 Layers differ only in what `rope.layer_inputs` gives them (their RoPE frequencies and whether they are
 windowed), scanned along with their stacked parameters. In a model with both local and global layers

@@ -42,7 +42,7 @@ from flan_ul2r.models.decoder import Block, Decoder, RMSNorm, embed
 from flan_ul2r.models.rope import layer_inputs
 
 Array = jax.Array
-# Logical axes of one layer's cache; the rules of flan_ul2r/training/partitioning.py place them (the batch
+# Logical axes of one layer's cache; the rules of flan_ul2r/partitioning.py place them (the batch
 # like activations, the kv heads like the k/v kernels' `kv_heads` under tensor parallelism).
 CACHE_AXES = ("act_batch", "act_kv_heads", None, None)
 

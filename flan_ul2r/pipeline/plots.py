@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from etils.epath import Path
+from etils import epath
 
 from flan_ul2r import fs
 from flan_ul2r.training.metrics import read_metrics
@@ -22,7 +22,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_losses(stage_dirs: Mapping[str, Path], path: Path) -> None:
+def plot_losses(stage_dirs: Mapping[str, epath.Path], path: epath.Path) -> None:
     """Training loss against step, one line per training stage (one point per step: its latest row)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -63,7 +63,7 @@ def _bars(ax: Any, rows: Sequence[dict[str, Any]], models: Sequence[str], labels
                   rotation=30, ha="right")
 
 
-def plot_results(rows: Sequence[dict[str, Any]], path: Path, models: Sequence[str],
+def plot_results(rows: Sequence[dict[str, Any]], path: epath.Path, models: Sequence[str],
                  labels: Mapping[str, str]) -> None:
     """Grouped bars with 95% error bars: every summary row (benchmarks, averages, the normalized average)
     for the four models; the LM loss (nats per byte, lower is better) in a panel of its own."""
@@ -84,7 +84,7 @@ def plot_results(rows: Sequence[dict[str, Any]], path: Path, models: Sequence[st
     _save(fig, path)
 
 
-def _save(fig: Any, path: Path) -> None:
+def _save(fig: Any, path: epath.Path) -> None:
     """Writes a PNG to a local or remote path (one write) and closes the figure."""
     plt = _pyplot()
     buffer = io.BytesIO()

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from etils.epath import Path
+from etils import epath
 
 from flan_ul2r import fs
 from flan_ul2r.pipeline import evidence
@@ -121,8 +121,8 @@ def markdown(rows: Sequence[dict[str, Any]], comparisons: Sequence[dict[str, Any
     return "\n".join(lines)
 
 
-def write_report(model_dir: Path, results: Mapping[str, Mapping[str, Any]], ledger: dict[str, Any],
-                 stages: Sequence[dict[str, Any]], stage_dirs: Mapping[str, Path], title: str
+def write_report(model_dir: epath.Path, results: Mapping[str, Mapping[str, Any]], ledger: dict[str, Any],
+                 stages: Sequence[dict[str, Any]], stage_dirs: Mapping[str, epath.Path], title: str
                  ) -> dict[str, Any]:
     examples = {m: evidence.benchmark_examples(r) for m, r in results.items()}
     benchmarks: dict[str, dict[str, Any]] = {}

@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from etils.epath import Path
+from etils import epath
 
 from flan_ul2r import fs
 from flan_ul2r.models.config import ModelConfig
@@ -45,7 +45,7 @@ def run_pipeline(cfg: PipelineConfig, operative_config: str | None = None) -> di
     return write_report(root, results, book, stages, dirs, cfg.title)
 
 
-def eval_stage(root: Path, model: str, checkpoint: str, cfg: EvalStageConfig) -> dict[str, Any]:
+def eval_stage(root: epath.Path, model: str, checkpoint: str, cfg: EvalStageConfig) -> dict[str, Any]:
     """Evaluates one model on every suite (MODEL_DIR/eval/<model>/<suite>/results.json, results.md,
     predictions/), the infilling check and the held-out LM loss, and writes their union as
     MODEL_DIR/eval/<model>/results.json; each task names its predictions file (`predictions`), which the
@@ -73,7 +73,7 @@ def eval_stage(root: Path, model: str, checkpoint: str, cfg: EvalStageConfig) ->
     return merged
 
 
-def _suite_results(lm: Any, checkpoint: str, cfg: EvalStageConfig, out: Path) -> dict[str, Any]:
+def _suite_results(lm: Any, checkpoint: str, cfg: EvalStageConfig, out: epath.Path) -> dict[str, Any]:
     from flan_ul2r.evaluation.evaluate import evaluate
     from flan_ul2r.evaluation.runner import EvalSettings
     from flan_ul2r.evaluation.seqio_tasks import eval_task, suite_tasks
@@ -106,7 +106,7 @@ def _read_once(task: Any) -> Any:
     return dataclasses.replace(task, load=load)
 
 
-def _heldout_text_results(lm: Any, cfg: EvalStageConfig, out: Path) -> dict[str, Any]:
+def _heldout_text_results(lm: Any, cfg: EvalStageConfig, out: epath.Path) -> dict[str, Any]:
     """The infilling check and the causal LM loss, both on the default corpus's held-out documents."""
     from flan_ul2r.evaluation.infilling import evaluate_infilling, heldout_documents, make_examples
     from flan_ul2r.evaluation.lm_loss import evaluate_lm_loss
@@ -129,7 +129,7 @@ def _heldout_text_results(lm: Any, cfg: EvalStageConfig, out: Path) -> dict[str,
     return merged
 
 
-def export_stage(root: Path, checkpoint: str) -> dict[str, Any]:
+def export_stage(root: epath.Path, checkpoint: str) -> dict[str, Any]:
     done = finished(root, "export-hf")
     if done is not None:
         return done

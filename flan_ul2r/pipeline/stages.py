@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from etils.epath import Path
+from etils import epath
 
 from flan_ul2r import fs
 from flan_ul2r.models.config import ModelConfig
@@ -25,24 +25,24 @@ class StageInterrupted(RuntimeError):
     """A training stage stopped before TRAIN_STEPS (preempted, or `stop_after_steps`); re-run to resume."""
 
 
-def stage_dir(model_dir: str | Path, stage: str) -> Path:
+def stage_dir(model_dir: str | epath.Path, stage: str) -> epath.Path:
     return fs.path(model_dir) / stage
 
 
-def finished(model_dir: str | Path, stage: str) -> dict[str, Any] | None:
+def finished(model_dir: str | epath.Path, stage: str) -> dict[str, Any] | None:
     """The stage's record if it completed, else None."""
     marker = stage_dir(model_dir, stage) / MARKER
     return json.loads(marker.read_text()) if marker.is_file() else None
 
 
-def mark_finished(model_dir: str | Path, stage: str, record: dict[str, Any]) -> dict[str, Any]:
+def mark_finished(model_dir: str | epath.Path, stage: str, record: dict[str, Any]) -> dict[str, Any]:
     """Writes the record at once (fs.write_text: temp file + rename, or one upload), so a kill never leaves
     half a marker."""
     fs.write_text(stage_dir(model_dir, stage) / MARKER, json.dumps({"stage": stage, **record}, indent=1))
     return {"stage": stage, **record}
 
 
-def train_stage(model_dir: str | Path, stage: str, cfg: RunConfig, initial_checkpoint: str | None,
+def train_stage(model_dir: str | epath.Path, stage: str, cfg: RunConfig, initial_checkpoint: str | None,
                 operative_config: str | None = None) -> dict[str, Any]:
     """Runs (or resumes, or skips) one training stage; returns its record: checkpoint + cost."""
     done = finished(model_dir, stage)
@@ -67,13 +67,13 @@ def train_stage(model_dir: str | Path, stage: str, cfg: RunConfig, initial_check
                                             "cost": cost.to_dict()})
 
 
-def _latest_step(folder: Path) -> int | None:
+def _latest_step(folder: epath.Path) -> int | None:
     ckpt = folder / "checkpoints"
     steps = [int(p.name) for p in ckpt.iterdir() if p.name.isdigit()] if ckpt.is_dir() else []
     return max(steps) if steps else None
 
 
-def _cost(stage: str, cfg: RunConfig, model_cfg: ModelConfig, folder: Path, wall: float) -> StageCost:
+def _cost(stage: str, cfg: RunConfig, model_cfg: ModelConfig, folder: epath.Path, wall: float) -> StageCost:
     """The stage's cost; step times come from metrics.jsonl, one (the latest) per step."""
     rows = read_metrics(folder / "metrics.jsonl") if (folder / "metrics.jsonl").is_file() else []
     per_step = {r["step"]: r.get("step_seconds", 0.0) for r in rows}
@@ -81,7 +81,7 @@ def _cost(stage: str, cfg: RunConfig, model_cfg: ModelConfig, folder: Path, wall
                       sum(per_step.values()), wall)
 
 
-def import_stage(model_dir: str | Path, hf_dir: str, dtype: str = "float32") -> dict[str, Any]:
+def import_stage(model_dir: str | epath.Path, hf_dir: str, dtype: str = "float32") -> dict[str, Any]:
     """The base stage for a user's model: `convert import-hf` into MODEL_DIR/base."""
     done = finished(model_dir, "base")
     if done is not None:

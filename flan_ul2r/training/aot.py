@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
+from flan_ul2r import partitioning
 from flan_ul2r.models import attention_kernels, remat
 from flan_ul2r.models.config import ModelConfig
-from flan_ul2r.training import compute, hlo_stats, partitioning, tpu_topology
+from flan_ul2r.training import compute, hlo_stats, tpu_topology
 from flan_ul2r.training.config import RunConfig
 from flan_ul2r.training.trainer import FEATURES, Trainer, check_batch
 

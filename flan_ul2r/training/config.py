@@ -16,9 +16,10 @@ import jax
 import optax
 from jax.sharding import Mesh
 
+from flan_ul2r import partitioning
 from flan_ul2r.errors import ConfigError
 from flan_ul2r.models.config import ModelConfig
-from flan_ul2r.training import optim, partitioning
+from flan_ul2r.training import optim
 
 # How to run a model, not what it is: these may differ from the checkpoint's (e.g. bf16 compute).
 RUNTIME_FIELDS = ("dtype", "remat_policy", "scan_layers", "attention_impl")

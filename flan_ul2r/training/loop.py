@@ -31,8 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flan_ul2r import partitioning
 from flan_ul2r.errors import message, user_error
-from flan_ul2r.training import checkpoints, compute, partitioning, preemption
+from flan_ul2r.training import checkpoints, compute, preemption
 from flan_ul2r.training.config import RunConfig
 from flan_ul2r.training.metrics import MetricsWriter
 from flan_ul2r.training.periodic_eval import PeriodicEval

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from flan_ul2r.training import partitioning
+from flan_ul2r import fs, partitioning
+from flan_ul2r.decoding.loaded_model import LoadedModel
 from flan_ul2r.training.config import RunConfig
 from flan_ul2r.training.trainer import Trainer
 
@@ -27,8 +27,6 @@ from flan_ul2r.training.trainer import Trainer
 def loaded_model(trainer: Trainer, params: Any, vocab: Any, prefix_lm: bool, max_length: int) -> Any:
     """The current params behind flan_ul2r.load_model's interface (decoding and scoring), on the
     trainer's mesh and rules (the params are already sharded that way)."""
-    from flan_ul2r.api import LoadedModel
-
     model = LoadedModel(trainer.cfg, params, vocab, max_length=max_length, prefix_lm=prefix_lm)
     return model.with_mesh(trainer.mesh, trainer.rules)
 
@@ -98,7 +96,7 @@ class PeriodicEval:
         check_model(model, f"train.eval_suite={self.cfg.eval_suite}")
         out_dir = None
         if jax.process_index() == 0:
-            out_dir = Path(self.cfg.model_dir) / "eval" / str(step) / str(self.cfg.eval_suite)
+            out_dir = fs.absolute(self.cfg.model_dir) / "eval" / str(step) / str(self.cfg.eval_suite)
         settings = EvalSettings(max_examples=self.cfg.eval_max_examples, batch_size=self.cfg.batch_size,
                                 progress=False)
         summary, _ = evaluate(model, [eval_task(n) for n in self.suite_tasks], settings, out_dir=out_dir,

@@ -5,7 +5,7 @@
 Order: settings are checked (RunConfig, the task's name and lengths) before anything is written; then
 the run takes MODEL_DIR's lock (training/run_lock.py: one writer per MODEL_DIR); then the start: the
 newest good checkpoint in MODEL_DIR/checkpoints (state, optimizer and data position; a damaged newer
-step is moved aside, training/checkpoint_health.py; a resume must keep the data settings), else
+step is moved aside, flan_ul2r/checkpoint_health.py; a resume must keep the data settings), else
 INITIAL_CHECKPOINT_PATH (params only, resharded onto this mesh), else a fresh init; then the run files
 (training/run_files.py) and the loop. MODEL_DIR and INITIAL_CHECKPOINT_PATH may be local or remote
 (`gs://...`, flan_ul2r/fs.py). SIGTERM/SIGINT are watched from the first line (training/preemption.py).

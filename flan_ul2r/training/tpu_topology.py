@@ -9,19 +9,18 @@ give other shapes in the `GEN:AxBxC` form.
 
 `topology_devices` asks libtpu (the `tpu-compile` extra) for the slice's devices: one per chip, except on
 v4, which libtpu 0.0.42 describes per TensorCore (2 devices per chip, no megacore); figures are then per
-TensorCore, against half a chip's HBM and peak. Without local TPU chips it
-first sets `TPU_ACCELERATOR_TYPE` and `TPU_WORKER_HOSTNAMES=localhost` (otherwise libtpu warns that it
-cannot read them from the GCE metadata server) and `ALLOW_MULTIPLE_LIBTPU_LOAD=1` (libtpu otherwise takes
-/tmp/libtpu_lockfile and a second compiling process fails).
+TensorCore, against half a chip's HBM and peak. Without local TPU chips it first sets the environment
+libtpu needs there (`flan_ul2r.tf_devices.quiet_libtpu`).
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
 import math
-import os
 import re
 from typing import Any
+
+from flan_ul2r.tf_devices import quiet_libtpu
 
 # Per chip: HBM in GiB and dense bf16 peak TFLOP/s (Cloud TPU docs; the peaks as in training/compute.py).
 CHIPS: dict[str, tuple[float, float]] = {"v4": (32.0, 275.0), "v5e": (16.0, 197.0), "v5p": (95.0, 459.0),
@@ -93,26 +92,6 @@ def parse_slice(name: str) -> TpuSlice:
                          f"{gen} slice (chips: {sorted(shapes)}); give the shape as {gen}:"
                          f"{'AxBxC' if _DIMS[gen] == 3 else 'AxB'}")
     return _make(name, gen, shapes[chips])
-
-
-def _has_tpu_chips() -> bool:
-    try:
-        from jax._src import hardware_utils  # private; the check jax itself makes before loading libtpu
-
-        return bool(hardware_utils.num_available_tpu_chips_and_device_id()[0])
-    except (ImportError, AttributeError):
-        return False
-
-
-def quiet_libtpu(accelerator_type: str = "v5p-8") -> None:
-    """Environment libtpu needs on a machine without TPU chips (module docstring); call it before JAX
-    initializes its backends. A no-op on a TPU VM (libtpu reads the real values there) or without libtpu.
-    The accelerator type only names the (absent) local hardware; compiles target the topology asked for."""
-    if importlib.util.find_spec("libtpu") is None or _has_tpu_chips():
-        return
-    os.environ.setdefault("TPU_ACCELERATOR_TYPE", accelerator_type)
-    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
-    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 
 def topology_devices(tpu: TpuSlice) -> list[Any]:

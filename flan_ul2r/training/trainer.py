@@ -19,12 +19,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from flan_ul2r import partitioning
 from flan_ul2r.models import remat
 from flan_ul2r.models.config import ModelConfig
 from flan_ul2r.models.decoder import Decoder
 from flan_ul2r.models.fused_loss import linear_cross_entropy_sums
 from flan_ul2r.models.losses import cross_entropy_sums
-from flan_ul2r.training import partitioning
 from flan_ul2r.training.xla_options import compiler_options
 
 FEATURES = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids",

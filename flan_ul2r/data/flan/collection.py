@@ -13,7 +13,6 @@ vocabulary). A bad row stops the build with the file, line (or Parquet row) and 
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -21,11 +20,12 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
+from flan_ul2r import fs
 from flan_ul2r.data.corpus.token_cache import cache_dir, encode_documents, vocabulary_key
 from flan_ul2r.data.flan.formats import FormatError, jsonl_rows
 from flan_ul2r.data.flan.pieces import gather_ranges
@@ -56,24 +56,24 @@ def style_of(template_type: str, family: str) -> str:
     return template_type
 
 
-def _rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _rows(path: epath.Path) -> Iterator[tuple[str, dict[str, Any]]]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.ParquetFile(path)
-        n = 0
-        for batch in table.iter_batches(batch_size=_BATCH):
-            for row in batch.to_pylist():
-                yield f"{path}: row {n}", row
-                n += 1
+        with path.open("rb") as f:
+            n = 0
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=_BATCH):
+                for row in batch.to_pylist():
+                    yield f"{path}: row {n}", row
+                    n += 1
         return
     for lineno, row in jsonl_rows(path):
         yield f"{path}:{lineno}", row
 
 
-def read_rows(path: str | Path) -> Iterator[dict[str, str]]:
-    """Validated rows of one export file: the five fields, plus `family` and `style`."""
-    path = Path(path)
+def read_rows(path: fs.PathLike) -> Iterator[dict[str, str]]:
+    """Validated rows of one export file (local or remote): the five fields, plus `family` and `style`."""
+    path = fs.path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     for where, row in _rows(path):
@@ -103,9 +103,10 @@ def read_rows(path: str | Path) -> Iterator[dict[str, str]]:
         }
 
 
-def expand(paths: str | Sequence[str]) -> list[Path]:
+def expand(paths: str | Sequence[str]) -> list[epath.Path]:
+    """The export files named by paths or patterns, local or remote (`gs://b/flan/*.parquet`)."""
     patterns = [paths] if isinstance(paths, str) else list(paths)
-    files = sorted({Path(f) for p in patterns for f in (glob.glob(os.path.expanduser(p)) or [p])})
+    files = [fs.path(f) for f in sorted({f for p in patterns for f in (fs.glob(p) or [p])})]
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"flan collection: {f}: no such file")
@@ -123,7 +124,7 @@ class CollectionTable:
         self.arrays, self.tasks, self.families, self.styles = dict(arrays), tasks, families, styles
 
     @classmethod
-    def build(cls, files: Sequence[Path], vocabulary: Any) -> CollectionTable:
+    def build(cls, files: Sequence[epath.Path], vocabulary: Any) -> CollectionTable:
         from tqdm import tqdm
 
         tasks: dict[str, int] = {}
@@ -163,14 +164,14 @@ class CollectionTable:
             arrays[key + "_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return cls(arrays, list(tasks), families, styles)
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: epath.Path) -> None:
         for key in self.ARRAYS:
             np.save(directory / f"{key}.npy", self.arrays[key])
         meta = {"tasks": self.tasks, "families": self.families, "styles": self.styles}
         (directory / "meta.json").write_text(json.dumps(meta))
 
     @classmethod
-    def load(cls, directory: Path) -> CollectionTable:
+    def load(cls, directory: epath.Path) -> CollectionTable:
         meta = json.loads((directory / "meta.json").read_text())
         arrays = {k: np.load(directory / f"{k}.npy", mmap_mode="r") for k in cls.ARRAYS}
         return cls(arrays, meta["tasks"], meta["families"], meta["styles"])
@@ -186,18 +187,18 @@ def load_collection(paths: str | Sequence[str], vocabulary: Any) -> CollectionTa
     key = json.dumps(
         {
             "version": FORMAT_VERSION,
-            "files": [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+            "files": [[str(fs.absolute(f)), *fs.size_and_mtime_ns(f)] for f in files],
             "vocabulary": vocabulary_key(vocabulary),
         },
         sort_keys=True,
         default=str,
     )
-    target = cache_dir() / "flan_collection" / hashlib.sha256(key.encode()).hexdigest()[:20]
+    target = fs.path(cache_dir()) / "flan_collection" / hashlib.sha256(key.encode()).hexdigest()[:20]
     if (target / "meta.json").is_file():
         return CollectionTable.load(target)
     table = CollectionTable.build(files, vocabulary)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent))
+    tmp = fs.path(tempfile.mkdtemp(dir=target.parent))
     try:
         table.save(tmp)
         os.replace(tmp, target)

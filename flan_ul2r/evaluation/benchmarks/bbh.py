@@ -19,7 +19,8 @@ target); its exemplars are still `cot-prompts/<task>.txt`, which that copy lacks
 from __future__ import annotations
 
 import re
-from pathlib import Path
+
+from etils import epath
 
 from flan_ul2r.evaluation.extract import answer_span, bbh_shape
 from flan_ul2r.evaluation.files import BenchmarkFileError, json_list, require_dir, require_file
@@ -44,7 +45,7 @@ DIRECT = Protocol("BBH-Direct", shape="bbh", max_new_tokens=64, stop_sequences=(
 COT = Protocol("BBH-CoT", shape="bbh", cot=True, max_new_tokens=384, stop_sequences=("\n\nQ:",))
 
 
-def parse_cot_prompt(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
+def parse_cot_prompt(path: epath.Path) -> tuple[str, list[tuple[str, str, str]]]:
     """(description, [(question, CoT answer text, final answer)]) of a `cot-prompts/<task>.txt` file."""
     text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
     lines = text.split("\n")
@@ -64,7 +65,7 @@ def parse_cot_prompt(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
     return description, shots
 
 
-def read_examples(path: Path) -> list[tuple[str, str]]:
+def read_examples(path: epath.Path) -> list[tuple[str, str]]:
     rows = json_list(path, "examples", '{"examples": [{"input", "target"}, ...]}')
     out = []
     for i, ex in enumerate(rows):
@@ -100,7 +101,7 @@ def build_prompt(description: str, shots: list[tuple[str, str, str]], question: 
     return head + "".join(exemplar(*s, cot)[0] for s in shots) + query(question, cot)
 
 
-def read_task_rows(root: Path, task: str) -> list[tuple[str, str]]:
+def read_task_rows(root: epath.Path, task: str) -> list[tuple[str, str]]:
     """The task's (input, target) rows: `bbh/<task>.json` (the BIG-Bench-Hard repository), else a Hugging
     Face copy (lukaemon/bbh: `<task>/test-*.parquet` or a save_to_disk folder; columns input, target)."""
     original = root / "bbh" / f"{task}.json"

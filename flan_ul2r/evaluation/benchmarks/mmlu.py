@@ -23,7 +23,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from pathlib import Path
+
+from etils import epath
 
 from flan_ul2r.evaluation.files import BenchmarkFileError, read_json, require_dir, require_file
 from flan_ul2r.evaluation.hf_files import find_split, nothing_found, read_rows
@@ -59,7 +60,7 @@ COT = Protocol("MMLU-CoT", shape="letter", cot=True, max_new_tokens=256, stop_se
                random=MMLU_RANDOM, aggregate="micro")
 
 
-def read_csv(path: Path) -> list[tuple[str, tuple[str, ...], str]]:
+def read_csv(path: epath.Path) -> list[tuple[str, tuple[str, ...], str]]:
     """Rows (question, (A, B, C, D), answer letter); a malformed row is an error naming file and row."""
     rows = []
     with io.StringIO(path.read_text(encoding="utf-8"), newline="") as f:  # epath: local or gs://
@@ -74,7 +75,7 @@ def read_csv(path: Path) -> list[tuple[str, tuple[str, ...], str]]:
     return rows
 
 
-def subject_rows(mmlu_dir: str | Path | None, subject: str, split: str) -> list[tuple[str, tuple, str]]:
+def subject_rows(mmlu_dir: str | epath.Path | None, subject: str, split: str) -> list[tuple[str, tuple, str]]:
     """The subject's rows of `split` from the original CSVs, or from a Hugging Face copy (cais/mmlu's
     parquet or a save_to_disk folder: `hf_subject_rows`) when the original layout is not there."""
     root = require_dir(mmlu_dir, "MMLU_DIR", LAYOUT)
@@ -84,7 +85,7 @@ def subject_rows(mmlu_dir: str | Path | None, subject: str, split: str) -> list[
     return hf_subject_rows(root, subject, split)
 
 
-def hf_subject_rows(root: Path, subject: str, split: str) -> list[tuple[str, tuple, str]]:
+def hf_subject_rows(root: epath.Path, subject: str, split: str) -> list[tuple[str, tuple, str]]:
     """cais/mmlu's columns: question, choices (4 strings), answer (index 0-3), subject; split names
     `validation` (our `val`), `dev`, `test`; a per-subject config folder or `all` (filtered by subject)."""
     names = HF_SPLITS.get(split, (split,))
@@ -132,7 +133,7 @@ def cot_exemplars(prefix: str) -> tuple[str, list[tuple[str, str]]]:
     return head, [(b, b.split("\nA: ", 1)[-1].strip()) for b in blocks]
 
 
-def load(mmlu_dir: str | Path | None, subject: str, *, split: str = "val", cot: bool = False,
+def load(mmlu_dir: str | epath.Path | None, subject: str, *, split: str = "val", cot: bool = False,
          num_shots: int = NUM_SHOTS) -> list[EvalExample]:
     """The subject's `split` questions as prompts (5 dev exemplars, in file order)."""
     if split not in SPLITS:

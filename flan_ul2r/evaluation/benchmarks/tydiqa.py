@@ -11,7 +11,7 @@ Metrics: SQuAD v1.1 normalisation, exact match and F1 against the best gold answ
 """
 from __future__ import annotations
 
-from pathlib import Path
+from etils import epath
 
 from flan_ul2r.evaluation.files import BenchmarkFileError, json_list, require_dir, require_file
 from flan_ul2r.evaluation.hf_files import find_split, nothing_found, read_rows
@@ -26,7 +26,7 @@ HF_SPLITS = {"train": ("train",), "dev": ("validation", "dev")}
 PROTOCOL = Protocol("TyDiQA-Direct", shape="text", metric="squad", max_new_tokens=32, stop_sequences=("\n",))
 
 
-def read_questions(path: Path, lang: str) -> list[tuple[str, str, str, tuple[str, ...]]]:
+def read_questions(path: epath.Path, lang: str) -> list[tuple[str, str, str, tuple[str, ...]]]:
     """(id, context, question, answers) of one language, in file order."""
     articles = json_list(path, "data", "SQuAD-style JSON with a top-level 'data' list")
     out = []
@@ -51,7 +51,7 @@ def block(context: str, question: str, answer: str | None = None) -> str:
     return f"{context}\n\nQ: {question}\n\nA:" + (f" {answer}" if answer is not None else "")
 
 
-def hf_questions(root: Path, split: str, lang: str) -> list[tuple[str, str, str, tuple[str, ...]]]:
+def hf_questions(root: epath.Path, split: str, lang: str) -> list[tuple[str, str, str, tuple[str, ...]]]:
     """google/tydiqa's `secondary_task` (GoldP) columns id, context, question, answers {text: [...]},
     splits train / validation; or a per-language config folder `<language>/` with the same columns."""
     names = HF_SPLITS[split]
@@ -69,7 +69,8 @@ def hf_questions(root: Path, split: str, lang: str) -> list[tuple[str, str, str,
     return out
 
 
-def questions(root: Path, split: str, lang: str) -> tuple[list[tuple[str, str, str, tuple[str, ...]]], str]:
+def questions(root: epath.Path, split: str, lang: str
+              ) -> tuple[list[tuple[str, str, str, tuple[str, ...]]], str]:
     """One language's questions of `split` ("train" or "dev") and the file they came from."""
     original = root / FILES[split]
     if original.is_file() or (root / FILES["dev"]).is_file():

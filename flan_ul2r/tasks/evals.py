@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import gin
+
 from flan_ul2r.evaluation.benchmarks import bbh, gsm8k, heldin, heldout, mgsm, mmlu, tydiqa
 from flan_ul2r.evaluation.seqio_tasks import register, register_suite
 

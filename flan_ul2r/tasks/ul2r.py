@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gin
+
 from flan_ul2r.data.ul2.corpus_tasks import corpus_for, register_corpus_lm, register_corpus_mixture
 from flan_ul2r.data.ul2.denoisers import UL2, UL2R, Denoiser
 from flan_ul2r.data.vocab import default_vocabulary as default_vocab

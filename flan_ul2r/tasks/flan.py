@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import gin
+
 from flan_ul2r.data.flan import instruction_tasks
 from flan_ul2r.data.flan import mixing as flan_mixing
 from flan_ul2r.data.flan.collection import register_flan_collection
