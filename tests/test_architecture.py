@@ -194,8 +194,8 @@ def test_the_layer_check_reports_an_import_up_or_across(tmp_path):
     probes = {
         "flan_ul2r.models.probe_up": "def f():\n    from flan_ul2r.training import trainer\n",
         "flan_ul2r.data.probe_across": "import flan_ul2r.models.config\n",
-        "flan_ul2r.evaluation.probe_private": "from flan_ul2r.data.flan_formats import _read\n",
-        "flan_ul2r.training.probe_fine": "from flan_ul2r import fs\nfrom flan_ul2r.data import loader\n",
+        "flan_ul2r.evaluation.probe_private": "from flan_ul2r.data.flan.formats import _read\n",
+        "flan_ul2r.training.probe_fine": "from flan_ul2r import fs\nfrom flan_ul2r.data.core import loader\n",
     }
     files = _module_files()
     for name, text in probes.items():
@@ -208,7 +208,7 @@ def test_the_layer_check_reports_an_import_up_or_across(tmp_path):
         "flan_ul2r.data.probe_across (line 1) imports flan_ul2r.models.config: 'models' is a sibling of "
         "'data'",
         "flan_ul2r.evaluation.probe_private (line 1) takes private ['_read'] from "
-        "flan_ul2r.data.flan_formats",
+        "flan_ul2r.data.flan.formats",
         "flan_ul2r.models.probe_up (line 2) imports flan_ul2r.training.trainer: 'training' is a layer above "
         "'models'",
     ]

@@ -11,6 +11,7 @@ from flan_ul2r.evaluation.extract import (
     bbh_shape,
     extract,
     last_number,
+    normalize_number,
     option_letter,
     option_text,
 )
@@ -119,3 +120,14 @@ def test_decimal_points_stay_decimal_in_english_and_grouping_needs_three_digits(
     assert last_number("0.125 of it", decimal_comma=True) == "0.125"  # a leading 0 never groups
     assert last_number("in 2 Tagen 125 km", decimal_comma=True) == "125"
     assert last_number("1,2,3") == "3"                                # a list, not 123
+
+
+@pytest.mark.parametrize("text,number", [("70 000", "70000"), ("2 125", "2125"), ("1 234 567", "1234567"),
+                                         ("6 18 37 62 72 80", None), ("12 5", None), ("1 2345", None)])
+def test_a_space_groups_thousands_but_does_not_join_a_list_of_numbers(text, number):
+    """A sorted list ("6 18 37 62 72 80", the held-in sort_numbers answer) is text: joined into one number,
+    its answer shape became `number` and extraction kept only the last item."""
+    from flan_ul2r.evaluation.benchmarks.heldout import answer_shape
+
+    assert normalize_number(text) == number
+    assert answer_shape({"answer": text}) == ("number" if number else "text")

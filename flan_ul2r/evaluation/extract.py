@@ -58,7 +58,10 @@ def normalize_number(text: str, *, decimal_comma: bool = False) -> str | None:
     Russian) '70.000' -> '70000', '70 000' -> '70000', '2,5' -> '2.5'. None if `text` is not a number."""
     t = text.replace("$", "").strip().rstrip(".")
     for space in " " + _SPACES:
-        t = t.replace(space, "")
+        if space in t:  # a thousands separator ('70 000', '2 125'), never a list ('6 18 37')
+            if not _grouped(t.replace(",", ".").split(".")[0], space):
+                return None
+            t = t.replace(space, "")
     if decimal_comma:
         t = t.replace(".", "") if "," in t or _grouped(t, ".") else t
         t = t.replace(",", ".")
