@@ -1,5 +1,7 @@
 """`flan-ul2r eval`: eval tasks and suites in seqio's registry, the verb's files on a scripted model
 (in-process, load_model patched), and its bad-input messages."""
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import seqio
 import flan_ul2r
 import flan_ul2r.tasks
 from flan_ul2r.cli import main as cli_main
+from flan_ul2r.data.flan.eval_prompts import eval_prompts
 from flan_ul2r.evaluation.benchmarks import heldout
 from flan_ul2r.evaluation.protocol import Protocol
 from flan_ul2r.evaluation.seqio_tasks import eval_task, suite_tasks
@@ -64,13 +67,34 @@ def scripted_loader(path, dtype="float32"):
     return ScriptedModel(answer, logprob=lambda context, continuation: -len(continuation))
 
 
-def test_eval_verb_writes_results(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(flan_ul2r, "load_model", scripted_loader)
-    rc = cli_main(["eval", "--gin_file=gin/runs/eval.gin", f"--gin.CHECKPOINT_PATH={tmp_path}",
-                   f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'out'}", "--gin.MAX_EXAMPLES=3",
-                   "--gin.evaluate_checkpoint.progress=False"])
+@pytest.fixture(scope="module")
+def heldout_run(tmp_path_factory):
+    """`flan-ul2r eval` on the default suite, 3 examples a task, with a scripted model that records every
+    prompt it generates from or scores: (exit code, stdout, checkpoint dir, prompts the model was given)."""
+    path, seen, stdout = tmp_path_factory.mktemp("heldout_eval"), set(), io.StringIO()
+
+    def generate(prompt, k):
+        seen.add(prompt)
+        return answer(prompt, k)
+
+    def score(context, continuation):
+        seen.add(context)
+        return -len(continuation)
+
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout):
+        mp.setattr(flan_ul2r, "load_model", lambda p, dtype="float32": ScriptedModel(generate, logprob=score))
+        gin.clear_config()
+        rc = cli_main(["eval", "--gin_file=gin/runs/eval.gin", f"--gin.CHECKPOINT_PATH={path}",
+                       f"--gin.EVAL_OUTPUT_DIR={path / 'out'}", "--gin.MAX_EXAMPLES=3",
+                       "--gin.evaluate_checkpoint.progress=False"])
+        gin.clear_config()
+    return rc, stdout.getvalue(), path, seen
+
+
+def test_eval_verb_writes_results(heldout_run):
+    rc, stdout, tmp_path, _ = heldout_run
     assert rc == 0
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = json.loads(stdout.strip().splitlines()[-1])
     res = json.loads((tmp_path / "out/results.json").read_text())
     assert res["suite"] == "heldout" and res["model_path"] == str(tmp_path)
     assert set(res["tasks"]) == set(suite_tasks("heldout"))
@@ -84,6 +108,24 @@ def test_eval_verb_writes_results(tmp_path, monkeypatch, capsys):
         assert all(r["correct"] == (r["extracted"] is not None and r["extracted"] == r["reference"])
                    for r in rows if t["mode"] == "generate" and "option" not in name)
     assert "## Heldout-ZS" in (tmp_path / "out/results.md").read_text()
+
+
+def test_eval_scores_the_data_side_eval_prompts(heldout_run):
+    """One held-out renderer: what `flan-ul2r eval` scores (its predictions and what the model was given)
+    is `flan_ul2r.data.flan.eval_prompts.eval_prompts`, as the README documents, in every style."""
+    rc, _, tmp_path, seen = heldout_run
+    assert rc == 0
+    styles = set()
+    for name in suite_tasks("heldout"):
+        style, task = name.removeprefix("heldout_").split(".")
+        lines = (tmp_path / "out/predictions" / f"{name}.jsonl").read_text().splitlines()
+        rows = [json.loads(x) for x in lines]
+        documented = eval_prompts(task, style, limit=3)
+        assert [r["prompt"] for r in rows] == [p["inputs"] for p in documented], name
+        assert [r["reference"] for r in rows] == [p["answer"] for p in documented], name
+        assert {p["inputs"] for p in documented} <= seen, name
+        styles.add(style)
+    assert styles == {"zs", "fs", "cot", "rank"}
 
 
 def test_eval_help_and_bad_inputs(tmp_path, capsys, monkeypatch):

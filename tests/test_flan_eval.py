@@ -1,83 +1,84 @@
-"""Evaluation prompts for held-out tasks: rendered as training renders, with the evaluation CoT trigger,
-the answer and options as the prompt shows them."""
-
-import re
+"""Evaluation prompts (data/flan/eval_prompts.py), the one held-out renderer: checked against the layout
+the README documents, built by hand here (FLAN v2 FewShotPattern: "\n\n" between inputs and target,
+"\n\n\n" between exemplars; "OPTIONS:" and "-" bullets). tests/test_eval_cli.py checks that
+`flan-ul2r eval` scores exactly these prompts."""
 
 import pytest
 
-from flan_ul2r.data.flan import patterns as fp
 from flan_ul2r.data.flan.eval_prompts import eval_prompts
+from flan_ul2r.data.flan.instruction_tasks import register_instruction_task
 from flan_ul2r.data.flan.suite.tasks import SUITE, SUITE_SIZES, generate
-from flan_ul2r.data.flan.templates import RenderFormat, render
-from flan_ul2r.data.vocab.vocabularies import get_vocabulary
+from flan_ul2r.data.flan.templates import Template
+from tests._library_helpers import remove_member
 
 TASKS = {t.name: t for t in SUITE}
+TRIGGER = "\n\nLet's think step by step."
+
+
+def _by_hand(template, example, with_options):
+    """The inputs of one example, formatted by hand: the options block where `{options_}` stands."""
+    options = "".join(f"\n- {o}" for o in example["options"]) if with_options else ""
+    return template.inputs.format(**example, options_="\nOPTIONS:" + options if options else "")
 
 
 @pytest.mark.parametrize("task", [t.name for t in SUITE if t.held_out])
-def test_every_held_out_task_has_200_prompts_whose_answer_is_the_shown_option(task):
-    prompts = eval_prompts(task, "zs_opt")
+def test_zero_shot_prompts_are_the_validation_split_in_template_i_mod_n(task):
+    prompts = eval_prompts(f"flan_{task}", "zs")  # with or without the `flan_` prefix
     examples = generate(TASKS[task], SUITE_SIZES["validation"], "validation")
+    templates = TASKS[task].templates
     assert len(prompts) == len(examples) >= 200
-    for p, ex in zip(prompts, examples):
-        assert p["task"] == f"flan_{task}" and p["targets"] == p["answer"]
-        if p["options"]:  # the answer is the label printed in front of the true option (or that option)
-            label = re.escape(p["answer"].strip("()"))
-            shown = rf"\n(\(?{label}[.)]?|[-*+]+) {re.escape(ex['answer'])}(\n|$)"
-            assert re.search(shown, p["inputs"]) and (p["answer"] == ex["answer"]) == (
-                label == re.escape(ex["answer"])
-            )
-            assert p["answer"] in p["options"] and len(p["options"]) == len(ex["options"])
-        else:
-            assert p["answer"] == ex["answer"]
-    if TASKS[task].lettered:  # MMLU's shape: always letters, the target the letter
-        assert all(re.fullmatch(r"\(?[A-Za-z1-9]\)?", p["answer"]) for p in prompts)
+    for i, (p, ex) in enumerate(zip(prompts, examples)):
+        t = templates[i % len(templates)]
+        assert p["template"] == i % len(templates) and p["num_shots"] == 0 and p["task"] == task
+        assert p["inputs"] == _by_hand(t, ex, bool(ex.get("options")))
+        assert p["answer"] == ex["answer"] and p["options"] == tuple(ex.get("options") or ())
+    if prompts[0]["options"]:  # rank: zero-shot with the options shown, the same prompt
+        assert [p["inputs"] for p in eval_prompts(task, "rank")] == [p["inputs"] for p in prompts]
 
 
-def test_zero_shot_cot_prompt_is_the_training_template_with_the_evaluation_trigger():
+def test_few_shot_prompts_show_the_first_train_examples_then_the_query():
+    task = TASKS["add_three"]
+    train, queries = generate(task, 3, "train"), generate(task, 5, "validation")
+    prompts = eval_prompts("add_three", "fs", limit=5)
+    assert [p["index"] for p in prompts] == list(range(5))
+    for i, (p, q) in enumerate(zip(prompts, queries)):
+        t = task.templates[i % len(task.templates)]
+        shots = [f"{t.inputs.format(**e)}\n\n{e['answer']}" for e in train]
+        assert p["inputs"] == "\n\n\n".join(shots + [t.inputs.format(**q)]) and p["num_shots"] == 3
+        assert p["targets"] == p["answer"] == q["answer"]
+    one = eval_prompts("add_three", "fs", num_shots=1, limit=1)[0]
+    assert one["inputs"].count("\n\n\n") == 1 and one["num_shots"] == 1
+    assert eval_prompts("add_three", "fs", num_shots=0, limit=3) == [
+        {**p, "style": "fs"} for p in eval_prompts("add_three", "zs", limit=3)]
+
+
+def test_cot_prompts_end_with_the_evaluation_trigger_after_exemplars_with_rationales():
     task = TASKS["multi_step_arithmetic"]
-    examples = generate(task, 50, "validation")
-    prompts = eval_prompts("multi_step_arithmetic", "cot", limit=50)
-    for p, ex in zip(prompts, examples):
-        fmt = RenderFormat(cot_trigger="\n\n" + fp.EVAL_COT_TRIGGER)
-        x, y = render(ex, task.templates[p["template"]], "cot", fmt=fmt)
-        assert p["inputs"] == x and p["inputs"].endswith("Let's think step by step.")
-        assert p["targets"].startswith(ex["rationale"]) and p["targets"].endswith(f" {ex['answer']}.")
-    assert len({p["template"] for p in prompts}) == len(task.templates)  # templates drawn as in training
+    train, query = generate(task, 3, "train"), generate(task, 1, "validation")[0]
+    p = eval_prompts("multi_step_arithmetic", "cot", limit=1)[0]
+    t = task.templates[0]
+    shots = [f"{t.inputs.format(**e)}{TRIGGER}\n\n{e['rationale']} So the answer is {e['answer']}."
+             for e in train]
+    assert p["inputs"] == "\n\n\n".join(shots + [t.inputs.format(**query) + TRIGGER])
+    assert p["targets"] == f"{query['rationale']} So the answer is {query['answer']}."
 
 
-def test_few_shot_prompts_show_num_shots_exemplars_from_train():
-    prompts = eval_prompts("add_three", "fs_noopt", num_shots=3, limit=40)
-    train = {(e["a"], e["b"], e["c"]) for e in generate(TASKS["add_three"], SUITE_SIZES["train"])}
-    for p in prompts:
-        assert p["num_shots"] == 3
-        questions = re.findall(r"(\d+)(?: plus |, )(\d+)(?: plus | and )(\d+)", p["inputs"])
-        assert len(questions) == 4  # three exemplars and the query
-        for a, b, c in questions[:3]:
-            assert (int(a), int(b), int(c)) in train
-            assert str(int(a) + int(b) + int(c)) in p["inputs"]  # each exemplar shows its answer
-    assert not any(fp.EVAL_COT_TRIGGER in p["inputs"] for p in prompts)
+def test_a_registered_instruction_task_renders_the_same_way():
+    rows = [{"word": w, "answer": w.upper()} for w in ("ab", "cd", "ef", "gh")]
+    pool = [{"word": "xy", "answer": "XY"}]
+    name = register_instruction_task("eval_upper", rows, [Template("Upper-case {word}.")], exemplars=pool,
+                                     join_mixtures=False)
+    try:
+        prompts = eval_prompts(name, "fs", split="validation", limit=2)
+        assert [p["inputs"] for p in prompts] == ["Upper-case xy.\n\nXY\n\n\nUpper-case ab.",
+                                                  "Upper-case xy.\n\nXY\n\n\nUpper-case cd."]
+        assert [p["num_shots"] for p in prompts] == [1, 1] and prompts[0]["task"] == "eval_upper"
+    finally:
+        remove_member(name)
 
 
-def test_budget_prunes_exemplars_when_a_vocabulary_is_given():
-    full = eval_prompts("multi_step_arithmetic", "fs_cot", num_shots=8, limit=20)
-    pruned = eval_prompts(
-        "multi_step_arithmetic",
-        "fs_cot",
-        num_shots=8,
-        limit=20,
-        vocabulary=get_vocabulary("byte"),
-        inputs_length=1024,
-    )
-    assert all(p["num_shots"] == 8 for p in full)
-    assert all(len(p["inputs"].encode()) + 1 <= fp.few_shot_budget(1024) for p in pruned)
-    assert max(p["num_shots"] for p in pruned) < 8
-
-
-def test_deterministic_in_seed_and_errors_name_the_value():
-    assert eval_prompts("navigate", "fs_opt", limit=5) == eval_prompts("navigate", "fs_opt", limit=5)
-    assert eval_prompts("navigate", "fs_opt", limit=5) != eval_prompts("navigate", "fs_opt", limit=5, seed=1)
-    with pytest.raises(ValueError, match="unknown style 'few_shot'"):
-        eval_prompts("navigate", "few_shot")
-    with pytest.raises(ValueError, match="unknown task 'mmlu'"):
-        eval_prompts("mmlu", "zs_opt")
+def test_errors_name_the_value():
+    with pytest.raises(ValueError, match=r"unknown style 'fs_opt'; styles are \('zs', 'fs', 'cot', 'rank'\)"):
+        eval_prompts("navigate", "fs_opt")
+    with pytest.raises(ValueError, match="unknown task 'mmlu': neither an embedded-suite task"):
+        eval_prompts("mmlu", "zs")

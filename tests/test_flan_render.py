@@ -37,7 +37,7 @@ def _format(p, r):
         fp.EXAMPLE_SEPARATORS[p.separator[r]],
         fp.OPTION_HEADERS[p.header[r]],
         fp.OPTION_MARKERS[p.marker[r]],
-        (*fp.COT_TRIGGERS, "\n\n" + fp.EVAL_COT_TRIGGER)[p.trigger[r]],
+        fp.COT_TRIGGERS[p.trigger[r]],
         fp.ANSWER_LEADS[p.lead[r]],
     )
 

@@ -1,106 +1,115 @@
-"""Evaluation prompts for instruction tasks, rendered by the same planner as training (`flan_plan`):
-same templates, FLAN formatting draws, options markers and few-shot layout, with the style and shot
-count fixed and, for CoT styles, the zero-shot evaluation trigger "Let's think step by step." (Chung et
-al. 2022 section 2.3), which training never uses.
+"""Evaluation prompts: the one renderer of the held-out (and held-in) evaluation. `flan-ul2r eval`, the
+pipeline and periodic eval score exactly these prompts (`flan_ul2r.evaluation.benchmarks.heldout` calls
+`eval_prompts`), and users read them here.
+
+Queries are a task's `split` examples 0, 1, ... in order; query `i` uses template `i mod n` of the task's
+n templates; few-shot exemplars are the first `num_shots` train examples (or the task's own exemplar pool,
+NIV2 "Positive Examples"), in the query's template. The text is `templates.render` with FLAN's default
+format (FLAN v2 FewShotPattern: "\n\n" between inputs and target, "\n\n\n" between exemplars; options as
+"OPTIONS:" and "-" bullets). Styles, as the Flan paper's held-out evaluation (Chung et al. 2022,
+section 2.3):
+- `zs`: zero-shot (`zs_opt` when the example has options, else `zs_noopt`);
+- `fs`: few-shot (`fs_opt` / `fs_noopt`);
+- `cot`: few-shot chain-of-thought (`fs_cot`: exemplars with rationales ending "So the answer is X.",
+  the query ending with the zero-shot evaluation trigger "Let's think step by step.", which training
+  never uses);
+- `rank`: zero-shot with the options shown (`zs_opt`), scored by rank classification over the options.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from flan_ul2r.data.flan import patterns as fp
-from flan_ul2r.data.flan.instruction_tasks import (
-    InstructionRenderer,
-    InstructionTask,
-    get_renderer,
-)
-from flan_ul2r.data.flan.plan import plan
 from flan_ul2r.data.flan.suite.tasks import SUITE, SUITE_SIZES, generate
-from flan_ul2r.data.flan.templates import STYLES, is_cot, is_few_shot, shows_options
-from flan_ul2r.data.vocab.default_vocabulary import default_vocabulary
+from flan_ul2r.data.flan.templates import Template, render
+
+STYLES = ("zs", "fs", "cot", "rank")
+NUM_SHOTS = 3  # a few exemplars, as BBH's 3-shot prompts (Chung et al. 2022, section 2.3)
 
 
-def _renderer(task_name: str) -> InstructionRenderer:
-    """A registered instruction task (`flan_<name>` or the name itself), else the embedded suite's."""
-    for name in (task_name, f"flan_{task_name}"):
-        try:
-            return get_renderer(name)
-        except ValueError:
-            pass
-    bare = task_name.removeprefix("flan_")
-    for task in SUITE:
-        if task.name == bare:
-            definition = InstructionTask(
-                f"flan_{bare}",
-                lambda split, t=task: generate(t, SUITE_SIZES[split], split),
-                task.templates,
-                task.family,
-                {"zs_noopt": 1.0},
-                lettered=task.lettered,
-            )
-            return InstructionRenderer(definition, default_vocabulary())
-    raise ValueError(f"eval_prompts: unknown task {task_name!r}; suite tasks {[t.name for t in SUITE]}")
+@dataclass(frozen=True)
+class EvalSource:
+    """A task as evaluation reads it: its templates, `examples(split, n)` (the first n of a split, in
+    order) and `exemplars(n)` (the few-shot pool's first n)."""
+
+    name: str
+    templates: tuple[Template, ...]
+    examples: Callable[[str, int | None], list[Mapping[str, Any]]]
+    exemplars: Callable[[int], list[Mapping[str, Any]]]
 
 
-def eval_prompts(
-    task_name: str,
-    style: str,
-    *,
-    split: str = "validation",
-    num_shots: int = 3,
-    limit: int | None = None,
-    seed: int = 0,
-    vocabulary: Any = None,
-    inputs_length: int | None = None,
-) -> list[dict[str, Any]]:
-    """Prompts for examples 0.. of `split` (at most `limit`), in `style` with `num_shots` exemplars from
-    the train split for few-shot styles. Each dict: `inputs` (prompt text), `targets` (the target text
-    training would use), `answer` (the final answer as the target shows it: an option's letter when
-    lettered options are shown), `options` (the candidate answers as shown, [] when none), `task`,
-    `style`, `index`, `template`, `num_shots` (exemplars shown). With `vocabulary` and `inputs_length`,
-    exemplars are pruned to FLAN's 1920/2048 budget as in training. Deterministic in `seed`.
-    """
+def _suite_source(task: Any) -> EvalSource:
+    def examples(split: str, n: int | None) -> list[Mapping[str, Any]]:
+        return generate(task, SUITE_SIZES[split] if n is None else n, split)  # a prefix for any n
+
+    return EvalSource(task.name, tuple(task.templates), examples,
+                      lambda n: generate(task, n, "train")[:n])
+
+
+def _registered_source(name: str) -> EvalSource:
+    from flan_ul2r.data.flan.instruction_tasks import get_renderer  # TensorFlow: only for registered tasks
+
+    renderer = get_renderer(name)
+    pool = renderer.task.exemplars
+    return EvalSource(
+        name,
+        renderer.task.templates,
+        lambda split, n: list(renderer.rows(split)[:n]),
+        lambda n: list((pool("train") if pool is not None else renderer.rows("train"))[:n]),
+    )
+
+
+def source(task: Any) -> EvalSource:
+    """An embedded-suite task (the task object, or its name with or without `flan_`), else an instruction
+    task registered under `task` (`register_instruction_task`)."""
+    if not isinstance(task, str):
+        return _suite_source(task)
+    bare = task.removeprefix("flan_")
+    for suite_task in SUITE:
+        if suite_task.name == bare:
+            return _suite_source(suite_task)
+    try:
+        return _registered_source(task)
+    except ValueError as e:
+        raise ValueError(f"eval_prompts: unknown task {task!r}: neither an embedded-suite task "
+                         f"{[t.name for t in SUITE]} nor a registered instruction task ({e})") from None
+
+
+def template_style(style: str, example: Mapping[str, Any]) -> str:
+    """The `templates.STYLES` name an evaluation style renders `example` in."""
     if style not in STYLES:
         raise ValueError(f"eval_prompts: unknown style {style!r}; styles are {STYLES}")
-    renderer = _renderer(task_name)
-    layout, rows = renderer.layout(split), renderer.rows(split)
-    n = len(rows) if limit is None else min(limit, len(rows))
-    indices = np.arange(n)
-    seeds = np.stack([np.full(n, seed, np.int64), indices], axis=1)
-    budget = None
-    if vocabulary is not None and inputs_length is not None:
-        budget = (layout.pieces.tokenize(vocabulary).context_lengths, int(inputs_length))
-    p = plan(
-        layout,
-        split,
-        indices,
-        seeds,
-        budget,
-        style=style,
-        num_shots=num_shots if is_few_shot(style) else 0,
-        eval_trigger=is_cot(style),
-    )
+    opts = bool(example.get("options"))
+    return {"zs": "zs_opt" if opts else "zs_noopt", "fs": "fs_opt" if opts else "fs_noopt",
+            "cot": "fs_cot", "rank": "zs_opt"}[style]
+
+
+def render_prompt(task: EvalSource, example: Mapping[str, Any], index: int, style: str,
+                  shots: Sequence[Mapping[str, Any]]) -> tuple[str, str, int]:
+    """(inputs, targets, template index) of query `index` in `style`, `shots` its exemplars."""
+    name = template_style(style, example)
+    t = index % len(task.templates)
+    x, y = render(example, task.templates[t], name, shots if name.startswith("fs") else (),
+                  task=task.name, template_index=t)
+    return x, y, t
+
+
+def eval_prompts(task: Any, style: str, *, split: str = "validation", num_shots: int = NUM_SHOTS,
+                 limit: int | None = None) -> list[dict[str, Any]]:
+    """Prompts for examples 0.. of `split` (at most `limit`) of `task` (see `source`) in `style`. Each
+    dict: `inputs` (the prompt evaluation scores), `targets` (the target text a template makes: for
+    `cot` the rationale and "So the answer is X."), `answer` (the reference answer), `options` (the
+    candidate answers, () when none), `task`, `style`, `index`, `template` (its index), `num_shots`
+    (exemplars shown)."""
+    src = source(task)
+    shots = src.exemplars(num_shots) if num_shots > 0 else []
     out = []
-    for i in range(n):
-        example = rows[i]
-        options = [str(o) for o in example.get("options") or ()]
-        shown = bool(options) and shows_options(style) and bool(layout.options_slot[p.template[i]])
-        marker = fp.OPTION_MARKERS[p.marker[i]]
-        candidates = [marker.target(j) or o for j, o in enumerate(options)] if shown else []
-        answer = candidates[options.index(str(example["answer"]))] if shown else str(example["answer"])
-        out.append(
-            {
-                "inputs": layout.pieces.text(p.inputs[i]),
-                "targets": layout.pieces.text(p.targets[i]),
-                "answer": answer,
-                "options": candidates,
-                "task": renderer.task.name,
-                "style": STYLES[p.style[i]],
-                "index": i,
-                "template": int(p.template[i]),
-                "num_shots": int((p.shots[i] >= 0).sum()),
-            }
-        )
+    for i, example in enumerate(src.examples(split, limit)):
+        x, y, t = render_prompt(src, example, i, style, shots)
+        shown = len(shots) if template_style(style, example).startswith("fs") else 0
+        out.append({"inputs": x, "targets": y, "answer": str(example["answer"]),
+                    "options": tuple(str(o) for o in example.get("options") or ()), "task": src.name,
+                    "style": style, "index": i, "template": t, "num_shots": shown})
     return out

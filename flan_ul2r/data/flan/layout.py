@@ -31,7 +31,7 @@ class GlobalPieces:
     header: np.ndarray  # [H]: "\n" + header ("" -> 0)
     item_lead: np.ndarray  # [K, M]: "\n" + label of option j
     label: np.ndarray  # [K, M, 2]: the target for option j (plain, space-led); 0 for bullets
-    trigger: np.ndarray  # [C + 1]: training CoT triggers, then "\n\n" + the evaluation trigger
+    trigger: np.ndarray  # [C]: the training CoT triggers
     answer_lead: np.ndarray  # [A]
     period: int
     markers: np.ndarray  # allowed marker indices
@@ -62,7 +62,7 @@ class GlobalPieces:
             header=pieces.add_all("\n" + h if h else "" for h in fp.OPTION_HEADERS),
             item_lead=item_lead,
             label=label,
-            trigger=pieces.add_all(list(fp.COT_TRIGGERS) + ["\n\n" + fp.EVAL_COT_TRIGGER]),
+            trigger=pieces.add_all(fp.COT_TRIGGERS),
             answer_lead=pieces.add_all(fp.ANSWER_LEADS),
             period=pieces.add("."),
             markers=np.array(markers, np.int32),

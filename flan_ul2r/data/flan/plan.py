@@ -12,7 +12,7 @@ gives the same rows as its examples one by one. Per example, as FLAN v2 renders 
    example left with none is rendered zero-shot (FLAN drops it; we keep the draw, so seek stays exact);
 4. options shown in `_opt` and CoT styles when the example has options and the template a slot: a
    random header and marker, the target rewritten to the option's label for lettered markers;
-5. CoT: a training trigger (never the evaluation trigger unless asked) and an answer lead.
+5. CoT: a training trigger (never the evaluation trigger) and an answer lead.
 `Plan` keeps every choice, so tests can render the same example with `templates.render`.
 """
 
@@ -89,7 +89,7 @@ class Plan:
     separator: np.ndarray
     header: np.ndarray
     marker: np.ndarray
-    trigger: np.ndarray  # index into COT_TRIGGERS (len(COT_TRIGGERS) = the evaluation trigger)
+    trigger: np.ndarray  # index into COT_TRIGGERS
     lead: np.ndarray
 
 
@@ -199,19 +199,17 @@ def _units(
 
 
 def _choose_styles(
-    layout: TaskLayout, tab: ExampleTable, e: np.ndarray, u: np.ndarray, style: str | None
+    layout: TaskLayout, tab: ExampleTable, e: np.ndarray, u: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Style index per row and whether the row is input-inverted."""
-    if style is not None:
-        return np.full(len(e), STYLE_INDEX[style]), np.zeros(len(e), bool)
     cdf = layout.style_cdf[tab.has_rationale[e].astype(np.int64)]
     s = np.minimum((u[:, U_STYLE, None] >= cdf).sum(axis=1), len(STYLES) - 1)
     inverted = (u[:, U_INVERT] < layout.inversion_rate) & (layout.num_inversions > 0)
     return np.where(inverted, _NOOPT[s], s), inverted
 
 
-def _shot_counts(layout: TaskLayout, few: np.ndarray, u: np.ndarray, num_shots: int | None) -> np.ndarray:
-    fixed = layout.num_shots if num_shots is None else num_shots
+def _shot_counts(layout: TaskLayout, few: np.ndarray, u: np.ndarray) -> np.ndarray:
+    fixed = layout.num_shots
     if fixed is not None:
         k = np.full(len(u), min(int(fixed), fp.MAX_SHOTS))
     else:
@@ -220,14 +218,13 @@ def _shot_counts(layout: TaskLayout, few: np.ndarray, u: np.ndarray, num_shots: 
 
 
 def _format(
-    layout: TaskLayout, u: np.ndarray, s: np.ndarray, inverted: np.ndarray, eval_trigger: bool
+    layout: TaskLayout, u: np.ndarray, s: np.ndarray, inverted: np.ndarray
 ) -> tuple[_Format, np.ndarray]:
     """Per-row format draws ([b, 1] arrays) and the few-shot prefix pair index."""
     glob, few = layout.glob, _FEW[s]
     n_templates = np.where(inverted, max(layout.num_inversions, 1), layout.num_templates)
     prefix = np.where(few, _pick(u[:, U_PREFIX], len(fp.FEW_SHOT_PREFIXES)), 0)
-    triggers = len(fp.COT_TRIGGERS)
-    trigger = np.full(len(s), triggers) if eval_trigger else _pick(u[:, U_TRIGGER], triggers)
+    trigger = _pick(u[:, U_TRIGGER], len(fp.COT_TRIGGERS))
     col = lambda a: np.asarray(a)[:, None]  # noqa: E731
     f = _Format(
         template=col(_pick(u[:, U_TEMPLATE], n_templates)),
@@ -250,21 +247,17 @@ def plan(
     indices: np.ndarray,
     seeds: np.ndarray,
     budget: tuple[np.ndarray, int] | None,
-    *,
-    style: str | None = None,
-    num_shots: int | None = None,
-    eval_trigger: bool = False,
 ) -> Plan:
     """Plans examples `indices` of `split` with example seeds [b, 2]. `budget` = (token count per piece,
-    inputs length) prunes exemplars to FLAN's budget (None: no pruning). `style`/`num_shots` force a
-    style and shot count (evaluation prompts); `eval_trigger` uses the evaluation CoT trigger."""
+    inputs length) prunes exemplars to FLAN's budget (None: no pruning). Training draws only: evaluation
+    prompts are `flan_ul2r.data.flan.eval_prompts` (fixed format, the evaluation CoT trigger)."""
     tab, pool, glob = layout.pools[split], layout.shot_pools[split], layout.glob
     e = np.asarray(indices, np.int64).reshape(-1)
     u = uniforms(seeds, U_GAPS + CANDIDATES)
-    s, inverted = _choose_styles(layout, tab, e, u, style)
-    f, prefix = _format(layout, u, s, inverted, eval_trigger)
+    s, inverted = _choose_styles(layout, tab, e, u)
+    f, prefix = _format(layout, u, s, inverted)
     shots, available = _exemplars(u, len(pool), e if layout.shots_from_self[split] else None)
-    k = np.minimum(_shot_counts(layout, _FEW[s], u, num_shots), available)
+    k = np.minimum(_shot_counts(layout, _FEW[s], u), available)
     delimiter = _pick(u[:, U_DELIMITER], len(fp.X_Y_DELIMITERS))
     separator = _pick(u[:, U_SEPARATOR], len(fp.EXAMPLE_SEPARATORS))
     query_x, query_y = _units(layout, tab, e[:, None], f, shot=False)

@@ -2,11 +2,10 @@
 the `flan_heldout` mixture), evaluated zero-shot, few-shot and with chain-of-thought - the Flan paper's
 held-out evaluation (Chung et al. 2022, section 2.3) in miniature.
 
-Queries come from each task's validation split, exemplars from its train split (the first `num_shots`),
-rendered with the task's own templates (`flan_ul2r.data.flan.templates.render`; template `i mod n` for query
-`i`). Styles: `zs` (zs_opt when the example has options, else zs_noopt), `fs` (fs_opt / fs_noopt, 3 shots,
-FLAN v2's few-shot layout), `cot` (fs_cot: exemplars with rationales ending "So the answer is X."), and
-`rank` (zs_opt, rank classification over the options; only tasks with options).
+Prompts are the data side's evaluation prompts (`flan_ul2r.data.flan.eval_prompts`, the one renderer:
+queries from each task's validation split, template `i mod n` for query `i`, the first `num_shots` train
+examples as exemplars). Styles: `zs`, `fs` (3 shots), `cot` and `rank` (only tasks with options; `cot`
+only tasks with rationales).
 The answer shape follows the example: options -> the option named; a numeric answer -> the last number;
 else normalised exact match.
 """
@@ -14,13 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from flan_ul2r.data.flan.eval_prompts import NUM_SHOTS, STYLES, eval_prompts
 from flan_ul2r.data.flan.suite.tasks import SUITE, generate
-from flan_ul2r.data.flan.templates import render
 from flan_ul2r.evaluation.extract import normalize_number
 from flan_ul2r.evaluation.protocol import EvalExample, EvalTask, Protocol
 
-NUM_SHOTS = 3  # a few exemplars, as BBH's 3-shot prompts (Chung et al. 2022, section 2.3)
-STYLES = ("zs", "fs", "cot", "rank")
 STOP = ("\n\n",)  # FLAN v2 few-shot layout: "\n\n" between input and target, "\n\n\n" between exemplars
 # Budgets sized on the suite's own targets: answers are at most 37 bytes and chains of thought ("... So the
 # answer is X.") at most about 330 bytes, so 12 and 96 subword tokens (4x in bytes for a byte-level
@@ -50,24 +47,13 @@ def protocol(style: str, example: dict[str, Any], group: str = "Heldout") -> Pro
                     max_new_tokens=COT_TOKENS if cot else ANSWER_TOKENS, stop_sequences=STOP)
 
 
-def render_style(task: Any, example: dict[str, Any], index: int, style: str, shots: list[dict]) -> str:
-    opts = bool(example.get("options"))
-    name = {"zs": "zs_opt" if opts else "zs_noopt", "fs": "fs_opt" if opts else "fs_noopt",
-            "cot": "fs_cot", "rank": "zs_opt"}[style]
-    t = index % len(task.templates)
-    x, _ = render(example, task.templates[t], name, shots if name.startswith("fs") else (),
-                  task=task.name, template_index=t)
-    return x
-
-
 def load(task: Any, style: str, num_examples: int, num_shots: int = NUM_SHOTS) -> list[EvalExample]:
-    shots = generate(task, num_shots, "train")[:num_shots]
+    """The first `num_examples` validation examples of `task` as scored: the evaluation prompts in `style`."""
     out = []
-    for i, ex in enumerate(generate(task, num_examples, "validation")):
-        options = tuple(ex.get("options") or ())
+    for p in eval_prompts(task, style, num_shots=num_shots, limit=num_examples):
+        options = p["options"]
         chance = 100.0 / len(options) if options else None
-        out.append(EvalExample(f"{task.name}/{i}", render_style(task, ex, i, style, shots),
-                               (str(ex["answer"]),), options, chance))
+        out.append(EvalExample(f"{task.name}/{p['index']}", p["inputs"], (p["answer"],), options, chance))
     return out
 
 
