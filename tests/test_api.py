@@ -8,6 +8,8 @@ import tokenizers
 import flan_ul2r
 from flan_ul2r.convert.hf_import import import_hf
 
+pytestmark = pytest.mark.parity  # every test here builds its HF model with transformers
+
 TEXT = ["The quick brown fox jumps over the lazy dog.", "Instruction tuning makes models follow prompts.",
         "Mixture of denoisers: regular, extreme and sequential."] * 20
 

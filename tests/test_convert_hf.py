@@ -9,6 +9,8 @@ from flan_ul2r.convert.hf_import import import_hf, load_hf_params
 from flan_ul2r.models.decoder import Decoder
 from flan_ul2r.training.checkpoints import restore_params
 
+pytestmark = pytest.mark.parity
+
 V = 300
 COMMON = dict(vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=128)

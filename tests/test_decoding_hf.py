@@ -6,6 +6,8 @@ import pytest
 
 import flan_ul2r
 
+pytestmark = pytest.mark.parity
+
 PROMPT_LENGTHS = (3, 11, 7, 1)
 NEW_TOKENS = 12
 

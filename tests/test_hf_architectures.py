@@ -91,6 +91,7 @@ def _ours(cfg, params, tokens, positions=None, segment_ids=None, causal_attentio
     return np.asarray(_forward(cfg)(params, *args))
 
 
+@pytest.mark.parity
 def test_config_reads_the_family(arch):
     name, _, _, ours = arch
     cfg = ours.config
@@ -102,6 +103,7 @@ def test_config_reads_the_family(arch):
     assert cfg.nope_layers == ((1, 3) if name == "smollm3" else ())
 
 
+@pytest.mark.parity
 def test_logits_match_transformers_past_the_window(arch):
     name, model, _, ours = arch
     tokens = np.random.default_rng(1).integers(3, V, size=(1, 40))  # 40 > 32: Phi-3 uses its long factors
@@ -138,6 +140,7 @@ def _brute_force_mask(seg, prefix, window):
     return torch.where(torch.as_tensor(ok), 0.0, torch.finfo(torch.float32).min)[None, None]
 
 
+@pytest.mark.parity
 def test_packed_prefix_lm_keeps_the_window_rule(arch):
     """Our packed prefix-LM forward equals transformers given the masks the rule implies, per layer type."""
     import torch
@@ -158,6 +161,7 @@ def test_packed_prefix_lm_keeps_the_window_rule(arch):
                       - ref).max() > 1e-3
 
 
+@pytest.mark.parity
 def test_greedy_generation_equals_transformers_past_the_window(arch):
     """Left-padded prompts of two lengths, 70 new tokens (well past the window: windowed layers decode from
     their ring caches): the same tokens as transformers' `generate`, and every step's logits within 1e-4."""
@@ -186,6 +190,7 @@ def test_greedy_generation_equals_transformers_past_the_window(arch):
     assert width + NEW_TOKENS > 4 * W
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("arch", ["gemma2", "phi3"], indirect=True)
 def test_scores_are_transformers_log_probabilities(arch):
     """The scoring path (its own soft-capped projection; longrope picked by length) on the two families
@@ -204,6 +209,7 @@ def test_scores_are_transformers_log_probabilities(arch):
         assert logprob == pytest.approx(want, abs=1e-3)
 
 
+@pytest.mark.parity
 def test_export_loads_in_transformers_with_the_same_logits(arch, tmp_path):
     import transformers
 

@@ -11,6 +11,8 @@ import pytest
 from flan_ul2r.convert.hf_tokenizer import write_tokenizer
 from flan_ul2r.data.vocab.vocabularies import get_vocabulary
 
+pytestmark = pytest.mark.parity  # every test loads the export with transformers
+
 PROSE = [line.strip() for line in inspect.getsource(json).splitlines() if line.strip()]
 TEXTS = PROSE[:60] + ["  two  spaces", "Ünïcödé ✓ text", "tabs\tand\nnewlines", " leading", "trailing ", ""]
 SPECIAL = "[NLU] The cat sat <extra_id_0> mat.<extra_id_1> [S2S]"

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = [pytest.mark.parity, pytest.mark.subprocess]
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
 PROSE = " ".join(inspect.getdoc(m) or "" for m in (json, textwrap, inspect)) * 2

@@ -264,6 +264,7 @@ def _child(model_dir, *extra, env=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.subprocess
 def test_sigterm_during_start_up_exits_75_with_nothing_to_save(tmp_path):
     proc = _child(tmp_path / "run", env={"FLAN_UL2R_TEST_BATCH_DELAY": "60"})
     deadline = time.monotonic() + 300
@@ -279,6 +280,7 @@ def test_sigterm_during_start_up_exits_75_with_nothing_to_save(tmp_path):
     assert not (tmp_path / "run" / "run.lock").exists()
 
 
+@pytest.mark.subprocess
 def test_a_bad_line_in_a_streamed_corpus_ends_train_with_one_message(tmp_path):
     lines = [json.dumps({"text": f"document {i} " * 30}) for i in range(200)]
     lines[1] = "{not json"
