@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from flan_ul2r.training.checkpoints import CheckpointSaveError, TrainCheckpoints
-from tests._bad_inputs_runs import RUN_CASES
+from tests._bad_inputs_runs import RUN_CASES, use_base_run
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BAD_INPUTS.md"
@@ -304,6 +304,11 @@ def render(outcomes: dict[str, str]) -> str:
         "| input | caught by | message |",
         "|---|---|---|",
         *rows, ""])
+
+
+@pytest.fixture(autouse=True)
+def _shared_checkpointed_run(tiny_run):
+    use_base_run(tiny_run.model_dir)  # the run cases copy the session's checkpointed run
 
 
 STARTS_A_PROCESS = {"process killed (SIGKILL) in the middle of a checkpoint save"}  # a fresh Python, killed

@@ -38,9 +38,10 @@ from tests._train_child import SlowData
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return checkpointed_run(tmp_path_factory.mktemp("base") / "run")
+@pytest.fixture()
+def base(tiny_run):
+    """The session's checkpointed run (tests/conftest.py): steps 2, 4, 6 of the toy model."""
+    return tiny_run
 
 
 def _copy(base, tmp_path) -> Path:
