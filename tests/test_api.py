@@ -52,6 +52,7 @@ def test_load_model_from_hf_dir_matches_transformers(hf_dir):
     assert m.generate(ids, max_new_tokens=5, stop_at_eos=False) == greedy
 
 
+@pytest.mark.slow
 def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
     import transformers
 

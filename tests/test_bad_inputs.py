@@ -312,14 +312,16 @@ def _shared_checkpointed_run(tiny_run):
 
 
 STARTS_A_PROCESS = {"process killed (SIGKILL) in the middle of a checkpoint save"}  # a fresh Python, killed
+PROCESS_MARKS = [pytest.mark.subprocess, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.subprocess] * (n in STARTS_A_PROCESS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=PROCESS_MARKS * (n in STARTS_A_PROCESS))
                                   for n in CASES])
 def test_bad_input_gives_a_clear_message(name, tmp_path_factory):
     assert outcome(name, tmp_path_factory.mktemp("bad_inputs"))
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess  # every case, the killed process included (cached when the cases ran first)
 def test_bad_inputs_table_is_current(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs")

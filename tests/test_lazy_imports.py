@@ -65,6 +65,7 @@ def test_the_check_finds_a_module_level_import(tmp_path):
     assert [x.split(":", 1)[1] for x in found] == ["2 torch.nn", "4 transformers", "8 torch"]
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_importing_every_module_of_the_package_leaves_torch_unloaded():
     code = textwrap.dedent("""\

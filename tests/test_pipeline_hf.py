@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.parity, pytest.mark.subprocess]
+pytestmark = [pytest.mark.parity, pytest.mark.subprocess, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
