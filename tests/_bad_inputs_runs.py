@@ -43,8 +43,13 @@ def cli(*args: str) -> tuple[int, str]:
     return code, lines[-1] if lines else ""
 
 
+def use_base_run(model_dir) -> None:
+    """The checkpointed run the cases copy: the session's `tiny_run` (tests/conftest.py)."""
+    _BASE["run"] = Path(model_dir)
+
+
 def base_run(tmp: Path) -> Path:
-    """A copy of one checkpointed run (steps 2, 4, 6), made once per session."""
+    """A copy of one checkpointed run (steps 2, 4, 6): `use_base_run`'s, else made here once."""
     if "run" not in _BASE:
         _BASE["run"] = tmp.parent / "base_run"
         checkpointed_run(_BASE["run"])

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 import tokenizers
-import torch
-import transformers
 
 import flan_ul2r
 from flan_ul2r.convert.hf_import import import_hf
+
+pytestmark = pytest.mark.parity  # every test here builds its HF model with transformers
 
 TEXT = ["The quick brown fox jumps over the lazy dog.", "Instruction tuning makes models follow prompts.",
         "Mixture of denoisers: regular, extreme and sequential."] * 20
@@ -16,6 +16,8 @@ TEXT = ["The quick brown fox jumps over the lazy dog.", "Instruction tuning make
 
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory):
+    import torch
+    import transformers
     from tokenizers import models, pre_tokenizers, trainers
 
     d = tmp_path_factory.mktemp("hf")
@@ -33,6 +35,9 @@ def hf_dir(tmp_path_factory):
 
 
 def test_load_model_from_hf_dir_matches_transformers(hf_dir):
+    import torch
+    import transformers
+
     m = flan_ul2r.load_model(hf_dir)
     ids = m.tokenize("The quick brown fox")
     assert m.detokenize(ids).replace(" ", "") == "Thequickbrownfox"
@@ -47,7 +52,10 @@ def test_load_model_from_hf_dir_matches_transformers(hf_dir):
     assert m.generate(ids, max_new_tokens=5, stop_at_eos=False) == greedy
 
 
+@pytest.mark.slow
 def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
+    import transformers
+
     cfg, vocab = import_hf(hf_dir, tmp_path / "ckpt")
     base = transformers.AutoConfig.from_pretrained(hf_dir).vocab_size
     assert len(vocab["appended_ids"]) == 103 and cfg.vocab_size == base + 103  # 100 sentinels + 3 modes
@@ -88,6 +96,9 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
 
 
 def test_export_keeps_appended_tokens_and_round_trips(hf_dir, tmp_path):
+    import torch
+    import transformers
+
     from flan_ul2r.convert.hf_export import export_hf
     from flan_ul2r.training.checkpoints import restore_params
 
@@ -122,6 +133,8 @@ def test_sentencepiece_only_directory_becomes_the_vocabulary(tmp_path):
     import io
 
     import sentencepiece as spm
+    import torch
+    import transformers
 
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(TEXT), model_writer=buf, vocab_size=120,

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from flan_ul2r.training.checkpoints import CheckpointSaveError, TrainCheckpoints
-from tests._bad_inputs_runs import RUN_CASES
+from tests._bad_inputs_runs import RUN_CASES, use_base_run
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BAD_INPUTS.md"
@@ -306,11 +306,23 @@ def render(outcomes: dict[str, str]) -> str:
         *rows, ""])
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.fixture(autouse=True)
+def _shared_checkpointed_run(tiny_run):
+    use_base_run(tiny_run.model_dir)  # the run cases copy the session's checkpointed run
+
+
+STARTS_A_PROCESS = {"process killed (SIGKILL) in the middle of a checkpoint save"}  # a fresh Python, killed
+PROCESS_MARKS = [pytest.mark.subprocess, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=PROCESS_MARKS * (n in STARTS_A_PROCESS))
+                                  for n in CASES])
 def test_bad_input_gives_a_clear_message(name, tmp_path_factory):
     assert outcome(name, tmp_path_factory.mktemp("bad_inputs"))
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess  # every case, the killed process included (cached when the cases ran first)
 def test_bad_inputs_table_is_current(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_inputs")
     text = render({name: outcome(name, root) for name in CASES})

@@ -3,33 +3,36 @@ import json
 
 import numpy as np
 import pytest
-import torch
-import transformers
 
 from flan_ul2r.convert.hf_export import export_hf
 from flan_ul2r.convert.hf_import import import_hf, load_hf_params
 from flan_ul2r.models.decoder import Decoder
 from flan_ul2r.training.checkpoints import restore_params
 
+pytestmark = pytest.mark.parity
+
 V = 300
 COMMON = dict(vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, max_position_embeddings=128)
-FAMILIES = {
-    "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM, dict(rms_norm_eps=1e-5)),
-    "llama3_rope": (transformers.LlamaConfig, transformers.LlamaForCausalLM, dict(
+FAMILIES = {  # transformers' config and model class names (torch and transformers are imported lazily)
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(rms_norm_eps=1e-5)),
+    "llama3_rope": ("LlamaConfig", "LlamaForCausalLM", dict(
         rope_theta=500000.0, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                            "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
         tie_word_embeddings=True)),
-    "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, dict(tie_word_embeddings=False)),
-    "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM, dict(sliding_window=8)),
-    "gemma": (transformers.GemmaConfig, transformers.GemmaForCausalLM, dict(head_dim=16)),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(tie_word_embeddings=False)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(sliding_window=8)),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(head_dim=16)),
 }
 
 
 def _save_tiny(family: str, path, **save_kw):
+    import torch
+    import transformers
+
     config_cls, model_cls, extra = FAMILIES[family]
     torch.manual_seed(0)
-    model = model_cls(config_cls(**COMMON, **extra)).eval()
+    model = getattr(transformers, model_cls)(getattr(transformers, config_cls)(**COMMON, **extra)).eval()
     with torch.no_grad():  # random norm scales / biases, so a wrong mapping cannot hide behind ones/zeros
         for name, p in model.named_parameters():
             if "norm" in name or "bias" in name:
@@ -39,6 +42,8 @@ def _save_tiny(family: str, path, **save_kw):
 
 
 def _hf_logits(model, tokens, mask=None):
+    import torch
+
     with torch.no_grad():
         kw = {} if mask is None else {"attention_mask": torch.as_tensor(mask)}
         return model(torch.as_tensor(tokens), **kw).logits.float().numpy()
@@ -83,6 +88,8 @@ def test_sharded_checkpoint_and_round_trip_are_lossless(tmp_path):
         assert ka == kb
         np.testing.assert_array_equal(np.asarray(xa), np.asarray(xb))
     # transformers loads the export with no code of ours and gives the original logits
+    import transformers
+
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "exported").eval()
     tokens = np.random.default_rng(2).integers(0, V, size=(1, 12))
     np.testing.assert_allclose(_hf_logits(reloaded, tokens), _hf_logits(model, tokens), atol=1e-5, rtol=0)
@@ -152,6 +159,9 @@ def test_bfloat16_import_keeps_float32_master_weights_and_close_logits(tmp_path)
     assert report["mean_kl"] < 1e-3 and report["max_abs_logit_delta"] < 0.1, report
     export_hf(tmp_path / "ck", tmp_path / "out")
     assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "bfloat16"
+    import torch
+    import transformers
+
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype=torch.float32).eval()
     emb = model.model.embed_tokens.weight.detach()
     torch.testing.assert_close(reloaded.model.embed_tokens.weight, emb.to(torch.bfloat16).float())

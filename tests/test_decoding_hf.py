@@ -3,16 +3,19 @@ random Llama and a Mistral whose sliding window is shorter than the sequences, p
 left-padded in one batch (transformers derives positions from the attention mask, as we do)."""
 import numpy as np
 import pytest
-import torch
-import transformers
 
 import flan_ul2r
+
+pytestmark = pytest.mark.parity
 
 PROMPT_LENGTHS = (3, 11, 7, 1)
 NEW_TOKENS = 12
 
 
 def _hf_model(kind: str, directory):
+    import torch
+    import transformers
+
     torch.manual_seed(0)
     common = dict(vocab_size=160, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
@@ -28,6 +31,8 @@ def _hf_model(kind: str, directory):
 
 @pytest.mark.parametrize("kind", ["llama", "mistral"])
 def test_greedy_equals_transformers_generate(kind, tmp_path):
+    import torch
+
     hf = _hf_model(kind, tmp_path)
     rng = np.random.default_rng(1)
     prompts = [rng.integers(3, 160, size=n).tolist() for n in PROMPT_LENGTHS]

@@ -10,8 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-import transformers
 
 import flan_ul2r
 from flan_ul2r.convert.hf_export import export_hf
@@ -51,6 +49,9 @@ PROMPT_LENGTHS, NEW_TOKENS = (13, 5), 70
 @pytest.fixture(scope="module", params=sorted(ARCHS))
 def arch(request, tmp_path_factory):
     """(name, HF model, its directory, our LoadedModel of it)."""
+    import torch
+    import transformers
+
     name = request.param
     config_cls, model_cls, extra = ARCHS[name]
     torch.manual_seed(0)
@@ -68,6 +69,8 @@ def arch(request, tmp_path_factory):
 
 
 def _hf_logits(model, tokens, **kw):
+    import torch
+
     with torch.no_grad():
         return model(torch.as_tensor(tokens), **kw).logits.float().numpy()
 
@@ -88,6 +91,7 @@ def _ours(cfg, params, tokens, positions=None, segment_ids=None, causal_attentio
     return np.asarray(_forward(cfg)(params, *args))
 
 
+@pytest.mark.parity
 def test_config_reads_the_family(arch):
     name, _, _, ours = arch
     cfg = ours.config
@@ -99,6 +103,7 @@ def test_config_reads_the_family(arch):
     assert cfg.nope_layers == ((1, 3) if name == "smollm3" else ())
 
 
+@pytest.mark.parity
 def test_logits_match_transformers_past_the_window(arch):
     name, model, _, ours = arch
     tokens = np.random.default_rng(1).integers(3, V, size=(1, 40))  # 40 > 32: Phi-3 uses its long factors
@@ -124,6 +129,8 @@ def _packed_prefix_case(rng):
 
 def _brute_force_mask(seg, prefix, window):
     """Additive float mask [1, 1, L, L]: same segment, causal or both in the prefix, |i - j| < window."""
+    import torch
+
     n = seg.shape[1]
     ok = np.zeros((n, n), bool)
     for i in range(n):
@@ -133,8 +140,11 @@ def _brute_force_mask(seg, prefix, window):
     return torch.where(torch.as_tensor(ok), 0.0, torch.finfo(torch.float32).min)[None, None]
 
 
+@pytest.mark.parity
 def test_packed_prefix_lm_keeps_the_window_rule(arch):
     """Our packed prefix-LM forward equals transformers given the masks the rule implies, per layer type."""
+    import torch
+
     _, model, _, ours = arch
     cfg = ours.config
     tokens, seg, pos, prefix = _packed_prefix_case(np.random.default_rng(2))
@@ -151,9 +161,12 @@ def test_packed_prefix_lm_keeps_the_window_rule(arch):
                       - ref).max() > 1e-3
 
 
+@pytest.mark.parity
 def test_greedy_generation_equals_transformers_past_the_window(arch):
     """Left-padded prompts of two lengths, 70 new tokens (well past the window: windowed layers decode from
     their ring caches): the same tokens as transformers' `generate`, and every step's logits within 1e-4."""
+    import torch
+
     from flan_ul2r.decoding.generate import DecodeSpec, generate_padded
 
     _, model, _, ours = arch
@@ -177,10 +190,13 @@ def test_greedy_generation_equals_transformers_past_the_window(arch):
     assert width + NEW_TOKENS > 4 * W
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("arch", ["gemma2", "phi3"], indirect=True)
 def test_scores_are_transformers_log_probabilities(arch):
     """The scoring path (its own soft-capped projection; longrope picked by length) on the two families
     where it differs from the forward checked above."""
+    import torch
+
     _, model, _, ours = arch
     rng = np.random.default_rng(4)
     contexts = [rng.integers(3, V, size=n).tolist() for n in (15, 9)]
@@ -193,7 +209,10 @@ def test_scores_are_transformers_log_probabilities(arch):
         assert logprob == pytest.approx(want, abs=1e-3)
 
 
+@pytest.mark.parity
 def test_export_loads_in_transformers_with_the_same_logits(arch, tmp_path):
+    import transformers
+
     name, model, directory, ours = arch
     import_hf(directory, tmp_path / "ck")
     export_hf(tmp_path / "ck", tmp_path / "out")

@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 import pytest
-import transformers
 
 from flan_ul2r.convert.hf_tokenizer import write_tokenizer
 from flan_ul2r.data.vocab.vocabularies import get_vocabulary
+
+pytestmark = pytest.mark.parity  # every test loads the export with transformers
 
 PROSE = [line.strip() for line in inspect.getsource(json).splitlines() if line.strip()]
 TEXTS = PROSE[:60] + ["  two  spaces", "Ünïcödé ✓ text", "tabs\tand\nnewlines", " leading", "trailing ", ""]
@@ -18,6 +19,8 @@ SPECIAL = "[NLU] The cat sat <extra_id_0> mat.<extra_id_1> [S2S]"
 
 
 def _check(out, vocab):
+    import transformers
+
     tok = transformers.AutoTokenizer.from_pretrained(out)
     for text in TEXTS:
         assert tok.encode(text, add_special_tokens=False) == list(vocab.encode(text)), text
@@ -83,6 +86,7 @@ def test_export_of_a_byte_model_loads_model_and_tokenizer(tmp_path):
     import jax
     import jax.numpy as jnp
     import torch
+    import transformers
 
     from flan_ul2r.convert.hf_export import export_hf
     from flan_ul2r.models import Decoder, preset

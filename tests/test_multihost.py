@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from flan_ul2r import partitioning
 from flan_ul2r.data.core.loader import make_train_iterator
@@ -17,6 +18,7 @@ from flan_ul2r.training.config import MeshConfig, ModelSpec, OptimizerConfig
 from flan_ul2r.training.trainer import Trainer
 from tests._train_toy import LENGTHS, register_toy_mixture
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ModelSpec(shape=preset("tiny", vocab_size=362, d_model=32, d_ff=64, head_dim=8))
 OPT = OptimizerConfig(name="adamw", learning_rate=3e-3, schedule="cosine", warmup_steps=2,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+pytestmark = pytest.mark.subprocess
 ROOT = Path(__file__).resolve().parent.parent
 
 

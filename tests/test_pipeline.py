@@ -61,6 +61,8 @@ def finished(tmp_path_factory):
     return model_dir, first, second
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_an_interrupted_stage_resumes_and_finished_stages_are_skipped(finished):
     model_dir, first, second = finished
     assert first == -signal.SIGKILL  # killed, not finished
@@ -77,6 +79,8 @@ def test_an_interrupted_stage_resumes_and_finished_stages_are_skipped(finished):
     assert len(base_rows) == 6
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_finished_pipeline_rerun_is_a_no_op(finished):
     model_dir, _, _ = finished
     before = {p: p.stat().st_mtime for p in model_dir.rglob("*") if p.is_file() and "checkpoints" in p.parts}
@@ -86,6 +90,8 @@ def test_a_finished_pipeline_rerun_is_a_no_op(finished):
     assert {p: p.stat().st_mtime for p in before} == before
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_every_artifact_exists_and_parses(finished):
     model_dir, _, _ = finished
     report = json.loads((model_dir / "report.json").read_text())
@@ -106,6 +112,8 @@ def test_every_artifact_exists_and_parses(finished):
     assert {s["stage"] for s in report["ledger"]["stages"]} == {"base", "ul2r", "flan", "flan_ul2r"}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_report_table_is_the_stages_results_with_n_and_intervals(finished):
     model_dir, _, _ = finished
     report = json.loads((model_dir / "report.json").read_text())
@@ -149,6 +157,8 @@ def _matmul_params(params: dict) -> int:
     return total
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_compute_ledger_adds_up(finished):
     import flan_ul2r
 

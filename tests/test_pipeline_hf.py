@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import transformers
+
+pytestmark = [pytest.mark.parity, pytest.mark.subprocess, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
@@ -21,6 +21,8 @@ PROSE = " ".join(inspect.getdoc(m) or "" for m in (json, textwrap, inspect)) * 2
 
 
 def _tiny_qwen3(directory: Path) -> None:
+    import torch
+    import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -62,6 +64,9 @@ def pipeline_dir(tmp_path_factory):
 
 
 def test_imported_qwen3_runs_the_pipeline_and_exports_what_transformers_loads(pipeline_dir):
+    import torch
+    import transformers
+
     import flan_ul2r
 
     run = pipeline_dir / "run"
@@ -80,6 +85,8 @@ def test_imported_qwen3_runs_the_pipeline_and_exports_what_transformers_loads(pi
 
 
 def test_exported_tokenizer_round_trips_sentinels_and_mode_tokens(pipeline_dir):
+    import transformers
+
     import flan_ul2r
 
     run = pipeline_dir / "run"

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from flan_ul2r.training.checkpoints import restore_params
 from flan_ul2r.training.preemption import PREEMPTED_EXIT_CODE
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 12
 

@@ -38,9 +38,10 @@ from tests._train_child import SlowData
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return checkpointed_run(tmp_path_factory.mktemp("base") / "run")
+@pytest.fixture()
+def base(tiny_run):
+    """The session's checkpointed run (tests/conftest.py): steps 2, 4, 6 of the toy model."""
+    return tiny_run
 
 
 def _copy(base, tmp_path) -> Path:
@@ -66,6 +67,7 @@ def _rows(model_dir):
     return [json.loads(x) for x in (model_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_damaged_step_heals_and_a_data_error_later_saves_first(base, tmp_path, monkeypatch, capsys):
     """As a user meets it: the newest checkpoint (6) is damaged and metrics.jsonl holds the killed run's
     rows up to step 6; the run sets 6 aside, resumes from 4, cuts the rows back to 4, trains 5 to 7, and
@@ -264,6 +266,8 @@ def _child(model_dir, *extra, env=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_sigterm_during_start_up_exits_75_with_nothing_to_save(tmp_path):
     proc = _child(tmp_path / "run", env={"FLAN_UL2R_TEST_BATCH_DELAY": "60"})
     deadline = time.monotonic() + 300
@@ -279,6 +283,8 @@ def test_sigterm_during_start_up_exits_75_with_nothing_to_save(tmp_path):
     assert not (tmp_path / "run" / "run.lock").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_a_bad_line_in_a_streamed_corpus_ends_train_with_one_message(tmp_path):
     lines = [json.dumps({"text": f"document {i} " * 30}) for i in range(200)]
     lines[1] = "{not json"

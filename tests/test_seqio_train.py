@@ -11,6 +11,7 @@ import pytest
 
 from tests._user_tasks import write_user_module
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 

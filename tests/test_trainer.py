@@ -132,6 +132,7 @@ def test_mesh_errors_name_the_axis():
         partitioning.make_mesh(data=-1, fsdp=-1)
 
 
+@pytest.mark.subprocess
 def test_checkpoint_saved_on_8_devices_restores_on_4(tmp_path):
     from flan_ul2r.training import checkpoints
 

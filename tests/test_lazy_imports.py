@@ -1,0 +1,82 @@
+"""torch and transformers load only where they are used: no module of the package and no test module imports
+them at module level (inside a function is fine), so `flan-ul2r` starts and the test suite collects without
+them; and importing every module of the package, as a fresh process does, leaves them unloaded."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "transformers")
+
+
+def module_level_imports(path: Path, names=HEAVY) -> list[str]:
+    """`file:line module` for each import of `names` that runs when `path` is imported (module body, class
+    bodies, `if`/`try` blocks), not inside a function."""
+    found, shown = [], path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import):
+                modules = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom) and not child.level:
+                modules = [child.module or ""]
+            else:
+                modules = []
+            found.extend(f"{shown}:{child.lineno} {m}" for m in modules
+                         if m.split(".")[0] in names)
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def test_no_module_imports_torch_or_transformers_at_module_level():
+    files = sorted([*(ROOT / "flan_ul2r").rglob("*.py"), *(ROOT / "tests").glob("*.py")])
+    assert len(files) > 100
+    offenders = [hit for f in files for hit in module_level_imports(f)]
+    assert not offenders, "import these inside the function that needs them:\n" + "\n".join(offenders)
+
+
+def test_the_check_finds_a_module_level_import(tmp_path):
+    """A test of the test: top level, under `if`/`try`, in a class body are found; inside a function not."""
+    module = tmp_path / "probe.py"
+    module.write_text(textwrap.dedent("""\
+        import os
+        import torch.nn
+        try:
+            from transformers import AutoModel
+        except ImportError:
+            pass
+        class A:
+            import torch
+        def f():
+            import transformers
+            return transformers
+    """))
+    found = module_level_imports(module)
+    assert [x.split(":", 1)[1] for x in found] == ["2 torch.nn", "4 transformers", "8 torch"]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_importing_every_module_of_the_package_leaves_torch_unloaded():
+    code = textwrap.dedent("""\
+        import importlib, pkgutil, sys
+        import flan_ul2r, flan_ul2r.cli
+        names = [m.name for m in pkgutil.walk_packages(flan_ul2r.__path__, "flan_ul2r.")]
+        for name in names:
+            importlib.import_module(name)
+        print(len(names), sorted(m for m in ("torch", "transformers") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    count, loaded = out.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) > 100 and loaded == "[]", out.stdout
