@@ -113,3 +113,14 @@ def test_report_md_opens_with_what_moved_what_did_not_and_the_papers(report):
     assert "agrees" in opening and "Heldout" not in opening and "Infilling" not in opening
     assert "| Heldin-ZS | 72 | 0.00 [0.00, " in text and not math.isnan(rep["table"][0]["base"]["ci_low"])
     assert (root / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_opening_gives_a_loss_to_two_decimals_and_calls_a_rise_a_cost():
+    from flan_ul2r.pipeline.summary import opening
+
+    loss = {"a": "ul2r", "b": "base", "metric": "LM-Loss", "diff": 0.05, "ci_low": 0.02, "ci_high": 0.08,
+            "significant": True, "lower_is_better": True}
+    text = opening([loss])
+    assert "+UL2R vs base: LM-Loss +0.05 (lower is better)" in text
+    assert "on LM-Loss is +0.05 [0.02, 0.08], a cost." in text
+    assert "a gain." in opening([{**loss, "diff": -0.05, "ci_low": -0.08, "ci_high": -0.02}])

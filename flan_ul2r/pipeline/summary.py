@@ -28,11 +28,16 @@ def _pair(c: Mapping[str, Any]) -> str:
     return f"{LABELS[c['a']]} vs {LABELS[c['b']]}"
 
 
+def _num(c: Mapping[str, Any], key: str, sign: str = "") -> str:
+    """A loss (nats per byte, lower is better) to 2 decimals, a score in points to 1."""
+    return f"{c[key]:{sign}.{2 if c.get('lower_is_better') else 1}f}"
+
+
 def _grouped(cs: Sequence[Mapping[str, Any]]) -> str:
     by_pair: dict[str, list[str]] = {}
     for c in cs:
         note = " (lower is better)" if c.get("lower_is_better") else ""
-        by_pair.setdefault(_pair(c), []).append(f"{c['metric']} {c['diff']:+.1f}{note}")
+        by_pair.setdefault(_pair(c), []).append(f"{c['metric']} {_num(c, 'diff', '+')}{note}")
     return "; ".join(f"{pair}: {', '.join(items)}" for pair, items in by_pair.items())
 
 
@@ -40,6 +45,8 @@ def _verdict(c: Mapping[str, Any]) -> str:
     if not c["significant"]:
         return "not shown: the interval includes 0"
     better = c["diff"] < 0 if c.get("lower_is_better") else c["diff"] > 0
+    if c.get("lower_is_better"):  # the LM loss: a cost or a gain, its size in the numbers before
+        return "a gain" if better else "a cost"
     return "agrees" if better else "the opposite"
 
 
@@ -62,8 +69,8 @@ def opening(comparisons: Sequence[Mapping[str, Any]]) -> str:
     for a, b, group, claim in CLAIMS:
         c = _claim(comparisons, a, b, group)
         if c is not None:
-            parts.append(f"{claim}: here {_pair(c)} on {c['metric']} is {c['diff']:+.1f} "
-                         f"[{c['ci_low']:.1f}, {c['ci_high']:.1f}], {_verdict(c)}")
+            parts.append(f"{claim}: here {_pair(c)} on {c['metric']} is {_num(c, 'diff', '+')} "
+                         f"[{_num(c, 'ci_low')}, {_num(c, 'ci_high')}], {_verdict(c)}")
     third = ("Against the papers: " + "; ".join(parts) + ".") if parts else \
         "None of the papers' claims (held-in and held-out gains, Flan-U vs Flan, infilling) was measured."
     return " ".join((first, second, third))
