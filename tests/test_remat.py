@@ -14,6 +14,7 @@ from flan_ul2r.models.attention_kernels import AttentionMask
 from flan_ul2r.models.config import REMAT_POLICIES
 from flan_ul2r.models.decoder import Block, attention_mask
 from flan_ul2r.models.remat import remat_policy
+from flan_ul2r.models.rope import layer_inputs
 from flan_ul2r.training import optim
 from flan_ul2r.training.trainer import Trainer
 
@@ -31,9 +32,11 @@ def test_policy_keeps_the_named_activations(policy, kept, capsys):
     x, pos = jnp.ones((1, 16, 64)), jnp.arange(16)[None]
     seg = jnp.ones((1, 16), jnp.int32)
     mask = AttentionMask(seg, None, attention_mask(seg, None))
+    layer = jax.tree.map(lambda a: a[0], layer_inputs(cfg, pos))  # layer 0's RoPE tables and window flag
     block = nn.remat(Block, policy=remat_policy(policy))(cfg)
-    params = block.init(jax.random.PRNGKey(0), x, pos, mask)
-    jax.ad_checkpoint.print_saved_residuals(lambda p, x: block.apply(p, x, pos, mask)[0].sum(), params, x)
+    params = block.init(jax.random.PRNGKey(0), x, pos, mask, layer)
+    jax.ad_checkpoint.print_saved_residuals(lambda p, x: block.apply(p, x, pos, mask, layer)[0].sum(), params,
+                                            x)
     saved = set(re.findall(r"named '(\w+)'", capsys.readouterr().out))
     assert saved & NAMES == kept
 

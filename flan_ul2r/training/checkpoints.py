@@ -16,6 +16,7 @@ shared with api and convert; they are imported here for the training code.
 """
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -144,6 +145,8 @@ class TrainCheckpoints:
             try:
                 if cleanup is not None:
                     cleanup()
+            except OSError as err:  # a failed save's leftover *.orbax-checkpoint-tmp: never a step
+                logging.getLogger(__name__).warning("checkpoint temporary folder left behind: %s", err)
             finally:
                 self.manager.close()
 
