@@ -29,8 +29,8 @@ Runs base (pretraining, or import of an HF directory) -> UL2R -> Flan on the bas
 evaluation of the four models -> MODEL_DIR/report.md, report.json, loss_curves.png, results.png.
 Each stage writes MODEL_DIR/<stage>/; re-running resumes where it stopped.
 
-pipelines: gin/pipelines/smoke.gin (embedded default: no download, about 12 minutes on 2 CPU cores),
-           gin/pipelines/demo.gin (the same four models at a size that learns: about an hour on 2 CPU
+pipelines: gin/pipelines/smoke.gin (embedded default: no download, about 9 minutes on 2 CPU cores),
+           gin/pipelines/demo.gin (the same four models, larger and longer: about 45 minutes on 2 CPU
            cores, minutes on one GPU),
            gin/pipelines/llama3_8b.gin, gin/pipelines/gemma_2b.gin (your HF directory; real scale)
 required:  MODEL_DIR (smoke.gin defaults it)
