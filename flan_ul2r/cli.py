@@ -7,6 +7,7 @@ gin parsing lives in flan_ul2r/gin_utils.py, which imports no verb.
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -55,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"flan-ul2r {verb}: {message(shown)}", file=sys.stderr)
         return exit_code(e)
+    finally:
+        # an error's traceback keeps the frames of a failed tf.data pipeline in reference cycles: freed
+        # only by the collector at interpreter exit, its iterator waits there for worker threads that can
+        # no longer take the GIL, and the process hangs after printing its message. Free them now.
+        gc.collect()
 
 
 if __name__ == "__main__":
