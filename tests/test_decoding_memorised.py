@@ -32,7 +32,8 @@ SPACES = [i for i, c in enumerate(SENTENCE) if c == " "]
 
 def _example(rng: np.random.Generator) -> tuple[list[int], list[int]]:
     """One training example in the layout of flan_ul2r/data/ul2/denoisers.py: [NLU] + the sentence with one or
-    two words (or the tail after a space) replaced by sentinels -> sentinel + span targets + EOS; or
+    two words and a tail (or only the tail after a space) replaced by sentinels -> sentinel + span targets +
+    EOS; or
     [S2S] + a prefix -> the rest + EOS. Byte vocabulary: ids are bytes + 3, so offsets are the same."""
     ids = [int(i) for i in VOCAB.encode(SENTENCE)]
     modes, s = VOCAB.mode_token_ids, VOCAB.sentinel_ids
@@ -42,9 +43,14 @@ def _example(rng: np.random.Generator) -> tuple[list[int], list[int]]:
         return [modes["[S2S]"]] + ids[:pivot], ids[pivot:] + [VOCAB.eos_id]
     if kind < 0.45:
         spans = [(int(rng.choice(SPACES)), len(ids))]  # the tail after a space, leading space included
-    else:
+    else:  # words, then (T5's noise mask ends with noise) the tail after at least one kept byte
         picked = rng.choice(len(WORDS), size=int(rng.integers(1, 3)), replace=False)
         spans = sorted(WORDS[i] for i in picked)
+        end = spans[-1][1]
+        if end + 1 < len(ids):
+            spans.append((int(rng.integers(end + 1, len(ids))), len(ids)))
+        else:
+            spans[-1] = (spans[-1][0], len(ids))
     inputs, targets, pos = [modes["[NLU]"]], [], 0
     for j, (a, b) in enumerate(spans):
         inputs += ids[pos:a] + [s[j]]
@@ -76,12 +82,13 @@ def memorised(tmp_path_factory):
 def test_infill_returns_the_memorised_spans(memorised):
     m, _ = memorised
     assert isinstance(m, LoadedModel) and m.prefix_lm and m.max_length == LENGTH
-    assert m.infill("The quick brown <extra_id_0> jumps over the lazy dog.", **NEW) == ["fox"]
-    assert m.infill("The <extra_id_0> brown fox jumps over the <extra_id_1> dog.", **NEW) == ["quick", "lazy"]
+    # a passage cut from longer text (no final "."): [NLU] appends the next sentinel, as training inputs end
+    assert m.infill("The quick brown <extra_id_0> jumps over the lazy dog", **NEW) == ["fox"]
+    assert m.infill("The <extra_id_0> brown fox jumps over the <extra_id_1> dog", **NEW) == ["quick", "lazy"]
     # [NLU] without a sentinel: U-PaLM appends <extra_id_0>, the model writes the end of the sentence
     assert m.infill("The quick brown fox jumps over the", mode="nlu", **NEW) == [" lazy dog."]
-    assert m.infill_batch(["The quick <extra_id_0> fox jumps over the lazy dog.",
-                           "The quick brown fox <extra_id_0> over <extra_id_1> lazy dog."], **NEW) == [
+    assert m.infill_batch(["The quick <extra_id_0> fox jumps over the lazy dog",
+                           "The quick brown fox <extra_id_0> over <extra_id_1> lazy dog"], **NEW) == [
         [["brown"]], [["jumps", "the"]]]
 
 
@@ -95,14 +102,14 @@ def test_complete_continues_the_prefix(memorised):
 
 def test_scoring_ranks_the_memorised_span_first(memorised):
     m, _ = memorised
-    context = m.encode_prompt("The quick brown <extra_id_0> jumps over the lazy dog.", mode="nlu")
-    s0, eos = VOCAB.sentinel_ids[0], VOCAB.eos_id
+    s0, s1 = VOCAB.sentinel_ids[:2]
+    context = m.encode_prompt("The quick brown <extra_id_0> jumps over the lazy dog", mode="nlu") + [s1]
     choices = ["fox", "cat", "dog", "fix", "foxes"]
-    scores = m.score([context] * len(choices), [[s0] + m.tokenize(c) + [eos] for c in choices])
+    scores = m.score([context] * len(choices), [[s0] + m.tokenize(c) + [s1] for c in choices])
     assert int(np.argmax([s for s, _ in scores])) == 0
     assert [g for _, g in scores] == [True, False, False, False, False]
     # the same number from one plain forward pass with the context as the bidirectional prefix
-    target = [s0] + m.tokenize("fox") + [eos]
+    target = [s0] + m.tokenize("fox") + [s1]
     logits = m.logits([context + target[:-1]], prefix_length=len(context))[0]
     top = logits.max(-1, keepdims=True)
     logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
@@ -113,15 +120,17 @@ def test_scoring_ranks_the_memorised_span_first(memorised):
 def test_infer_cli_prints_json_lines(memorised, tmp_path, capsys, monkeypatch):
     _, directory = memorised
     prompts = tmp_path / "blanks.jsonl"
-    prompts.write_text(json.dumps({"prompt": "The <extra_id_0> brown fox jumps over the <extra_id_1> dog."})
+    prompts.write_text(json.dumps({"prompt": "The <extra_id_0> brown fox jumps over the <extra_id_1> dog"})
                        + "\n\n" + json.dumps({"prompt": "The quick brown fox jumps over the"}) + "\n")
     assert infer.main(["--checkpoint", str(directory), "--infill", "--input", str(prompts),
                        "--max_new_tokens=16"]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["spans"] for r in rows] == [[["quick", "lazy"]], [[" lazy dog."]]]
-    assert rows[0]["completions"] == [SENTENCE] and rows[1]["completions"] == [SENTENCE]
-    assert rows[0]["mode"] == "nlu" and rows[0]["prompt_tokens"] == len(rows[0]["prompt"].encode()) - 24 + 4
-    assert rows[0]["completion_tokens"] == [len("quicklazy") + 2]  # two sentinels, EOS not counted
+    assert rows[0]["completions"] == [SENTENCE[:-1]] and rows[1]["completions"] == [SENTENCE]
+    # BOS, [NLU], two sentinels for the 24 bytes of their names, and the appended <extra_id_2>
+    assert rows[0]["mode"] == "nlu" and rows[0]["prompt_tokens"] == len(rows[0]["prompt"].encode()) - 24 + 5
+    # the blanks' two sentinels and the <extra_id_2> that ended the answer (sentinels count, EOS not)
+    assert rows[0]["completion_tokens"] == [len("quicklazy") + 3]
     monkeypatch.setattr("sys.stdin", io.StringIO("The quick brown\nThe quick brown fox jumps\n"))
     assert infer.main(["--checkpoint", str(directory), "--mode", "s2s", "--max_new_tokens", "30"]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]

@@ -1,10 +1,12 @@
 """Infilling, the second way to prompt a UL2R model (U-PaLM section 4): a held-out passage with a blank
-(`<extra_id_0>`) is given in `[NLU]` mode, and the model writes the missing words through its sentinel.
+(`<extra_id_0>`) is given in `[NLU]` mode, `<extra_id_1>` at its end as the text goes on (U-PaLM's prompt,
+flan_ul2r/decoding/infill.py), and the model writes the missing words through its sentinel.
 
 Passages come from documents no run trained on (the default corpus's validation split, the one rule of
 flan_ul2r/data/corpus/validation_split.py). Each passage is a window of `WINDOW_WORDS`
 words with one blank of 1-3 consecutive words (R-denoiser-sized: UL2's regular spans have a mean length of
-3 tokens, U-PaLM section 2.3), never at the window's edges. The metric is exact match of the filled span
+3 tokens, U-PaLM section 2.3), never at the window's edges, and never only words that SQuAD normalisation
+removes (punctuation, articles). The metric is exact match of the filled span
 against the removed words (SQuAD normalisation), and SQuAD F1 for partial credit.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flan_ul2r import fs
-from flan_ul2r.evaluation.metrics import mean_percent, squad_scores
+from flan_ul2r.evaluation.metrics import mean_percent, normalize_answer, squad_scores
 from flan_ul2r.evaluation.report import example_scores, score_interval
 
 WINDOW_WORDS = 24
@@ -70,11 +72,17 @@ def make_examples(documents: Sequence[str], num: int, seed: int = 0, windows_per
 
 
 def _blanked(name: str, window: list[str], rng: random.Random) -> InfillExample:
-    """The window with 1-3 consecutive inner words replaced by BLANK (never the first or the last)."""
-    length = rng.randint(1, 3)
-    at = rng.randrange(1, WINDOW_WORDS - length)
+    """The window with 1-3 consecutive inner words replaced by BLANK (never the first or the last). Words
+    that SQuAD normalisation empties ("->", "the", "a") are redrawn: an empty answer would count an empty
+    fill as exact (up to 20 draws, then the last one is kept)."""
+    for _ in range(20):
+        length = rng.randint(1, 3)
+        at = rng.randrange(1, WINDOW_WORDS - length)
+        answer = " ".join(window[at:at + length])
+        if normalize_answer(answer):
+            break
     text = " ".join(window[:at] + [BLANK] + window[at + length:])
-    return InfillExample(name, text, " ".join(window[at:at + length]))
+    return InfillExample(name, text, answer)
 
 
 def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir: fs.PathLike | None = None,
