@@ -1,7 +1,7 @@
 """Infilling (U-PaLM section 4): a prompt with sentinels where the blanks are; the model writes the spans.
 
 The model learned span corruption's targets (flan_ul2r/data/ul2/denoisers.py, T5's
-`noise_span_to_unique_sentinel`): inputs `[NLU] a <extra_id_0> c <extra_id_1> e`, targets
+`noise_span_to_unique_sentinel`): inputs `[NLU] a <extra_id_0> c <extra_id_1>`, targets
 `<extra_id_0> b <extra_id_1> d EOS`. T5's noise mask (`random_spans_noise_mask`, no roll) always ends with a
 noise span, so every input the model trained on in `[NLU]`/`[NLG]` mode ends with a sentinel, and U-PaLM
 section 4 prompts the same way ("with these modes, an extra-id token goes at the end of the input"). So an
