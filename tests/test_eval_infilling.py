@@ -5,23 +5,32 @@ import json
 import pytest
 
 from flan_ul2r.data.vocab.vocabularies import get_vocabulary
+from flan_ul2r.decoding.loaded_model import Infilled
 from flan_ul2r.evaluation.infilling import BLANK, WINDOW_WORDS, evaluate_infilling, make_examples
 
 DOCS = [" ".join(f"w{d}_{i}" for i in range(40 + d)) for d in range(30)] + ["too short"]
 
 
 class _Oracle:
-    """Answers from a table (the removed words for even ids, a wrong word for odd ones)."""
+    """Answers from a table (the removed words for even ids, a wrong word for odd ones), in the denoising
+    format (`<extra_id_0> words <extra_id_1>`) except for ids divisible by 3, which only continue the text."""
 
     def __init__(self, examples, max_length=10_000):
         self.vocab = get_vocabulary("byte")
         self.max_length = max_length
         self.answers = {e.text: (e.answer if int(e.id[3:]) % 2 == 0 else "wrong") for e in examples}
+        self.closed = {e.text: int(e.id[3:]) % 3 != 0 for e in examples}
         self.seen = []
 
-    def infill_batch(self, texts, **kwargs):
+    def infill_detailed(self, texts, **kwargs):
         self.seen.extend(texts)
-        return [[[self.answers[t]]] for t in texts]
+        s0, s1 = self.vocab.sentinel_ids[:2]
+        out = []
+        for t in texts:
+            words = list(self.vocab.encode(self.answers[t]))
+            ids = [s0, *words, s1] if self.closed[t] else words
+            out.append([Infilled([self.answers[t]], ids)])
+        return out
 
 
 def test_each_example_is_a_window_of_its_document_with_an_inner_blank():
@@ -49,6 +58,21 @@ def test_scores_are_the_share_of_exact_fills(tmp_path):
     assert out["benchmarks"]["Infilling"]["count"] == 20
     rows = [json.loads(x) for x in (tmp_path / "predictions" / "infilling.jsonl").read_text().splitlines()]
     assert [r["correct"] for r in rows] == [int(e.id[3:]) % 2 == 0 for e in examples]
+    # the format row: answers that open with <extra_id_0> and close with <extra_id_1>, whatever the words
+    closed = [int(e.id[3:]) % 3 != 0 for e in examples]
+    assert [r["closed"] for r in rows] == closed and 0 < sum(closed) < 20
+    assert out["benchmarks"]["Infilling-Closed"]["score"] == pytest.approx(100 * sum(closed) / 20)
+    assert out["tasks"]["infilling_closed"]["primary_metric"] == "closed"
+    assert out["tasks"]["infilling_closed"]["file"] == "infilling"  # the same predictions file
+
+
+def test_blanks_are_never_only_words_that_squad_normalisation_removes():
+    """An answer like "->" or "the" normalises to "", so an empty fill would count as exact: redrawn."""
+    from flan_ul2r.evaluation.metrics import squad_normalize
+
+    docs = [" ".join(["the", "->", "a", f"w{d}"] * 8) for d in range(30)]
+    examples = make_examples(docs, 30)
+    assert len(examples) == 30 and all(squad_normalize(e.answer) for e in examples)
 
 
 def test_passages_longer_than_the_context_are_skipped_or_refused():

@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from flan_ul2r import fs
-from flan_ul2r.evaluation.metrics import mean_percent, normalize_answer, squad_scores
+from flan_ul2r.evaluation.metrics import mean_percent, squad_normalize, squad_scores
 from flan_ul2r.evaluation.report import example_scores, score_interval
 
 WINDOW_WORDS = 24
 BLANK = "<extra_id_0>"
 BENCHMARK = "Infilling"
+CLOSED_BENCHMARK = "Infilling-Closed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _blanked(name: str, window: list[str], rng: random.Random) -> InfillExample:
         length = rng.randint(1, 3)
         at = rng.randrange(1, WINDOW_WORDS - length)
         answer = " ".join(window[at:at + length])
-        if normalize_answer(answer):
+        if squad_normalize(answer):
             break
     text = " ".join(window[:at] + [BLANK] + window[at + length:])
     return InfillExample(name, text, answer)
@@ -90,35 +91,56 @@ def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir
                        ) -> dict[str, Any]:
     """Infills every example (greedy, `[NLU]`) and returns a summary shaped like an eval suite's
     results.json (`benchmarks`, `tasks`); writes predictions/infilling.jsonl under `out_dir`.
-    `too_long`: a passage whose prompt + `max_new_tokens` exceeds the model's context is an error
-    ("error") or left out and listed (`skipped_ids`, "skip"), as in `EvalSettings.too_long`."""
+    Two benchmarks from the same predictions: `Infilling` (exact match of the filled words) and
+    `Infilling-Closed` (the share of passages answered in the denoising format: `<extra_id_0>`, the span,
+    then the closing `<extra_id_1>` within `max_new_tokens`; a causal model that only continues the text
+    scores 0 whatever its words). `too_long`: a passage whose prompt + `max_new_tokens` exceeds the model's
+    context is an error ("error") or left out and listed (`skipped_ids`, "skip"), as in
+    `EvalSettings.too_long`."""
     t0 = time.perf_counter()
     examples, skipped = _fitting(model, examples, max_new_tokens, too_long)
-    filled = model.infill_batch([e.text for e in examples], mode="nlu", max_new_tokens=max_new_tokens,
-                                batch_size=batch_size)
-    rows = []
-    for ex, samples in zip(examples, filled):
-        spans = samples[0]
-        prediction = spans[0] if spans else ""
-        correct, f1 = squad_scores(prediction, [ex.answer])
-        rows.append({"id": ex.id, "prompt": ex.text, "output": prediction, "reference": ex.answer,
-                     "correct": bool(correct), "f1": float(f1)})
-    metrics = {"exact_match": mean_percent(r["correct"] for r in rows),
-               "f1": mean_percent(r["f1"] for r in rows)}
+    rows = _predictions(model, examples, max_new_tokens, batch_size)
     if out_dir is not None:
         folder = fs.path(out_dir) / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / "infilling.jsonl").open("w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    spans = {m: list(score_interval([example_scores(rows, m)], m)) for m in metrics}
-    task = {"benchmark": BENCHMARK, "metrics": metrics, "primary_metric": "exact_match",
-            "score": metrics["exact_match"], "count": len(rows), "random": 0.0, "mode": "infill",
-            "cot": False, "wall_seconds": round(time.perf_counter() - t0, 3), "skipped": len(skipped),
-            "skipped_ids": skipped, "n": len(rows), "intervals": spans}
-    bench = {"score": metrics["exact_match"], "random": 0.0, "metric": "exact_match", "aggregate": "micro",
-             "tasks": 1, "count": len(rows), "n": len(rows), "ci_low": spans["exact_match"][0],
-             "ci_high": spans["exact_match"][1]}
-    return {"benchmarks": {BENCHMARK: bench}, "tasks": {"infilling": task}}
+    common = {"random": 0.0, "mode": "infill", "cot": False, "skipped": len(skipped), "skipped_ids": skipped,
+              "wall_seconds": round(time.perf_counter() - t0, 3), "count": len(rows), "n": len(rows),
+              "file": "infilling"}
+    out: dict[str, Any] = {"benchmarks": {}, "tasks": {}}
+    for task, benchmark, metrics in (("infilling", BENCHMARK, ("exact_match", "f1")),
+                                     ("infilling_closed", CLOSED_BENCHMARK, ("closed",))):
+        scores = {m: mean_percent(r[_KEYS[m]] for r in rows) for m in metrics}
+        spans = {m: list(score_interval([example_scores(rows, m)], m)) for m in metrics}
+        primary = metrics[0]
+        out["tasks"][task] = {"benchmark": benchmark, "metrics": scores, "primary_metric": primary,
+                              "score": scores[primary], "intervals": spans, **common}
+        out["benchmarks"][benchmark] = {"score": scores[primary], "random": 0.0, "metric": primary,
+                                        "aggregate": "micro", "tasks": 1, "count": len(rows), "n": len(rows),
+                                        "ci_low": spans[primary][0], "ci_high": spans[primary][1]}
+    return out
+
+
+_KEYS = {"exact_match": "correct", "f1": "f1", "closed": "closed"}
+
+
+def _predictions(model: Any, examples: Sequence[InfillExample], max_new_tokens: int, batch_size: int
+                 ) -> list[dict[str, Any]]:
+    """One row per passage: the filled words, exact match and F1 against the removed words, and whether
+    the answer was written in the denoising format (`closed`)."""
+    first, closing = model.vocab.sentinel_ids[:2]
+    filled = model.infill_detailed([e.text for e in examples], mode="nlu", max_new_tokens=max_new_tokens,
+                                   batch_size=batch_size)
+    rows = []
+    for ex, samples in zip(examples, filled):
+        spans, ids = samples[0].spans, list(samples[0].token_ids)
+        prediction = spans[0] if spans else ""
+        correct, f1 = squad_scores(prediction, [ex.answer])
+        rows.append({"id": ex.id, "prompt": ex.text, "output": prediction, "reference": ex.answer,
+                     "correct": bool(correct), "f1": float(f1),
+                     "closed": bool(ids) and ids[0] == first and closing in ids})
+    return rows
 
 
 def _fitting(model: Any, examples: Sequence[InfillExample], max_new_tokens: int, too_long: str

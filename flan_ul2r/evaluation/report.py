@@ -18,8 +18,9 @@ from flan_ul2r.evaluation.runner import TaskResult
 
 
 def example_scores(rows: Sequence[dict[str, Any]], metric: str) -> np.ndarray:
-    """Each prediction row's score in percent: 100 x its F1 for `f1`, else 100 x `correct`."""
-    key = "f1" if metric == "f1" else "correct"
+    """Each prediction row's score in percent: 100 x its F1 for `f1`, its `closed` flag for `closed`
+    (evaluation/infilling.py), else 100 x `correct`."""
+    key = metric if metric in ("f1", "closed") else "correct"
     return 100.0 * np.asarray([float(r[key]) for r in rows], np.float64)
 
 

@@ -124,7 +124,7 @@ def _heldout_text_results(lm: Any, cfg: EvalStageConfig, out: epath.Path) -> dic
     for task, part in parts:
         merged["benchmarks"].update(part["benchmarks"])
         for name, summary in part["tasks"].items():
-            predictions = out / task / "predictions" / f"{name}.jsonl"
+            predictions = out / task / "predictions" / f"{summary.get('file', name)}.jsonl"
             merged["tasks"][name] = {**summary, "predictions": str(predictions)}
     return merged
 

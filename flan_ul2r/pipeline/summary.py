@@ -12,15 +12,20 @@ LABELS = {"base": "base", "ul2r": "+UL2R", "flan": "+Flan", "flan_ul2r": "+UL2R+
 CLAIMS = (("flan", "base", "Heldin", "Flan should teach the tasks it trains on"),
           ("flan", "base", "Heldout", "Flan should lift held-out tasks (Chung et al. 2022, section 2.3)"),
           ("flan_ul2r", "flan", "Heldout", "Flan-U should beat Flan (Table 5 there: 59.1 vs 58.4 at 540B)"),
+          ("ul2r", "base", "Infilling-Closed", "UL2R should make the model answer a blank in the denoising "
+           "format (Tay et al. 2022, section 4)"),
           ("ul2r", "base", "Infilling", "UL2R should make infilling work (Tay et al. 2022, section 4)"),
           ("ul2r", "base", "LM-Loss", "UL2R should cost little causal-LM quality (U-PaLM section 3: no "
            "regression)"))
 
 
+SINGLE_ROWS = ("Infilling", "Infilling-Closed", "LM-Loss")
+
+
 def headline(comparisons: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The rows the opening names: group averages (`Heldin-Avg`, `Heldout-Avg`) and single-row benchmarks
-    (`Infilling`, `LM-Loss`); per-style rows stay in the table. All rows when there are no such rows."""
-    top = [c for c in comparisons if c["metric"].endswith("-Avg") or c["metric"] in ("Infilling", "LM-Loss")]
+    (`SINGLE_ROWS`); per-style rows stay in the table. All rows when there are no such rows."""
+    top = [c for c in comparisons if c["metric"].endswith("-Avg") or c["metric"] in SINGLE_ROWS]
     return top or list(comparisons)
 
 
