@@ -75,5 +75,8 @@ class _Echo:
 
         self.vocab, self.max_length = get_vocabulary("byte"), 4096
 
-    def infill_batch(self, texts, **kwargs):
-        return [[["x"]] for _ in texts]
+    def infill_detailed(self, texts, **kwargs):
+        from flan_ul2r.decoding.loaded_model import Infilled
+
+        s0, s1 = self.vocab.sentinel_ids[:2]
+        return [[Infilled(["x"], [s0, *self.vocab.encode("x"), s1])] for _ in texts]
