@@ -52,10 +52,6 @@ def infill_prompt(vocab: Any, text: str, mode: str | None) -> tuple[list[int], l
     if not found and mode in APPEND_SENTINEL_MODES:
         ids.append(sentinels[0])
         found = [sentinels[0]]
-    elif found and mode in APPEND_SENTINEL_MODES and ids[-1] not in order:
-        following = max(order[s] for s in found) + 1  # the text goes on after the passage: one more blank
-        if following < len(sentinels):
-            ids.append(sentinels[following])
     if not found:
         raise ValueError(f"infill: the prompt {text[:80]!r} has no sentinel (<extra_id_0>, ...) where a span "
                          f"should go (only modes {APPEND_SENTINEL_MODES} append one)")
@@ -64,6 +60,8 @@ def infill_prompt(vocab: Any, text: str, mode: str | None) -> tuple[list[int], l
                          "<extra_id_0>, <extra_id_1>, ... in order")
     after_last = max(order[s] for s in found) + 1
     stops = [[sentinels[after_last]]] if after_last < len(sentinels) else []
+    if mode in APPEND_SENTINEL_MODES and ids[-1] not in order and stops:
+        ids.append(sentinels[after_last])  # the text goes on after the passage: one more blank
     return ids, found, stops
 
 
