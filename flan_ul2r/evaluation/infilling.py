@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flan_ul2r import fs
-from flan_ul2r.evaluation.metrics import mean_percent, squad_normalize, squad_scores
+from flan_ul2r.evaluation.metrics import squad_normalize, squad_scores
 from flan_ul2r.evaluation.report import example_scores, score_interval
 
 WINDOW_WORDS = 24
@@ -111,8 +111,9 @@ def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir
     out: dict[str, Any] = {"benchmarks": {}, "tasks": {}}
     for task, benchmark, metrics in (("infilling", BENCHMARK, ("exact_match", "f1")),
                                      ("infilling_closed", CLOSED_BENCHMARK, ("closed",))):
-        scores = {m: mean_percent(r[_KEYS[m]] for r in rows) for m in metrics}
-        spans = {m: list(score_interval([example_scores(rows, m)], m)) for m in metrics}
+        values = {m: example_scores(rows, m) for m in metrics}  # percent per passage
+        scores = {m: float(v.mean()) for m, v in values.items()}
+        spans = {m: list(score_interval([v], m)) for m, v in values.items()}
         primary = metrics[0]
         out["tasks"][task] = {"benchmark": benchmark, "metrics": scores, "primary_metric": primary,
                               "score": scores[primary], "intervals": spans, **common}
@@ -120,9 +121,6 @@ def evaluate_infilling(model: Any, examples: Sequence[InfillExample], *, out_dir
                                         "aggregate": "micro", "tasks": 1, "count": len(rows), "n": len(rows),
                                         "ci_low": spans[primary][0], "ci_high": spans[primary][1]}
     return out
-
-
-_KEYS = {"exact_match": "correct", "f1": "f1", "closed": "closed"}
 
 
 def _predictions(model: Any, examples: Sequence[InfillExample], max_new_tokens: int, batch_size: int
