@@ -256,6 +256,26 @@ def test_a_signal_before_the_first_step_stops_at_once_after_it_only_flags():
     assert signal.getsignal(signal.SIGTERM) is previous  # the handlers are put back
 
 
+def test_a_start_up_signal_swallowed_by_a_destructor_still_stops_before_the_first_step():
+    """CPython runs a signal handler wherever the main thread is: inside a `__del__` its exception is
+    printed ("Exception ignored in") and the start-up goes on; the loop must still not train step 1."""
+    from flan_ul2r.training.preemption import Preempted, watching
+
+    class SignalledWhileCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # the handler runs here, and its Preempted is swallowed
+
+    with watching() as watcher:
+        watcher.next_step = 1
+        obj = SignalledWhileCollected()
+        del obj  # "Exception ignored in ... Preempted: SIGTERM: preempted before step 1"
+        assert watcher.signal_name == "SIGTERM" and not watcher.training
+        with pytest.raises(Preempted, match="SIGTERM: preempted before step 1: nothing to save"):
+            watcher.begin_training()
+        assert not watcher.training
+
+
 def _child(model_dir, *extra, env=None):
     args = ["--gin_file=gin/runs/train.gin", "--gin_file=gin/models/tiny.gin",
             "--gin.MIXTURE_OR_TASK_NAME=toy_ul2r", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 32}",

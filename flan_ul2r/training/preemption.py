@@ -97,7 +97,12 @@ class PreemptionWatcher:
             raise Preempted(self.signal_name, next_step)
 
     def begin_training(self) -> None:
-        """From now on a signal lets the current step finish and be saved."""
+        """From now on a signal lets the current step finish and be saved. A signal noted during start-up
+        stops here: its Preempted may have been raised where Python only prints it and goes on (a
+        `__del__`, a weakref or garbage-collector callback: "Exception ignored in ..."), and the first
+        step must not be trained and saved as if nothing had come."""
+        if self.signal_name is not None and not self.training:
+            raise Preempted(self.signal_name, self.next_step)
         self.training = True
 
     def reached(self, step: int) -> bool:
