@@ -34,6 +34,7 @@ def hf_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_load_model_from_hf_dir_matches_transformers(hf_dir):
     import torch
     import transformers
@@ -95,6 +96,7 @@ def test_imported_checkpoint_grows_vocab_and_trains(hf_dir, tmp_path):
                          "task_feature_lengths": {"inputs": 32, "targets": 32}}))
 
 
+@pytest.mark.slow
 def test_export_keeps_appended_tokens_and_round_trips(hf_dir, tmp_path):
     import torch
     import transformers

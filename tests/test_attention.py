@@ -55,6 +55,7 @@ def _case(rng, b, length, h, kv, d, sliding_window=None):
     (2, 40, 2, 1, 8, 256, None, None, None),  # one block shorter than BLOCK
     (2, 90, 4, 2, 8, 32, 12, 0.6, 1.5),  # Gemma 2: own scale, soft-capped scores (binding), window
 ])
+@pytest.mark.slow
 def test_blocked_attention_matches_brute_force_forward_and_gradients(b, length, h, kv, d, block, window,
                                                                       scale, cap):
     rng = np.random.default_rng(length)
@@ -97,6 +98,7 @@ def test_hidden_key_blocks_are_skipped():
     np.testing.assert_array_equal(hi, [1, 2, 3, 0])
 
 
+@pytest.mark.slow
 def test_implementations_agree_and_bad_names_are_rejected():
     rng = np.random.default_rng(0)
     q, k, v, mask = _case(rng, 2, 48, 4, 2, 8)
@@ -108,6 +110,7 @@ def test_implementations_agree_and_bad_names_are_rejected():
         dot_product_attention(q, k, v, mask, "flash")
 
 
+@pytest.mark.slow
 def test_model_logits_do_not_depend_on_the_attention_implementation():
     """A packed prefix-LM batch longer than one block (BLOCK=256) through the whole decoder."""
     rng = np.random.default_rng(3)

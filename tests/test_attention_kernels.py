@@ -68,6 +68,7 @@ def _compare(fn, ref, q, k, v, cot, atol_out=2e-5, atol_grad=5e-5):
     return got
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prefix_lm,window,h,kv", [
     (False, None, 4, 2),  # packed causal LM, GQA: lazy causal mask + segment ids
     (True, None, 4, 2),  # packed prefix-LM: dynamic mask
@@ -82,6 +83,7 @@ def test_splash_equals_xla_forward_and_gradients(prefix_lm, window, h, kv):
     assert not np.asarray(got)[-1, 120:].any()  # padding rows: zeros
 
 
+@pytest.mark.slow
 def test_splash_logit_soft_cap_equals_a_dense_reference():
     """Gemma 2's soft-capping, c * tanh(logits / c) (Gemma Team 2024, "Gemma 2", section 2), on the scaled
     logits; the reference is a dense softmax written here."""
@@ -98,6 +100,7 @@ def test_splash_logit_soft_cap_equals_a_dense_reference():
     _compare(lambda *a: splash_attention(*a, mask, logit_softcap=cap, block=BLOCK), dense, q, k, v, cot)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kv", [2, 1], ids=["kv_heads_split", "kv_heads_repeated"])
 def test_splash_sharded_over_batch_and_heads_equals_one_device(kv):
     """Under an 8-device mesh (batch over data x fsdp = 4, heads over tensor = 2) the kernel runs per shard
@@ -117,6 +120,7 @@ def test_splash_sharded_over_batch_and_heads_equals_one_device(kv):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=5e-5)
 
 
+@pytest.mark.slow
 def test_model_with_splash_equals_xla_logits_and_gradients_under_remat():
     """The whole decoder (scanned layers, `save_attention` remat: splash's residuals by name) on a packed
     prefix-LM batch: logits and parameter gradients as with XLA attention."""
@@ -146,6 +150,7 @@ def test_model_with_splash_equals_xla_logits_and_gradients_under_remat():
                                    err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prefix_lm,window", [(False, None), (False, 50), (True, None)])
 def test_cudnn_arguments_mean_the_same_mask(prefix_lm, window):
     """No GPU here: the cuDNN call's arguments (mask, is_causal, local_window_size) run through XLA's

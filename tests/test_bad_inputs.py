@@ -315,6 +315,7 @@ STARTS_A_PROCESS = {"process killed (SIGKILL) in the middle of a checkpoint save
 PROCESS_MARKS = [pytest.mark.subprocess, pytest.mark.slow]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(n, marks=PROCESS_MARKS * (n in STARTS_A_PROCESS))
                                   for n in CASES])
 def test_bad_input_gives_a_clear_message(name, tmp_path_factory):

@@ -18,6 +18,7 @@ def test_help_lists_every_verb(capsys):
         assert verb in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", list(cli.VERBS))
 def test_every_verb_has_help_with_usage_and_an_example(verb, capsys):
     try:
@@ -78,6 +79,7 @@ def test_split_gin_args_takes_both_spellings():
     assert rest == ["--other", "v"]
 
 
+@pytest.mark.slow
 def test_missing_gin_file_names_it_and_exits_2(tmp_path, capsys):
     from flan_ul2r.cli import main
     from flan_ul2r.errors import ConfigError

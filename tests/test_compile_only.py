@@ -35,6 +35,7 @@ def _compile(tmp_path, capsys, *extra):
     return rc, out, err
 
 
+@pytest.mark.slow
 def test_local_devices_report(tmp_path, capsys):
     rc, out, err = _compile(tmp_path, capsys, "--gin_file=gin/partitioning/fsdp.gin")
     assert rc == 0, err
@@ -84,6 +85,7 @@ def test_report_over_hbm_fails_with_the_numbers(capsys):
     assert report.tokens_per_second_per_chip(0.4) == pytest.approx(2048 / report.step_seconds(0.4))
 
 
+@pytest.mark.slow
 def test_libtpu_refusing_a_program_over_hbm_names_both_sizes(tmp_path, capsys):
     # 65536 sequences of 256 tokens on one v5e chip (16 GiB): float32 logits over the 512-token vocabulary
     # alone are 32 GiB.

@@ -56,6 +56,7 @@ def _ours(cfg, params, tokens, segment_ids=None):
     return np.asarray(Decoder(cfg).apply({"params": params}, jnp.asarray(tokens, jnp.int32), **kw))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_logits_match_transformers(family, tmp_path):
     model = _save_tiny(family, tmp_path / "hf")
@@ -131,6 +132,7 @@ def test_bad_inputs_name_what_is_wrong(tmp_path):
         load_hf_params(tmp_path / "shard")
 
 
+@pytest.mark.slow
 def test_cli_import_check_and_export(tmp_path, capsys):
     from flan_ul2r import cli
 

@@ -69,6 +69,7 @@ def _forward(cfg):
     return _FORWARDS[cfg]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("prefix_lm", [False, True])
 def test_cached_decoding_equals_full_recomputation(name, prefix_lm):
@@ -94,6 +95,7 @@ def test_cached_decoding_equals_full_recomputation(name, prefix_lm):
         assert np.abs(out.logits[1, 0] - causal[0]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_batching_and_sorting_do_not_change_results(model):
     """generate_batch groups prompts by length into padded batches; every prompt still gets the tokens
     of its own unpadded recomputation, whatever the batch size."""
@@ -121,6 +123,7 @@ def _support(logits, temperature, top_k, top_p):
     return kept, q / q.sum()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 3, 1.0), (1.0, 0, 0.6),
                                                        (1.3, 4, 0.8), (1.0, 1, 1.0)])
 def test_filters_and_sampling_match_brute_force(temperature, top_k, top_p):
@@ -139,6 +142,7 @@ def test_filters_and_sampling_match_brute_force(temperature, top_k, top_p):
     np.testing.assert_array_less(np.abs(freq - probs), 5 * np.sqrt(probs * (1 - probs) / n) + 1e-9)
 
 
+@pytest.mark.slow
 def test_top_k_1_is_greedy_and_seeds_reproduce(model):
     greedy = model.generate_batch(PROMPTS, max_new_tokens=N, stop_at_eos=False)
     top1 = model.generate_batch(PROMPTS, max_new_tokens=N, stop_at_eos=False, temperature=1.0, top_k=1)
@@ -167,6 +171,7 @@ def test_stop_sequences_cut_the_text_and_the_ids(model):
     assert by_id == full[:next(j for j in range(len(full)) if full[j:j + 2] == seq)]
 
 
+@pytest.mark.slow
 def test_eos_ends_a_row(model):
     """With the EOS id set to the first greedy token of prompt 0, that row stops at once; others go on."""
     greedy = model.generate_batch(PROMPTS, max_new_tokens=N, stop_at_eos=False)
@@ -185,6 +190,7 @@ def test_eos_ends_a_row(model):
         assert got[0] == (w[:w.index(eos)] if eos in w else w)
 
 
+@pytest.mark.slow
 def test_sharded_decoding_and_scoring_equal_one_device(model):
     contexts = [model.encode_prompt("The quick"), model.encode_prompt("brown")]
     continuations = [model.tokenize(" fox"), model.tokenize(" dog jumps")]
@@ -202,6 +208,7 @@ def test_sharded_decoding_and_scoring_equal_one_device(model):
                                        [s for s, _ in one_scores], rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prefix_lm", [False, True])
 def test_score_is_the_sum_of_log_softmax_of_a_plain_forward(model, prefix_lm):
     contexts = [[0, 40, 41, 42, 43], [0, 50], [0, 60, 61, 62]]
@@ -220,6 +227,7 @@ def test_score_is_the_sum_of_log_softmax_of_a_plain_forward(model, prefix_lm):
     assert model.score([contexts[0]], [[first]], prefix_lm=prefix_lm)[0][1]
 
 
+@pytest.mark.slow
 def test_errors_name_what_is_wrong(model, tmp_path):
     with pytest.raises(ValueError, match=r"prompt 1: 60 tokens \+ max_new_tokens 8 = 68 > the model's "
                                          r"max_length 64"):
@@ -243,6 +251,7 @@ def test_errors_name_what_is_wrong(model, tmp_path):
         bare.complete(["hello"])
 
 
+@pytest.mark.slow
 def test_train_info_sets_max_length_and_encoding(model, tmp_path):
     extra = {"vocab": VOCAB.describe(), "train_info": {"prefix_lm": True, "sequence_length": 48},
              "hf_config": {"max_position_embeddings": 4096}}

@@ -29,6 +29,7 @@ def _hf_model(kind: str, directory):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["llama", "mistral"])
 def test_greedy_equals_transformers_generate(kind, tmp_path):
     import torch

@@ -79,6 +79,7 @@ def memorised(tmp_path_factory):
     return load_model(directory), directory
 
 
+@pytest.mark.slow
 def test_infill_returns_the_memorised_spans(memorised):
     m, _ = memorised
     assert isinstance(m, LoadedModel) and m.prefix_lm and m.max_length == LENGTH
@@ -92,6 +93,7 @@ def test_infill_returns_the_memorised_spans(memorised):
         [["brown"]], [["jumps", "the"]]]
 
 
+@pytest.mark.slow
 def test_complete_continues_the_prefix(memorised):
     m, _ = memorised
     assert m.complete(["The quick brown", "The quick brown fox jumps"], mode="s2s", max_new_tokens=30) == [
@@ -100,6 +102,7 @@ def test_complete_continues_the_prefix(memorised):
         [" fox jumps "]]
 
 
+@pytest.mark.slow
 def test_scoring_ranks_the_memorised_span_first(memorised):
     m, _ = memorised
     s0, s1 = VOCAB.sentinel_ids[:2]

@@ -23,6 +23,7 @@ def denoise_many(d: Denoiser, chunks: list[np.ndarray], seed: int = 0) -> list[d
     return list(ds.as_numpy_iterator())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", ALL, ids=lambda d: d.name)
 def test_reconstruction_exact(d):
     rng = np.random.default_rng(1)
@@ -72,6 +73,7 @@ def span_stats(d: Denoiser, length: int, n: int, seed: int = 0) -> tuple[float, 
 SPAN = [d for d in ALL if d.kind == "span"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", SPAN, ids=lambda d: d.name)
 def test_density_and_mean_span_length_at_512(d):
     """UL2 section 3.1.2: mu is the mean span length. Unbiased rounding meets it within 2% at 512,
@@ -119,6 +121,7 @@ def max_example_length(d: Denoiser, n: int) -> int:
     return mode + n + 2 * min(max(spans, 1), noise, max(n, 2) - noise) + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", ALL, ids=lambda d: d.name)
 @pytest.mark.parametrize("total", [16, 97, 512, 2048])
 def test_raw_length_is_largest_that_fits(d, total):

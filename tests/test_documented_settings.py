@@ -85,6 +85,7 @@ def test_concatenate_and_separator_shape_the_lm_chunks(corpus):
     assert inner_eos(rows("lm", corpus, "ul2r_options.separator = False", inputs=0)) == 0
 
 
+@pytest.mark.slow
 def test_flan_style_mixes_and_rates_reach_the_flan_mixture():
     """`flan_mixture.style_mixes` replaces the per-family style mix; `flan_mixture.rates` the family rates."""
     families = ("muffin", "t0sf", "niv2")

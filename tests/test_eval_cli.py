@@ -91,6 +91,7 @@ def heldout_run(tmp_path_factory):
     return rc, stdout.getvalue(), path, seen
 
 
+@pytest.mark.slow
 def test_eval_verb_writes_results(heldout_run):
     rc, stdout, tmp_path, _ = heldout_run
     assert rc == 0
@@ -128,6 +129,7 @@ def test_eval_scores_the_data_side_eval_prompts(heldout_run):
     assert styles == {"zs", "fs", "cot", "rank"}
 
 
+@pytest.mark.slow
 def test_eval_help_and_bad_inputs(tmp_path, capsys, monkeypatch):
     assert cli_main(["eval", "--help"]) == 0
     assert "examples:" in capsys.readouterr().out
@@ -174,6 +176,7 @@ class SmokeSized(ScriptedModel):
         return [self.vocab.bos_id] + self.tokenize(text)
 
 
+@pytest.mark.slow
 def test_the_readme_eval_example_runs_on_the_readme_smoke_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(flan_ul2r, "load_model",
                         lambda path, dtype="float32": SmokeSized(answer, max_length=256, prefix_lm=True,
@@ -192,6 +195,7 @@ def test_the_readme_eval_example_runs_on_the_readme_smoke_checkpoint(tmp_path, m
     assert "Heldout-ZS" in res["benchmarks"]
 
 
+@pytest.mark.slow
 def test_too_long_budget_split_and_styles_are_eval_settings(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(flan_ul2r, "load_model",
                         lambda path, dtype="float32": SmokeSized(answer, max_length=1010, prefix_lm=True))

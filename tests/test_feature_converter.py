@@ -124,6 +124,7 @@ def seqio_rows(examples, length, pack):
     return list(seqio.PrefixLMFeatureConverter(pack=pack)(ds, half).as_numpy_iterator())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pack", [True, False])
 def test_matches_seqio_prefix_lm_converter(pack):
     examples = random_examples(25, 3, max_in=30, max_t=30)  # inputs, targets each <= length / 2

@@ -54,6 +54,7 @@ def test_held_out_tasks_never_in_the_training_mixture():
     assert train == {f"flan_{t.name}" for t in SUITE if not t.held_out}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", SUITE, ids=lambda t: t.name)
 def test_registered_train_and_validation_splits_are_disjoint(task):
     renderer = it.get_renderer(f"flan_{task.name}")
@@ -61,6 +62,7 @@ def test_registered_train_and_validation_splits_are_disjoint(task):
     assert len(validation) == 200 and not {item_key(e) for e in train} & {item_key(e) for e in validation}
 
 
+@pytest.mark.slow
 def test_family_shares_follow_the_paper(draws):
     # Chung et al. 2022 Table 23, Proportion B: Muffin 46.0, T0-SF 27.9, NIV2 24.2, CoT 1.8 (percent)
     paper = {"muffin": 46.0, "t0sf": 27.9, "niv2": 24.2, "cot": 1.8}
@@ -202,6 +204,7 @@ def test_packed_flan_batch_has_no_loss_on_inputs():
         assert not b["decoder_loss_weights"][b["decoder_segment_ids"] == 0].any()
 
 
+@pytest.mark.slow
 def test_inspect_2000_rows_show_cot_only_from_cot_tasks_near_the_configured_rate(capsys):
     from flan_ul2r import cli
 

@@ -19,6 +19,7 @@ def _inputs(b=3, length=37, e=16, v=50, seed=0):
     return x, kernel, targets, weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_tokens", [8, 10_000])  # many padded chunks / a single chunk
 @pytest.mark.parametrize("z_loss,softcap", [(0.0, None), (0.1, None), (0.1, 2.0)])
 def test_sums_and_gradients_match_dense_logits(monkeypatch, chunk_tokens, z_loss, softcap):

@@ -18,6 +18,7 @@ def _suite_task(name):
     return next(t for t in SUITE if t.name == name)
 
 
+@pytest.mark.slow
 def test_the_flan_mixture_holds_nothing_of_the_held_out_tasks():
     checked = check_heldout_leakage("flan", num_examples=1500, lengths=LENGTHS)
     assert checked["examples"] == 1500 and checked["fingerprints"] > 100
@@ -38,6 +39,7 @@ def registered():
         remove_member(name)
 
 
+@pytest.mark.slow
 def test_a_held_out_template_in_the_mixture_fails_the_check(registered):
     held_out = _suite_task("add_three")
     rng = random.Random(0)
@@ -50,6 +52,7 @@ def test_a_held_out_template_in_the_mixture_fails_the_check(registered):
         check_heldout_leakage("flan", num_examples=600, lengths=LENGTHS)
 
 
+@pytest.mark.slow
 def test_held_out_items_under_a_new_template_fail_the_check(registered):
     items = generate(_suite_task("multi_step_arithmetic"), 200, "validation")
     registered.append("leaky_items")

@@ -103,6 +103,7 @@ def test_config_reads_the_family(arch):
     assert cfg.nope_layers == ((1, 3) if name == "smollm3" else ())
 
 
+@pytest.mark.slow
 @pytest.mark.parity
 def test_logits_match_transformers_past_the_window(arch):
     name, model, _, ours = arch
@@ -161,6 +162,7 @@ def test_packed_prefix_lm_keeps_the_window_rule(arch):
                       - ref).max() > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parity
 def test_greedy_generation_equals_transformers_past_the_window(arch):
     """Left-padded prompts of two lengths, 70 new tokens (well past the window: windowed layers decode from
@@ -190,6 +192,7 @@ def test_greedy_generation_equals_transformers_past_the_window(arch):
     assert width + NEW_TOKENS > 4 * W
 
 
+@pytest.mark.slow
 @pytest.mark.parity
 @pytest.mark.parametrize("arch", ["gemma2", "phi3"], indirect=True)
 def test_scores_are_transformers_log_probabilities(arch):

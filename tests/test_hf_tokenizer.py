@@ -79,6 +79,7 @@ def test_hf_bpe_vocabulary_exports_its_tokenizer_with_the_appended_tokens(tmp_pa
     _check(tmp_path / "out", vocab)
 
 
+@pytest.mark.slow
 def test_export_of_a_byte_model_loads_model_and_tokenizer(tmp_path):
     """The whole `export-hf` of a byte-vocabulary checkpoint: AutoTokenizer and AutoModelForCausalLM load it,
     and transformers' logits of an encoded prompt equal ours."""

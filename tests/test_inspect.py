@@ -22,6 +22,7 @@ def run(capsys, *args):
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
+@pytest.mark.slow
 def test_rows_reconstruct_and_carry_strings(capsys):
     rows = run(capsys, "--task", "inspecttoy", "--num", "12", "--seed", "3", "--sequence_length", "256")
     assert len(rows) == 12
@@ -37,6 +38,7 @@ def test_rows_reconstruct_and_carry_strings(capsys):
     assert other != rows
 
 
+@pytest.mark.slow
 def test_single_task_and_packed(capsys):
     rows = run(capsys, "--task", "inspecttoy_x_3_50", "--num", "3", "--sequence_length", "128")
     assert all(r["denoiser"] == "x_3_50" for r in rows)
@@ -48,6 +50,7 @@ def test_single_task_and_packed(capsys):
         assert all(w == 0 for w, s in zip(r["decoder_loss_weights"], r["decoder_segment_ids"]) if s == 0)
 
 
+@pytest.mark.slow
 def test_errors_name_the_problem(capsys):
     assert main(["inspect", "--task", "ul2r_tpyo"]) == 2  # the same "did you mean" as train and eval
     err = capsys.readouterr().err
@@ -58,6 +61,7 @@ def test_errors_name_the_problem(capsys):
     assert main(["inspect"]) == 2
 
 
+@pytest.mark.slow
 def test_default_ul2r_mixture_on_the_default_corpus(capsys):
     """The README's main command, on the stdlib docstring corpus with the ByteVocabulary."""
     rows = run(capsys, "--task", "ul2r", "--num", "8", "--sequence_length", "512")
@@ -67,6 +71,7 @@ def test_default_ul2r_mixture_on_the_default_corpus(capsys):
         assert len(r["inputs"]) + len(r["targets"]) <= 512 and r["targets_text"]
 
 
+@pytest.mark.slow
 def test_vocab_flag_prints_describe(capsys):
     (row,) = run(capsys, "--vocab", "byte")
     vocab = vocabularies.get_vocabulary("byte")
@@ -74,6 +79,7 @@ def test_vocab_flag_prints_describe(capsys):
     assert {m: v["id"] for m, v in row["mode_tokens"].items()} == vocab.mode_token_ids
 
 
+@pytest.mark.slow
 def test_byte_vocabulary_text_round_trip(capsys):
     """Real ByteVocabulary + real prose: undoing the denoising gives back the original text."""
     vocab = vocabularies.get_vocabulary("byte")

@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 import flan_ul2r
 from flan_ul2r.models.config import preset
@@ -63,6 +64,7 @@ def test_the_trainer_restores_the_whole_old_state():
     assert restored == saved
 
 
+@pytest.mark.slow
 def test_the_old_run_resumes_at_step_3(tmp_path):
     old = tmp_path / "old"
     shutil.copytree(FIXTURE, old)

@@ -69,6 +69,7 @@ def logprob(context: str, continuation: str) -> float:
     return -float(len(continuation.encode()))        # rolling: -1 per byte (byte vocabulary)
 
 
+@pytest.mark.slow
 def test_lm_eval_runs_local_tasks_end_to_end(tmp_path):
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -102,6 +103,7 @@ def test_context_longer_than_the_model_is_an_error():
         lm.loglikelihood([req])
 
 
+@pytest.mark.slow
 def test_cli_registers_the_model(tmp_path):
     from flan_ul2r.main.lm_eval_cli import main
 

@@ -39,6 +39,7 @@ def assert_same(a, b):
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shard", [(0, 1), (1, 2)])
 def test_resume_gives_exactly_the_uninterrupted_batches(names, shard):
     s, n = shard
@@ -51,6 +52,7 @@ def test_resume_gives_exactly_the_uninterrupted_batches(names, shard):
     assert_same(first + batches(resumed, 4), full)
 
 
+@pytest.mark.slow
 def test_seed_determinism(names):
     a = batches(make_train_iterator(names[0], LENGTHS, 2, seed=1), 2)
     b = batches(make_train_iterator(names[0], LENGTHS, 2, seed=1), 2)
@@ -71,6 +73,7 @@ def test_shards_split_an_epoch_without_overlap(names):
     assert single[:13] != single[13:], "a new permutation every epoch"
 
 
+@pytest.mark.slow
 def test_mixture_shares_and_examples(names):
     it = make_train_iterator(names[0], LENGTHS, 1, seed=9, with_strings=True)
     rows = list(islice(it.examples(), 8000))
@@ -98,6 +101,7 @@ def test_bad_state_and_names(names):
         make_train_iterator(names[0], LENGTHS, 1, seed=0, split="test")
 
 
+@pytest.mark.slow
 def test_each_example_is_the_tasks_seekable_example(names):
     import tensorflow as tf
 

@@ -35,6 +35,7 @@ def test_mask_matches_brute_force(window):
                 assert got[b, q, k] == ok, (b, q, k)
 
 
+@pytest.mark.slow
 def test_prefix_flag_targets_never_reach_inputs_and_inputs_see_ahead(params):
     rng = np.random.default_rng(1)
     tokens = rng.integers(3, 100, size=(1, 12))
@@ -56,6 +57,7 @@ def test_prefix_flag_targets_never_reach_inputs_and_inputs_see_ahead(params):
     np.testing.assert_allclose(causal_base[0, :4], causal_after[0, :4], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_packed_batch_gives_the_unpacked_per_example_losses(params):
     rng = np.random.default_rng(2)
     a, b = rng.integers(3, 100, size=7), rng.integers(3, 100, size=5)
@@ -78,6 +80,7 @@ def test_packed_batch_gives_the_unpacked_per_example_losses(params):
         np.testing.assert_allclose(got[i], float(loss), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_loss_is_per_target_token_with_z_loss():
     logits = jnp.asarray(np.random.default_rng(3).normal(size=(2, 5, 11)), jnp.float32)
     targets = jnp.asarray(np.random.default_rng(4).integers(0, 11, size=(2, 5)))
@@ -92,6 +95,7 @@ def test_loss_is_per_target_token_with_z_loss():
     assert float(aux["num_tokens"]) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", [
     dict(parallel_block=True, num_kv_heads=1, tie_embeddings=True),
     dict(mlp_activation="gelu_tanh", norm_scale_offset=1.0, embed_scale=True, tie_embeddings=True),
@@ -103,6 +107,7 @@ def test_family_switches_build_and_count_params(family):
     assert sum(x.size for x in jax.tree.leaves(v)) == cfg.num_params()
 
 
+@pytest.mark.slow
 def test_scanned_and_unrolled_layers_share_params_and_logits(params):
     """scan_layers only changes how the layer loop runs: the same stacked parameter tree, the same logits."""
     unrolled, scanned = CFG.replace(scan_layers=False), CFG.replace(scan_layers=True)

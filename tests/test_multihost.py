@@ -50,6 +50,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_fed_both_shards(tmp_path):
     script = WORKER.format(root=str(ROOT), steps=STEPS, model=MODEL, opt=OPT, mesh=MESH)
     addr = f"127.0.0.1:{_free_port()}"
@@ -99,6 +100,7 @@ PREEMPTED_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_host_stops_both_at_the_same_saved_step(tmp_path):
     """JAX's preemption sync point: only host 1 gets SIGTERM; both hosts save the same step and stop."""
     import signal

@@ -49,6 +49,7 @@ def numpy_loss(params, batches) -> float:
     return total / count
 
 
+@pytest.mark.slow
 def test_validation_loss_every_period(tmp_path):
     run(config(tmp_path, "flan_add_two", eval_period=1, eval_batches=2))
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

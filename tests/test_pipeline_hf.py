@@ -63,6 +63,7 @@ def pipeline_dir(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_imported_qwen3_runs_the_pipeline_and_exports_what_transformers_loads(pipeline_dir):
     import torch
     import transformers

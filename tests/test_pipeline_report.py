@@ -62,6 +62,7 @@ def _tiny_config():
                        d_ff=16)
 
 
+@pytest.mark.slow
 def test_every_cell_carries_n_and_its_interval(report):
     _, _, rep = report
     on_disk = json.loads(json.dumps(rep))

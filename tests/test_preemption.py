@@ -63,6 +63,7 @@ def _steps(model_dir):
     return sorted(int(p.name) for p in (model_dir / "checkpoints").iterdir() if p.name.isdigit())
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_step_reached_and_resume_is_bit_identical(tmp_path):
     cache = tmp_path / "jax_cache"
     straight, preempted = tmp_path / "straight", tmp_path / "preempted"

@@ -11,6 +11,7 @@ from flan_ul2r.training.prefetch import DevicePrefetcher
 from tests._train_toy import LENGTHS, register_toy_mixture
 
 
+@pytest.mark.slow
 def test_each_batch_carries_the_position_after_it_and_resuming_there_continues_exactly():
     name = register_toy_mixture()
     straight = make_train_iterator(name, LENGTHS, 4, seed=3)

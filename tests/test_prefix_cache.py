@@ -42,6 +42,7 @@ def model(request):
     return _model(request.param)
 
 
+@pytest.mark.slow
 def test_mmlu_rank_scores_equal_the_plain_path(model):
     examples = mmlu.load(FIX / "mmlu", "abstract_algebra", split="val", num_shots=3)  # short: one length
     contexts = [model.encode_prompt(ex.prompt) for ex in examples for _ in mmlu.LETTERS]
@@ -55,6 +56,7 @@ def test_mmlu_rank_scores_equal_the_plain_path(model):
     assert [g for _, g in cached] == [g for _, g in plain]
 
 
+@pytest.mark.slow
 def test_bbh_cot_generations_are_identical():
     model = _model("llama_gqa")   # the suffix pass is the scoring test's, checked there on both models
     examples = bbh.load(FIX / "bbh", "boolean_expressions", cot=True)  # 3 queries behind CoT exemplars
@@ -82,6 +84,7 @@ def test_shared_length_is_the_common_prefix_short_of_the_shortest_prompt():
     assert [prefix_cache.prefix_bucket(n) for n in (5, 40, 900, 1025)] == [8, 40, 1024, 1280]
 
 
+@pytest.mark.slow
 def test_bfloat16_weights_decode_and_score_close_to_float32(tmp_path):
     from flan_ul2r.api import load_model
     from flan_ul2r.training import checkpoints

@@ -64,6 +64,7 @@ def denoised(docs, lengths, seed=0, **options):
     return list(out.as_numpy_iterator())
 
 
+@pytest.mark.slow
 def test_several_denoisers_in_one_task_follow_the_weights():
     # Equal-length documents: each goes to one denoiser with probability ~ weight x raw length, so the
     # share of *examples* is the weight. Tolerance: 4 standard deviations of that share for 3000

@@ -24,6 +24,7 @@ def operands():
     return x, kernel, w
 
 
+@pytest.mark.slow
 def test_float32_is_exactly_autodiff(operands):
     x, kernel, w = operands
     np.testing.assert_array_equal(output_logits(x, kernel), _reference(x, kernel))

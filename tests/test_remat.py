@@ -21,6 +21,7 @@ from flan_ul2r.training.trainer import Trainer
 NAMES = {"query_proj", "key_proj", "value_proj", "attention_out", "out_proj"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy,kept", [
     ("full", set()),
     ("save_qkv_proj", {"query_proj", "key_proj", "value_proj"}),
@@ -41,6 +42,7 @@ def test_policy_keeps_the_named_activations(policy, kept, capsys):
     assert saved & NAMES == kept
 
 
+@pytest.mark.slow
 def test_policies_do_not_change_the_gradients():
     rng = np.random.default_rng(0)
     tokens = jnp.asarray(rng.integers(3, 100, size=(2, 16)), jnp.int32)

@@ -56,6 +56,7 @@ def test_corpora_instruction_files_and_tokenizers_on_gcs():
         assert vocab.describe()["sentinels"]["count"] == 100
 
 
+@pytest.mark.slow
 def test_hf_export_and_import_through_gcs(tmp_path):
     cfg = preset("tiny", vocab_size=300, d_model=32, num_heads=4, num_kv_heads=2, head_dim=8, d_ff=64)
     boxed = Decoder(cfg).init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))["params"]

@@ -59,6 +59,7 @@ def _assert_run_files(run):
     assert {("train/loss", s) for s in range(1, 9)} <= logged
 
 
+@pytest.mark.slow
 def test_killed_run_resumed_on_gcs_is_bit_identical_to_a_straight_local_run(tmp_path, clean_local_dirs):
     whole = tmp_path / "whole"
     _run(whole, 8)  # straight, local

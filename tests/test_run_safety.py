@@ -202,6 +202,7 @@ def test_cloud_storage_lock_uses_generation_preconditions(tmp_path):
         assert store.names() == []
 
 
+@pytest.mark.slow
 def test_export_replaces_a_directory_whole_or_not_at_all_with_the_umask(base, tmp_path):
     from flan_ul2r.checkpoint_health import DamagedCheckpointError
     from flan_ul2r.convert.hf_export import export_hf

@@ -34,6 +34,7 @@ def _losses(model_dir):
     return {r["step"]: r["loss"] for r in rows}
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_on_a_plain_seqio_task_is_bit_identical(user_tasks, tmp_path):
     whole, part = tmp_path / "whole", tmp_path / "part"
     _run(whole, 6)

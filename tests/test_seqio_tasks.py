@@ -57,6 +57,7 @@ def test_plain_task_examples_are_the_files_lines(user_module):
         assert ex["task"] == b"my_prefix_lm" and ex["inputs_pretokenized"].decode() == q
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shard", [(0, 1), (1, 2)])
 def test_resume_on_the_seqio_path_gives_the_uninterrupted_batches(user_module, shard):
     s, n = shard
@@ -81,6 +82,7 @@ def test_hosts_read_disjoint_examples(user_module):
     assert len(a) > 50 and len(b) > 50 and not a & b  # 400 distinct lines, each host reads its half
 
 
+@pytest.mark.slow
 def test_resume_check_names_a_task_that_does_not_reproduce(user_module):
     it = make_train_iterator("my_mix", LENGTHS, 2, seed=1)
     batches(it, 2)
@@ -112,6 +114,7 @@ def raw_chunk_length(ex, vocab) -> int:
     return len(ex["inputs"]) + len(ex["targets"]) - 2 - 2 * spans
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("total", [512, 2048])
 def test_concatenation_fills_at_least_95_percent_of_examples(user_module, total):
     lengths = {"inputs": total // 2, "targets": total // 2}
@@ -124,6 +127,7 @@ def test_concatenation_fills_at_least_95_percent_of_examples(user_module, total)
         assert np.mean(full) >= 0.95, (name, total, np.mean(full))
 
 
+@pytest.mark.slow
 def test_get_dataset_works_for_every_builtin_task(user_module):
     # Every UL2R / UL2 / lm task on its own; the Flan tasks through their mixtures (seqio's
     # Mixture.get_dataset calls get_dataset of each of its tasks).
@@ -142,6 +146,7 @@ def run_inspect(capsys, *args):
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_inspect_prints_a_plain_task_and_a_mixture_with_a_builtin(user_module, capsys):
     code, out, _ = run_inspect(capsys, "--module", "my_tasks", "--task", "my_mix", "--num", "12",
                                "--sequence_length", "128")
@@ -151,6 +156,7 @@ def test_inspect_prints_a_plain_task_and_a_mixture_with_a_builtin(user_module, c
         assert r["targets_text"].endswith("</s>") and len(r["inputs"]) + len(r["targets"]) <= 128
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["--task", "my_no_targets"], r"task 'my_no_targets'.*lack 'targets'"),
     (["--task", "my_bad_mix"], r"vocabulary of feature '\w+' of task 'my_(other_vocab|prefix_lm)"),
@@ -174,6 +180,7 @@ def clean_gin():
         gin.clear_config()
 
 
+@pytest.mark.slow
 def test_unknown_module_is_named(capsys, clean_gin, tmp_path):
     code, _, err = run_inspect(capsys, "--module", "no_such_tasks_module", "--task", "ul2r")
     assert code == 2 and "--module='no_such_tasks_module': no module named 'no_such_tasks_module'" in err
@@ -181,6 +188,7 @@ def test_unknown_module_is_named(capsys, clean_gin, tmp_path):
     assert code == 2 and "MIXTURE_OR_TASK_MODULE='no_such_tasks_module'" in err
 
 
+@pytest.mark.slow
 def test_train_names_an_unknown_module(capsys, clean_gin, tmp_path):
     code = main(["train", "--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
                  f"--gin.MODEL_DIR={tmp_path}", "--gin.TRAIN_STEPS=1",

@@ -29,6 +29,7 @@ def project(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["my_prefix_lm", "my_mix"])
 def test_train_on_a_plain_seqio_task_and_a_mixture_with_a_builtin(project, name):
     model_dir = project / f"run_{name}"

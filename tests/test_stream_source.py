@@ -98,6 +98,7 @@ def test_batched_tokenization_equals_encode(files, tmp_path, spec):
     assert got == [list(vocab.encode(t)) for t in texts]
 
 
+@pytest.mark.slow
 def test_streamed_ul2r_tasks_train_through_the_seqio_path_and_resume(files):
     folder, _ = files
     corpus = corpus_for(f"jsonl:{folder}/part-*.jsonl", VOCAB, cache=False)

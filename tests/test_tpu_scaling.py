@@ -36,6 +36,7 @@ def reports(request):
             for t in SLICES]
 
 
+@pytest.mark.slow
 def test_memory_per_chip_does_not_grow_with_the_slice(reports):
     """Issue 14 measured 14.8 -> 94.9 GiB per chip from 8 to 64 chips (dense loss): float32 logits for the
     whole global batch on every chip. Now: within 10% of the 4-chip figure, arguments falling."""

@@ -28,6 +28,7 @@ def smoke_run(tmp_path_factory):
     return model_dir, out
 
 
+@pytest.mark.slow
 def test_smoke_run_learns_and_writes_everything(smoke_run):
     model_dir, _ = smoke_run
     rows = [json.loads(x) for x in (model_dir / "metrics.jsonl").read_text().splitlines()]
@@ -48,6 +49,7 @@ def test_smoke_run_learns_and_writes_everything(smoke_run):
     assert info["prefix_lm"] is True and info["sequence_length"] == 256
 
 
+@pytest.mark.slow
 def test_a_finished_run_re_run_exits_0_with_a_message(smoke_run):
     model_dir, _ = smoke_run
     out = _train(*SMOKE,
@@ -56,6 +58,7 @@ def test_a_finished_run_re_run_exits_0_with_a_message(smoke_run):
     assert "is at step 30 >= TRAIN_STEPS=30: the run is finished, nothing to do" in out.stderr
 
 
+@pytest.mark.slow
 def test_gin_typo_names_file_and_line(tmp_path):
     bad = tmp_path / "typo.gin"
     bad.write_text("train.batch_size = 4\ntrain.trian_steps = 3\n")
@@ -64,6 +67,7 @@ def test_gin_typo_names_file_and_line(tmp_path):
     assert "trian_steps" in out.stderr and "typo.gin" in out.stderr and "line 2" in out.stderr
 
 
+@pytest.mark.slow
 def test_missing_required_macro_is_named(tmp_path):
     out = _train(*SMOKE,
                  f"--gin.MODEL_DIR={tmp_path}")

@@ -43,6 +43,7 @@ def _losses(mesh_sizes, rules, batches, microbatches=1, opt="adamw", cfg=CFG, ch
     return out, state
 
 
+@pytest.mark.slow
 def test_fsdp_and_tensor_parallel_match_one_device(batches):
     # Tolerance: float32 sums reduced in another order across shards; 1e-5 relative.
     single, _ = _losses({"data": 1, "fsdp": 1, "tensor": 1}, "data_parallel", batches)
@@ -56,6 +57,7 @@ def test_fsdp_and_tensor_parallel_match_one_device(batches):
     assert q.sharding.shard_shape(q.shape)[1] == q.shape[1] // 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tied", [False, True])
 def test_chunked_loss_trains_exactly_like_dense_logits(batches, tied):
     """models/fused_loss.py (gradient computed chunk by chunk in the forward pass) against autodiff through
@@ -69,6 +71,7 @@ def test_chunked_loss_trains_exactly_like_dense_logits(batches, tied):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gemma_style_model_trains_alike_chunked_dense_and_sharded(batches):
     """Gemma 2/3 switches in training on packed prefix-LM batches (64 tokens, window 8 on layer 0, global
     layer 1): soft-capped attention and output logits (caps small enough to bind), q/k norms, sandwich norms.
@@ -88,6 +91,7 @@ def test_gemma_style_model_trains_alike_chunked_dense_and_sharded(batches):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_microbatching_gives_the_same_step(batches):
     full, _ = _losses({"data": 2, "fsdp": 1, "tensor": 1}, "data_parallel", batches, opt="adafactor")
     micro, _ = _losses({"data": 2, "fsdp": 1, "tensor": 1}, "data_parallel", batches, microbatches=2,
@@ -107,6 +111,7 @@ def _jsonl(model_dir):
 # A killed run resumed bit-identically (on a remote MODEL_DIR): tests/test_remote_fs.py.
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_without_checkpointing_it(tmp_path):
     from flan_ul2r.training.checkpoints import restore_params
 
@@ -132,6 +137,7 @@ def test_mesh_errors_name_the_axis():
         partitioning.make_mesh(data=-1, fsdp=-1)
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_checkpoint_saved_on_8_devices_restores_on_4(tmp_path):
     from flan_ul2r.training import checkpoints
@@ -167,6 +173,7 @@ def test_checkpoint_saved_on_8_devices_restores_on_4(tmp_path):
     assert "RESTORED" in out.stdout, out.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_master_weights(batches):
     mesh = partitioning.make_mesh(data=1, fsdp=1, tensor=1, devices=jax.devices()[:1])
     losses = {}

@@ -128,6 +128,7 @@ def test_default_registrations():
     assert all(set(t.splits) == {"train", "validation"} for t in mix.tasks)
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_importing_library_modules_registers_nothing():
     import subprocess

@@ -48,6 +48,7 @@ def _run(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=600, env={**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
 
 
+@pytest.mark.slow
 def test_the_wheel_imports_its_own_copy(installed):
     bin_dir, elsewhere = installed
     out = subprocess.run([str(bin_dir / "python"), "-c", "import flan_ul2r.tasks, flan_ul2r.gin_utils as g; "
@@ -59,6 +60,7 @@ def test_the_wheel_imports_its_own_copy(installed):
     assert not Path(tasks_file).is_relative_to(ROOT)
 
 
+@pytest.mark.slow
 def test_the_installed_cli_trains_and_inspects_from_any_directory(installed):
     bin_dir, elsewhere = installed
     model_dir = elsewhere / "run"
