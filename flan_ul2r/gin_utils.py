@@ -18,6 +18,8 @@ from typing import Any
 # The gin files ship inside the package (package data), so an installed `flan-ul2r` finds them from any
 # directory: `--gin_file=runs/ul2r.gin` (under GIN_DIR) or `--gin_file=gin/runs/ul2r.gin` (under its parent).
 GIN_DIR = Path(__file__).resolve().parent / "gin"
+# Macros that code reads after parsing (`gin_macro`), not gin bindings.
+CODE_MACROS = frozenset({"MIXTURE_OR_TASK_MODULE"})
 
 
 def gin_search_paths() -> list[str]:
@@ -61,6 +63,38 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], finalize: bool 
         raise ValueError(f"gin syntax error: {e.args[0]} in the bindings {list(bindings)}") from None
     finally:
         logging.getLogger().removeFilter(quiet)
+    check_hidden_bindings(bindings)
+
+
+def check_hidden_bindings(bindings: Sequence[str]) -> None:
+    """Refuses, with a ConfigError, two `--gin.` overrides that gin would silently drop:
+    - a `MACRO=` that no gin file refers to (`LEARNING_RATE` on a pipeline, whose stages read
+      `FLAN_LEARNING_RATE`): the message lists the macros in use;
+    - an unscoped `Name.param=` that a gin file binds in a scope (a pipeline's
+      `ul2r/OptimizerConfig.learning_rate`, smoke.gin's `smoke/ModelConfig.num_layers`): gin lets the
+      scoped binding win, so the override would not reach that scope; the message names the scoped ones."""
+    import gin
+
+    from flan_ul2r.errors import ConfigError
+
+    used = _macros_referred_to()
+    for binding in bindings:
+        name = binding.split("=", 1)[0].strip()
+        if "." not in name and "/" not in name and name not in used and name not in CODE_MACROS:
+            raise ConfigError(f"--gin.{binding}: no gin file of this command refers to the macro {name} "
+                              f"(%{name}), so it would change nothing; macros they use: "
+                              f"{', '.join(sorted(used | CODE_MACROS))}")
+        if "/" in name or "." not in name:
+            continue  # a scoped binding, or a macro
+        selector, param = name.rsplit(".", 1)
+        scoped = sorted(f"{scope}/{selector}.{param}" for (scope, full), values in gin.config._CONFIG.items()
+                        if scope and full.split(".")[-1] == selector.split(".")[-1] and param in values
+                        and (full == selector or full.endswith("." + selector)))
+        if scoped:
+            raise ConfigError(
+                f"--gin.{binding}: the gin files bind {param} per scope ({', '.join(scoped)}), and a scoped "
+                f"binding wins over an unscoped one, so this would not reach them: bind the scoped names "
+                f"instead (e.g. --gin.{scoped[0]}={binding.split('=', 1)[1].strip()})")
 
 
 def configure_verb(verb: str, gin_files: Sequence[str], bindings: Sequence[str]) -> int | None:
@@ -91,6 +125,29 @@ def start_verb(verb: str, argv: Sequence[str], usage: str) -> int | None:
         print(f"flan-ul2r {verb}: {problem}\n\n{usage}", file=sys.stderr)
         return 2
     return configure_verb(verb, files, bindings)
+
+
+def _macros_referred_to() -> set[str]:
+    """The macros some binding of the parsed config refers to (`%NAME`, in values, lists and dicts)."""
+    import gin
+
+    found: set[str] = set()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, gin.config.ConfigurableReference):
+            selector = value.scoped_selector
+            if selector.endswith("/gin.macro"):
+                found.add(selector.rsplit("/", 1)[0])
+        elif isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, (list, tuple, set)):
+            for v in value:
+                visit(v)
+
+    for values in gin.config._CONFIG.values():
+        visit(values)
+    return found
 
 
 def _open_remote(path: str):

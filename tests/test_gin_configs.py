@@ -74,3 +74,34 @@ def test_model_gin_that_disagrees_with_the_checkpoint_names_the_field():
     assert spec.resolve(same, "/ckpt/x").dtype == "bfloat16"  # runtime fields may differ; they apply
     with pytest.raises(ValueError, match="no model"):
         ModelSpec().resolve(None)
+
+
+def test_an_unscoped_binding_that_a_stage_scope_hides_is_refused_with_the_scoped_names():
+    """smoke.gin binds each stage's optimizer in its scope: gin would let `ul2r/OptimizerConfig.learning_rate`
+    win over the user's unscoped `OptimizerConfig.learning_rate`, so the run would ignore it."""
+    from flan_ul2r.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"OptimizerConfig\.learning_rate=1e-2: .*base/OptimizerConfig"
+                       r"\.learning_rate, flan/OptimizerConfig\.learning_rate, ul2r/OptimizerConfig"):
+        parse_gin(["gin/pipelines/smoke.gin"], ["OptimizerConfig.learning_rate=1e-2"], finalize=False)
+    gin.clear_config()
+    parse_gin(["gin/pipelines/smoke.gin"], ["ul2r/OptimizerConfig.learning_rate=1e-2"], finalize=False)
+    with gin.config_scope("ul2r"):
+        assert gin.get_configurable(OptimizerConfig)().learning_rate == 1e-2
+    with gin.config_scope("flan"):
+        assert gin.get_configurable(OptimizerConfig)().learning_rate == 1e-3  # FLAN_LEARNING_RATE
+    gin.clear_config()  # a field no scope binds still takes the unscoped binding
+    parse_gin(["gin/pipelines/smoke.gin"], ["OptimizerConfig.weight_decay=0.5"], finalize=False)
+    with gin.config_scope("flan"):
+        assert gin.get_configurable(OptimizerConfig)().weight_decay == 0.5
+
+
+def test_a_macro_no_gin_file_refers_to_is_refused_and_the_used_ones_are_listed():
+    from flan_ul2r.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"LEARNING_RATE=3e-3: no gin file .* refers to the macro "
+                       r"LEARNING_RATE .*FLAN_LEARNING_RATE"):
+        parse_gin(["gin/pipelines/smoke.gin"], ["LEARNING_RATE=3e-3"], finalize=False)
+    gin.clear_config()
+    parse_gin(["gin/runs/ul2r.gin", "gin/models/tiny.gin"], ["LEARNING_RATE=3e-3"], finalize=False)
+    assert gin.get_configurable(OptimizerConfig)().learning_rate == 3e-3  # runs/train.gin uses it
