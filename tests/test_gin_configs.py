@@ -105,3 +105,39 @@ def test_a_macro_no_gin_file_refers_to_is_refused_and_the_used_ones_are_listed()
     gin.clear_config()
     parse_gin(["gin/runs/ul2r.gin", "gin/models/tiny.gin"], ["LEARNING_RATE=3e-3"], finalize=False)
     assert gin.get_configurable(OptimizerConfig)().learning_rate == 3e-3  # runs/train.gin uses it
+
+
+@pytest.mark.parametrize("stage", ["ul2r", "flan"])
+def test_the_hf_pipelines_stages_are_the_run_gins_recipes(stage):
+    """pipelines/hf_model.gin binds its stages in scopes (a pipeline holds two runs), runs/{ul2r,flan}.gin
+    with train.gin's macros: the two spellings of each recipe must not drift apart. The one difference is
+    deliberate: the Flan learning rate of the 8B-class models the HF pipeline targets (Chung et al. 2022,
+    Table 22: 3e-3 at 8B/62B, 1e-3 at 540B, the run gin's default)."""
+    import dataclasses
+
+    def recipe(optimizer, checkpoint, mixture, lengths, batch):
+        fields = dataclasses.asdict(optimizer)
+        if stage == "flan":
+            del fields["learning_rate"]
+        return {"optimizer": fields,
+                "checkpoint_period": checkpoint.period, "mixture": mixture, "lengths": dict(lengths),
+                "batch_size": batch}
+
+    parse_gin([f"gin/runs/{stage}.gin"], [], finalize=False)
+    run = recipe(gin.get_configurable(OptimizerConfig)(), gin.get_configurable(CheckpointConfig)(),
+                 *(gin.query_parameter(f"%{m}") for m in ("MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
+                                                          "BATCH_SIZE")))
+    gin.clear_config()
+    parse_gin(["gin/pipelines/hf_model.gin"], [], finalize=False)
+    with gin.config_scope(stage):
+        pipe = recipe(gin.get_configurable(OptimizerConfig)(), gin.get_configurable(CheckpointConfig)(),
+                      *(_value(gin.query_parameter(f"{stage}/RunConfig.{f}"))
+                        for f in ("mixture_or_task_name", "task_feature_lengths", "batch_size")))
+    assert pipe == run
+
+
+def _value(bound):
+    """A queried binding with a `%MACRO` reference resolved."""
+    if isinstance(bound, gin.config.ConfigurableReference):
+        return gin.query_parameter("%" + bound.scoped_selector.rsplit("/", 1)[0])
+    return bound
