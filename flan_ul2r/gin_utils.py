@@ -6,6 +6,7 @@ module imports no entry point. The working directory is on the import path for b
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import os
@@ -81,9 +82,12 @@ def check_hidden_bindings(bindings: Sequence[str]) -> None:
     for binding in bindings:
         name = binding.split("=", 1)[0].strip()
         if "." not in name and "/" not in name and name not in used and name not in CODE_MACROS:
+            known = sorted(used | CODE_MACROS)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
             raise ConfigError(f"--gin.{binding}: no gin file of this command refers to the macro {name} "
-                              f"(%{name}), so it would change nothing; macros they use: "
-                              f"{', '.join(sorted(used | CODE_MACROS))}")
+                              f"(%{name}), so it would change nothing; {hint}macros they use: "
+                              f"{', '.join(known)}")
         if "/" in name or "." not in name:
             continue  # a scoped binding, or a macro
         selector, param = name.rsplit(".", 1)

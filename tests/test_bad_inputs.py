@@ -43,7 +43,7 @@ def case(name: str, caught_by: str):
     return register
 
 
-def _gin_error(files: list[str], bindings: list[str]) -> str:
+def _gin_error(files: list[str], bindings: list[str], verb: str = "train") -> str:
     from flan_ul2r.gin_utils import parse_gin
 
     gin.clear_config()
@@ -52,7 +52,7 @@ def _gin_error(files: list[str], bindings: list[str]) -> str:
             parse_gin(files, bindings, finalize=False)
     finally:
         gin.clear_config()
-    return f"flan-ul2r train: gin error: {info.value}"
+    return f"flan-ul2r {verb}: gin error: {info.value}"
 
 
 @case("malformed gin file (an unclosed parenthesis)", "`flan-ul2r train` / `inspect`, exit 2")
@@ -77,6 +77,21 @@ def _gin_typo(tmp: Path) -> str:
     (tmp / "typo.gin").write_text("train.batch_size = 4\ntrain.trian_steps = 3\n")
     msg = _gin_error([str(tmp / "typo.gin")], [])
     assert "trian_steps" in msg and "typo.gin" in msg and "line 2" in msg
+    return msg
+
+
+@case("misspelled macro (`--gin.LEARNIN_RATE=1e-4`), which gin would keep unused", "every gin verb, exit 2")
+def _unused_macro(tmp: Path) -> str:
+    msg = _gin_error(["gin/runs/ul2r.gin"], ["LEARNIN_RATE=1e-4"])
+    assert "--gin.LEARNIN_RATE=1e-4" in msg and "did you mean LEARNING_RATE?" in msg
+    return msg
+
+
+@case("unscoped override of a per-stage binding (`--gin.OptimizerConfig.learning_rate=` on a pipeline)",
+      "every gin verb, exit 2")
+def _hidden_by_a_scope(tmp: Path) -> str:
+    msg = _gin_error(["gin/pipelines/smoke.gin"], ["OptimizerConfig.learning_rate=1e-4"], verb="pipeline")
+    assert "ul2r/OptimizerConfig.learning_rate" in msg and "flan/OptimizerConfig.learning_rate" in msg
     return msg
 
 
