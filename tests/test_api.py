@@ -131,6 +131,7 @@ def test_export_keeps_appended_tokens_and_round_trips(hf_dir, tmp_path):
         np.testing.assert_array_equal(np.asarray(xa), np.asarray(xb))
 
 
+@pytest.mark.slow
 def test_sentencepiece_only_directory_becomes_the_vocabulary(tmp_path):
     import io
 

@@ -149,6 +149,7 @@ def test_cli_import_check_and_export(tmp_path, capsys):
     assert "no config.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bfloat16_import_keeps_float32_master_weights_and_close_logits(tmp_path):
     from flan_ul2r.convert.check import compare_logits
 

@@ -156,6 +156,7 @@ def test_top_k_1_is_greedy_and_seeds_reproduce(model):
     assert all(len({tuple(s) for s in per}) > 1 for per in a)  # samples of one prompt differ
 
 
+@pytest.mark.slow
 def test_stop_sequences_cut_the_text_and_the_ids(model):
     [[full]] = model.generate_batch([model.encode_prompt("ab")], max_new_tokens=N, stop_at_eos=False)
     free = model.detokenize(full)

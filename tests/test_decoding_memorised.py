@@ -120,6 +120,7 @@ def test_scoring_ranks_the_memorised_span_first(memorised):
     np.testing.assert_allclose(scores[0][0], want, rtol=1e-5, atol=1e-5)  # float32 log-softmax sums
 
 
+@pytest.mark.slow
 def test_infer_cli_prints_json_lines(memorised, tmp_path, capsys, monkeypatch):
     _, directory = memorised
     prompts = tmp_path / "blanks.jsonl"
@@ -141,6 +142,7 @@ def test_infer_cli_prints_json_lines(memorised, tmp_path, capsys, monkeypatch):
     assert rows[0]["completion_tokens"] == [len(" fox jumps over the lazy dog.")]
 
 
+@pytest.mark.slow
 def test_infer_cli_errors_and_help(memorised, tmp_path, capsys):
     _, directory = memorised
     bad = tmp_path / "bad.jsonl"

@@ -111,6 +111,7 @@ def test_eval_verb_writes_results(heldout_run):
     assert "## Heldout-ZS" in (tmp_path / "out/results.md").read_text()
 
 
+@pytest.mark.slow
 def test_eval_scores_the_data_side_eval_prompts(heldout_run):
     """One held-out renderer: what `flan-ul2r eval` scores (its predictions and what the model was given)
     is `flan_ul2r.data.flan.eval_prompts.eval_prompts`, as the README documents, in every style."""
