@@ -92,8 +92,7 @@ def check_hidden_bindings(bindings: Sequence[str]) -> None:
             continue  # a scoped binding, or a macro
         selector, param = name.rsplit(".", 1)
         scoped = sorted(f"{scope}/{selector}.{param}" for (scope, full), values in gin.config._CONFIG.items()
-                        if scope and full.split(".")[-1] == selector.split(".")[-1] and param in values
-                        and (full == selector or full.endswith("." + selector)))
+                        if scope and param in values and (full == selector or full.endswith("." + selector)))
         if scoped:
             raise ConfigError(
                 f"--gin.{binding}: the gin files bind {param} per scope ({', '.join(scoped)}), and a scoped "
