@@ -38,6 +38,10 @@ check_verb() {
       fi ;;
     *) echo "$1: --verb $verb: train, pipeline or eval" >&2; exit 2 ;;
   esac
+  if [[ $verb == eval && -n $model_dir ]]; then  # eval.gin has no MODEL_DIR: flan-ul2r would refuse it
+    echo "$1: --model_dir is for --verb train and pipeline; eval reads --gin.CHECKPOINT_PATH (and" \
+      "--gin.EVAL_OUTPUT_DIR) after --" >&2; exit 2
+  fi
   verb_flags=()
   if [[ -n $model_dir ]]; then verb_flags+=("--gin.MODEL_DIR=$model_dir"); fi
   if [[ -n $train_steps ]]; then verb_flags+=("--gin.TRAIN_STEPS=$train_steps"); fi

@@ -127,6 +127,10 @@ def test_gpu_slurm_eval_dry_run(stub_path):
                         "--gin_file=gin/runs/eval.gin", "--gin.CHECKPOINT_PATH=/shared/run/checkpoints/300"]
     train = _launch("gpu_slurm.sh", "--dry_run", "--model_dir", "/shared/run", path=path)
     assert train.returncode == 2 and "--verb train needs --model_dir and --train_steps" in train.stderr
+    with_dir = _launch("gpu_slurm.sh", "--dry_run", "--verb", "eval", "--model_dir", "/shared/run", "--",
+                       "--gin_file=gin/runs/eval.gin", "--gin.CHECKPOINT_PATH=/shared/run/checkpoints/300",
+                       path=path)
+    assert with_dir.returncode == 2 and "--model_dir is for --verb train and pipeline" in with_dir.stderr
 
 
 def test_local_cpu_dry_run(stub_path):
