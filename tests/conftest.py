@@ -1,7 +1,9 @@
-"""Test session setup: CPU only, 8 fake devices for sharding tests, quiet TensorFlow."""
+"""Test session setup: CPU only, 8 fake devices for sharding tests, fast XLA compiles, quiet TensorFlow."""
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+from tests._xla import xla_flags
+
+os.environ.setdefault("XLA_FLAGS", xla_flags(8))  # tests/_xla.py
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")

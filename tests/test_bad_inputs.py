@@ -29,6 +29,7 @@ import pytest
 
 from flan_ul2r.training.checkpoints import CheckpointSaveError, TrainCheckpoints
 from tests._bad_inputs_runs import RUN_CASES, use_base_run
+from tests._xla import xla_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "BAD_INPUTS.md"
@@ -270,7 +271,7 @@ KILL_MID_SAVE = textwrap.dedent("""
 def _killed_mid_save(tmp: Path) -> str:
     from flan_ul2r.training.run import resume_note
 
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(1)}
     proc = subprocess.Popen([sys.executable, "-c", KILL_MID_SAVE, str(tmp)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

@@ -17,6 +17,7 @@ from flan_ul2r.models.config import preset
 from flan_ul2r.training.config import MeshConfig, ModelSpec, OptimizerConfig
 from flan_ul2r.training.trainer import Trainer
 from tests._train_toy import LENGTHS, register_toy_mixture
+from tests._xla import xla_flags
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ STEPS = 3
 
 WORKER = textwrap.dedent("""
     import os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    os.environ["XLA_FLAGS"] = {flags!r}
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
@@ -52,7 +53,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_fed_both_shards(tmp_path):
-    script = WORKER.format(root=str(ROOT), steps=STEPS, model=MODEL, opt=OPT, mesh=MESH)
+    script = WORKER.format(root=str(ROOT), steps=STEPS, model=MODEL, opt=OPT, mesh=MESH, flags=xla_flags(2))
     addr = f"127.0.0.1:{_free_port()}"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     procs = [subprocess.Popen([sys.executable, "-c", script, addr, str(i), str(tmp_path / "run")], env=env,
@@ -80,7 +81,7 @@ def test_two_processes_match_one_process_fed_both_shards(tmp_path):
 
 PREEMPTED_WORKER = textwrap.dedent("""
     import os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    os.environ["XLA_FLAGS"] = {flags!r}
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
@@ -106,7 +107,7 @@ def test_sigterm_to_one_host_stops_both_at_the_same_saved_step(tmp_path):
     import signal
     import time
 
-    script = PREEMPTED_WORKER.format(root=str(ROOT), model=MODEL, opt=OPT, mesh=MESH)
+    script = PREEMPTED_WORKER.format(root=str(ROOT), model=MODEL, opt=OPT, mesh=MESH, flags=xla_flags(2))
     addr, run_dir = f"127.0.0.1:{_free_port()}", tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     procs = [subprocess.Popen([sys.executable, "-c", script, addr, str(i), str(run_dir)], env=env,

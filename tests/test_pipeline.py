@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._xla import xla_flags
+
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+ENV = {**os.environ, "XLA_FLAGS": xla_flags(1)}
 REDUCED = [  # the smoke pipeline, shrunk to seconds per stage
     "--gin_file=gin/pipelines/smoke.gin", "--gin.BASE_STEPS=6", "--gin.UL2R_STEPS=12", "--gin.FLAN_STEPS=2",
     "--gin.BATCH=2", "--gin.LENGTHS={'inputs': 192, 'targets': 64}",

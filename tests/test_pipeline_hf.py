@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._xla import xla_flags
+
 pytestmark = [pytest.mark.parity, pytest.mark.subprocess, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+ENV = {**os.environ, "XLA_FLAGS": xla_flags(1)}
 PROSE = " ".join(inspect.getdoc(m) or "" for m in (json, textwrap, inspect)) * 2
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from flan_ul2r.training.checkpoints import restore_params
 from flan_ul2r.training.preemption import PREEMPTED_EXIT_CODE
+from tests._xla import xla_flags
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ STEPS = 12
 
 
 def _env(cache, **extra):
-    return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu",
+    return {**os.environ, "XLA_FLAGS": xla_flags(1), "JAX_PLATFORMS": "cpu",
             "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0", **extra}
 

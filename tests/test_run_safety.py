@@ -34,6 +34,7 @@ import pytest
 from flan_ul2r.errors import ConfigError
 from tests._checkpointed_run import DAMAGES, checkpointed_run, config, damage, position
 from tests._train_child import SlowData
+from tests._xla import xla_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -282,7 +283,7 @@ def _child(model_dir, *extra, env=None):
             "--gin.MIXTURE_OR_TASK_NAME=toy_ul2r", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 32}",
             f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=4", "--gin.BATCH_SIZE=8",
             "--gin.train.progress=False", *extra]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **(env or {})}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(1), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "tests._train_child", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -315,7 +316,7 @@ def test_a_bad_line_in_a_streamed_corpus_ends_train_with_one_message(tmp_path):
            "--gin.TASK_FEATURE_LENGTHS={'inputs': 0, 'targets': 64}", "--gin.BATCH_SIZE=4",
            "--gin.train.progress=False", f"--gin.ul2r_corpus.spec=jsonl:{tmp_path}/corpus.jsonl",
            "--gin.ul2r_corpus.cache=False"]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(1)}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # no hang
     assert out.returncode == 1, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and "op_kernel" not in out.stderr, out.stderr[-3000:]

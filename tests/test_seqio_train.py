@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests._user_tasks import write_user_module
+from tests._xla import xla_flags
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+ENV = {**os.environ, "XLA_FLAGS": xla_flags(2)}
 
 
 def _train(cwd: Path, *args: str) -> subprocess.CompletedProcess:

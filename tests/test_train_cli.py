@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests._xla import xla_flags
+
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+ENV = {**os.environ, "XLA_FLAGS": xla_flags(2)}
 SMOKE = ("--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
          "--gin_file=gin/runs/cpu_smoke.gin")
 

@@ -18,6 +18,7 @@ from flan_ul2r.training.config import CheckpointConfig, ModelSpec, OptimizerConf
 from flan_ul2r.training.run import run
 from flan_ul2r.training.trainer import Trainer
 from tests._train_toy import LENGTHS, register_toy_mixture, train_tiny
+from tests._xla import xla_flags
 
 CFG = preset("tiny", vocab_size=362, d_model=32, num_heads=4, num_kv_heads=2, head_dim=8, d_ff=64)
 
@@ -168,7 +169,7 @@ def test_checkpoint_saved_on_8_devices_restores_on_4(tmp_path):
             np.testing.assert_array_equal(np.asarray(v), exp[jax.tree_util.keystr(k)])
         print("RESTORED", len(exp.files))
     """)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(4)}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert "RESTORED" in out.stdout, out.stderr[-3000:]
 
