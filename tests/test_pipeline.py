@@ -25,7 +25,7 @@ REDUCED = [  # the smoke pipeline, shrunk to seconds per stage
     "--gin.ul2r/CheckpointConfig.period=2",
     "--gin.EvalStageConfig.suites=('heldout_zs.add_three', 'heldin_zs.add_two')",
     "--gin.EvalStageConfig.max_examples=3", "--gin.EvalStageConfig.infilling_examples=3",
-    "--gin.EvalStageConfig.lm_loss=True",
+    "--gin.EvalStageConfig.lm_loss=True", "--gin.EvalStageConfig.copying=True",
 ]
 MODELS = ("base", "ul2r", "flan", "flan_ul2r")
 
@@ -105,7 +105,7 @@ def test_every_artifact_exists_and_parses(finished):
         assert (model_dir / stage / "checkpoints").is_dir()
     for m in MODELS:
         results = json.loads((model_dir / "eval" / m / "results.json").read_text())
-        assert set(results["benchmarks"]) >= {"Heldout-ZS", "Heldin-ZS", "Infilling", "LM-Loss"}
+        assert set(results["benchmarks"]) >= {"Heldout-ZS", "Heldin-ZS", "Infilling", "LM-Loss", "Copying"}
         loss = results["benchmarks"]["LM-Loss"]
         assert 0 < loss["ci_low"] <= loss["score"] <= loss["ci_high"] < 7  # nats per byte
         filled = model_dir / "eval" / m / "infilling" / "predictions" / "infilling.jsonl"
@@ -141,7 +141,7 @@ def test_report_table_is_the_stages_results_with_n_and_intervals(finished):
     assert checked >= 4 * 6
     pairs = {(c["metric"], c["a"], c["b"]) for c in report["comparisons"]}
     assert {("Infilling", "ul2r", "base"), ("Heldin-ZS", "flan", "base"), ("LM-Loss", "flan_ul2r", "flan"),
-            ("Heldout-Avg", "flan_ul2r", "base")} <= pairs
+            ("Heldout-Avg", "flan_ul2r", "base"), ("Copying", "ul2r", "base")} <= pairs
     assert (model_dir / "report.md").read_text().split("\n")[2] == report["opening"]
 
 

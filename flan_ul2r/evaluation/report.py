@@ -16,11 +16,14 @@ from flan_ul2r.evaluation import intervals
 from flan_ul2r.evaluation.metrics import NORMALIZED_AVERAGE_COMPONENTS, normalize_score, normalized_average
 from flan_ul2r.evaluation.runner import TaskResult
 
+# Per-example scores between 0 and 1 (not right/wrong): their intervals are the bootstrap, not Wilson's.
+GRADED_METRICS = ("f1", "copy_accuracy")
+
 
 def example_scores(rows: Sequence[dict[str, Any]], metric: str) -> np.ndarray:
-    """Each prediction row's score in percent: 100 x its F1 for `f1`, its `closed` flag for `closed`
-    (evaluation/infilling.py), else 100 x `correct`."""
-    key = metric if metric in ("f1", "closed") else "correct"
+    """Each prediction row's score in percent: 100 x its value for a graded metric (`f1`, `copy_accuracy`:
+    evaluation/copying.py), its `closed` flag for `closed` (evaluation/infilling.py), else 100 x `correct`."""
+    key = metric if metric in (*GRADED_METRICS, "closed") else "correct"
     return 100.0 * np.asarray([float(r[key]) for r in rows], np.float64)
 
 
@@ -28,7 +31,7 @@ def score_interval(strata: Sequence[np.ndarray], metric: str, aggregate: str = "
                    ) -> tuple[float, float]:
     """The 95% interval of a score from its per-example values (percent), one array per task: Wilson for a
     proportion pooled over examples, else the bootstrap (`macro`: mean of the tasks' scores)."""
-    if metric != "f1" and aggregate == "micro":
+    if metric not in GRADED_METRICS and aggregate == "micro":
         values = np.concatenate([np.asarray(s) for s in strata]) if strata else np.zeros(0)
         return intervals.wilson_percent(float(values.sum() / 100.0), len(values))
     return intervals.bootstrap(strata, "macro" if aggregate == "macro" else "micro")

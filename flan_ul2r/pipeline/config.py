@@ -12,8 +12,9 @@ class EvalStageConfig:
     examples per task (None = all), batch size, self-consistency samples and temperature (1 = greedy),
     the infilling check (U-PaLM section 4) on `infilling_examples` held-out corpus passages
     (`infilling_windows` non-overlapping windows per held-out document; None = all of them), the causal LM
-    loss on the held-out corpus documents (`lm_loss`), and what to do with a prompt longer than the
-    model's context (`too_long`: "error", or "skip" and report the count)."""
+    loss on the held-out corpus documents (`lm_loss`), in-context copying of held-out passages read twice
+    (`copying`: evaluation/copying.py, the prerequisite of infilling), and what to do with a prompt longer
+    than the model's context (`too_long`: "error", or "skip" and report the count)."""
 
     suites: tuple[str, ...] = ("heldout",)
     max_examples: int | None = None
@@ -23,6 +24,7 @@ class EvalStageConfig:
     infilling_examples: int = 0
     infilling_windows: int | None = 1
     lm_loss: bool = False
+    copying: bool = False
     too_long: str = "error"
 
 

@@ -47,7 +47,7 @@ def run_pipeline(cfg: PipelineConfig, operative_config: str | None = None) -> di
 
 def eval_stage(root: epath.Path, model: str, checkpoint: str, cfg: EvalStageConfig) -> dict[str, Any]:
     """Evaluates one model on every suite (MODEL_DIR/eval/<model>/<suite>/results.json, results.md,
-    predictions/), the infilling check and the held-out LM loss, and writes their union as
+    predictions/), the infilling and copying checks and the held-out LM loss, and writes their union as
     MODEL_DIR/eval/<model>/results.json; each task names its predictions file (`predictions`), which the
     report's paired comparisons read."""
     name = f"eval/{model}"
@@ -107,7 +107,9 @@ def _read_once(task: Any) -> Any:
 
 
 def _heldout_text_results(lm: Any, cfg: EvalStageConfig, out: epath.Path) -> dict[str, Any]:
-    """The infilling check and the causal LM loss, both on the default corpus's held-out documents."""
+    """The infilling check, the causal LM loss and the copying check, all on the default corpus's held-out
+    documents."""
+    from flan_ul2r.evaluation.copying import evaluate_copying
     from flan_ul2r.evaluation.infilling import evaluate_infilling, heldout_documents, make_examples
     from flan_ul2r.evaluation.lm_loss import evaluate_lm_loss
 
@@ -120,6 +122,9 @@ def _heldout_text_results(lm: Any, cfg: EvalStageConfig, out: epath.Path) -> dic
                                                       batch_size=cfg.batch_size, too_long=cfg.too_long)))
     if cfg.lm_loss:
         parts.append(("lm_loss", evaluate_lm_loss(lm, heldout_documents(), out_dir=out / "lm_loss",
+                                                  batch_size=cfg.batch_size)))
+    if cfg.copying:
+        parts.append(("copying", evaluate_copying(lm, heldout_documents(), out_dir=out / "copying",
                                                   batch_size=cfg.batch_size)))
     for task, part in parts:
         merged["benchmarks"].update(part["benchmarks"])

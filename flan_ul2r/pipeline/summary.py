@@ -19,7 +19,7 @@ CLAIMS = (("flan", "base", "Heldin", "Flan should teach the tasks it trains on")
            "regression)"))
 
 
-SINGLE_ROWS = ("Infilling", "Infilling-Closed", "LM-Loss")
+SINGLE_ROWS = ("Infilling", "Infilling-Closed", "Copying", "LM-Loss")
 
 
 def headline(comparisons: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
