@@ -117,3 +117,5 @@ def test_the_report_cell_of_a_graded_score_is_the_bootstrap_not_wilson():
 def test_no_passage_to_repeat_is_an_error_that_names_the_check():
     with pytest.raises(ValueError, match="copying: no held-out document has 31 tokens"):
         evaluate_copying(_Inductor(max_length=64), ["too few words"])
+    with pytest.raises(ValueError, match="copying: the model's max_length 4 leaves no room"):
+        evaluate_copying(_Inductor(max_length=4), DOCS)

@@ -57,8 +57,11 @@ def evaluate_copying(model: Any, documents: Sequence[str], *, out_dir: fs.PathLi
     t0 = time.perf_counter()
     bos = list(model.encode_prompt(""))
     length = min(MAX_LENGTH, (int(model.max_length) - len(bos)) // 2)
+    if length < 2:
+        raise ValueError(f"copying: the model's max_length {model.max_length} leaves no room for a passage "
+                         "read twice")
     pieces = passages(model, documents, length, max_passages)
-    if length < 2 or not pieces:
+    if not pieces:
         raise ValueError(f"copying: no held-out document has {length} tokens to repeat (max_length "
                          f"{model.max_length})")
     rows = []
