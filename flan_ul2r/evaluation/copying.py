@@ -26,6 +26,7 @@ import numpy as np
 
 from flan_ul2r import fs
 from flan_ul2r.evaluation import intervals
+from flan_ul2r.evaluation.lm_loss import windows
 
 BENCHMARK = "Copying"
 METRIC = "copy_accuracy"
@@ -33,15 +34,11 @@ MAX_LENGTH = 64  # tokens per passage: a short paragraph of the default corpus
 
 
 def passages(model: Any, documents: Sequence[str], length: int, limit: int) -> list[tuple[str, list[int]]]:
-    """Up to `limit` (id, ids) pieces of exactly `length` tokens: consecutive windows of each document."""
-    out = []
-    for d, text in enumerate(documents):
-        ids = model.tokenize(text)
-        for w in range(len(ids) // length):
-            out.append((f"doc{d}.{w}", ids[w * length:(w + 1) * length]))
-            if len(out) == limit:
-                return out
-    return out
+    """Up to `limit` (id, ids) pieces of exactly `length` tokens: the full windows of each document (a
+    shorter last piece is left out)."""
+    out = [(f"doc{d}.{w}", piece) for d, text in enumerate(documents)
+           for w, piece in enumerate(windows(model.tokenize(text), length)) if len(piece) == length]
+    return out[:limit]
 
 
 def top1_hits(logits: np.ndarray, ids: Sequence[int]) -> np.ndarray:
