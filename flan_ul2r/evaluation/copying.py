@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from flan_ul2r import fs
-from flan_ul2r.evaluation import intervals
 from flan_ul2r.evaluation.lm_loss import windows
+from flan_ul2r.evaluation.report import example_scores, score_interval
 
 BENCHMARK = "Copying"
 METRIC = "copy_accuracy"
+FIRST_READ = "first_read_accuracy"
 MAX_LENGTH = 64  # tokens per passage: a short paragraph of the default corpus
 
 
@@ -69,23 +70,20 @@ def evaluate_copying(model: Any, documents: Sequence[str], *, out_dir: fs.PathLi
             hits = top1_hits(logits, ids)
             first = hits[len(bos):len(bos) + length - 1]  # predicting tokens 2..length of the first copy
             second = hits[len(bos) + length:]  # predicting tokens 2..length of the repeat
-            rows.append({"id": name, METRIC: float(second.mean()), "first_read_accuracy": float(first.mean()),
+            rows.append({"id": name, METRIC: float(second.mean()), FIRST_READ: float(first.mean()),
                          "tokens": length})
-    values = [100.0 * np.asarray([r[METRIC] for r in rows])]
-    first_values = [100.0 * np.asarray([r["first_read_accuracy"] for r in rows])]
-    score, first_read = intervals.statistic(values, "micro"), intervals.statistic(first_values, "micro")
-    low, high = intervals.bootstrap(values, "micro")
-    first_interval = list(intervals.bootstrap(first_values, "micro"))
+    values = {m: example_scores(rows, m) for m in (METRIC, FIRST_READ)}  # percent per passage
+    scores = {m: float(v.mean()) for m, v in values.items()}
+    spans = {m: list(score_interval([v], m)) for m, v in values.items()}  # graded: the bootstrap
     if out_dir is not None:
         folder = fs.path(out_dir) / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "copying.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     common = {"count": len(rows), "n": len(rows), "random": 0.0, "passage_tokens": length,
-              "first_read_accuracy": first_read}
-    task = {"benchmark": BENCHMARK, "metrics": {METRIC: score, "first_read_accuracy": first_read},
-            "primary_metric": METRIC, "score": score, "mode": "score", "cot": False, "skipped": 0,
-            "skipped_ids": [], "wall_seconds": round(time.perf_counter() - t0, 3), "file": "copying",
-            "intervals": {METRIC: [low, high], "first_read_accuracy": first_interval}, **common}
-    bench = {"score": score, "metric": METRIC, "aggregate": "micro", "tasks": 1, "ci_low": low,
-             "ci_high": high, **common}
+              FIRST_READ: scores[FIRST_READ]}
+    task = {"benchmark": BENCHMARK, "metrics": scores, "primary_metric": METRIC, "score": scores[METRIC],
+            "mode": "score", "cot": False, "skipped": 0, "skipped_ids": [], "file": "copying",
+            "wall_seconds": round(time.perf_counter() - t0, 3), "intervals": spans, **common}
+    bench = {"score": scores[METRIC], "metric": METRIC, "aggregate": "micro", "tasks": 1,
+             "ci_low": spans[METRIC][0], "ci_high": spans[METRIC][1], **common}
     return {"benchmarks": {BENCHMARK: bench}, "tasks": {"copying": task}}

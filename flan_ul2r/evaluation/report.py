@@ -17,12 +17,13 @@ from flan_ul2r.evaluation.metrics import NORMALIZED_AVERAGE_COMPONENTS, normaliz
 from flan_ul2r.evaluation.runner import TaskResult
 
 # Per-example scores between 0 and 1 (not right/wrong): their intervals are the bootstrap, not Wilson's.
-GRADED_METRICS = ("f1", "copy_accuracy")
+GRADED_METRICS = ("f1", "copy_accuracy", "first_read_accuracy")
 
 
 def example_scores(rows: Sequence[dict[str, Any]], metric: str) -> np.ndarray:
-    """Each prediction row's score in percent: 100 x its value for a graded metric (`f1`, `copy_accuracy`:
-    evaluation/copying.py), its `closed` flag for `closed` (evaluation/infilling.py), else 100 x `correct`."""
+    """Each prediction row's score in percent: 100 x its value for a graded metric (`f1`; `copy_accuracy`,
+    `first_read_accuracy`: evaluation/copying.py), its `closed` flag for `closed` (evaluation/infilling.py),
+    else 100 x `correct`."""
     key = metric if metric in (*GRADED_METRICS, "closed") else "correct"
     return 100.0 * np.asarray([float(r[key]) for r in rows], np.float64)
 
