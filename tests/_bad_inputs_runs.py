@@ -21,7 +21,7 @@ from tests._checkpointed_run import checkpointed_run, config, damage, position, 
 
 TRAIN = ["--gin_file=gin/runs/train.gin",  # the model: the one stored in MODEL_DIR
          "--gin.MIXTURE_OR_TASK_NAME=toy_lm", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 32}",
-         "--gin.BATCH_SIZE=8", "--gin.train.progress=False"]
+         "--gin.BATCH_SIZE=8", "--gin.RunConfig.progress=False"]
 _BASE: dict[str, Path] = {}
 
 

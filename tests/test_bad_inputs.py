@@ -58,7 +58,7 @@ def _gin_error(files: list[str], bindings: list[str], verb: str = "train") -> st
 
 @case("malformed gin file (an unclosed parenthesis)", "`flan-ul2r train` / `inspect`, exit 2")
 def _malformed_gin(tmp: Path) -> str:
-    (tmp / "bad.gin").write_text("train.batch_size = (4\nMODEL_DIR = '/tmp/run'\n")
+    (tmp / "bad.gin").write_text("RunConfig.batch_size = (4\nMODEL_DIR = '/tmp/run'\n")
     msg = _gin_error([str(tmp / "bad.gin")], [])
     assert "bad.gin:2" in msg
     return msg
@@ -75,7 +75,7 @@ def _malformed_binding(tmp: Path) -> str:
 def _gin_typo(tmp: Path) -> str:
     import flan_ul2r.main.train  # noqa: F401  (registers `train`)
 
-    (tmp / "typo.gin").write_text("train.batch_size = 4\ntrain.trian_steps = 3\n")
+    (tmp / "typo.gin").write_text("RunConfig.batch_size = 4\nRunConfig.trian_steps = 3\n")
     msg = _gin_error([str(tmp / "typo.gin")], [])
     assert "trian_steps" in msg and "typo.gin" in msg and "line 2" in msg
     return msg

@@ -90,7 +90,7 @@ def test_libtpu_refusing_a_program_over_hbm_names_both_sizes(tmp_path, capsys):
     # 65536 sequences of 256 tokens on one v5e chip (16 GiB): float32 logits over the 512-token vocabulary
     # alone are 32 GiB.
     rc, out, err = _compile(tmp_path, capsys, "--gin.TOPOLOGY=v5e:1x1", "--gin.BATCH_SIZE=65536",
-                            "--gin.train.chunked_loss=False")
+                            "--gin.RunConfig.chunked_loss=False")
     assert rc == 1 and "does not fit v5e:1x1 (1 chip of TPU v5e, 16 GiB HBM" in err
     assert re.search(r"temporaries \(\d+\.\d+G\) exceeds available HBM \(15\.\d+G\)", err), err
 

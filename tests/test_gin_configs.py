@@ -8,7 +8,7 @@ import flan_ul2r.main.train  # noqa: F401  (registers the typed configs)
 import flan_ul2r.tasks
 from flan_ul2r.gin_utils import parse_gin
 from flan_ul2r.models.config import PRESETS, ModelConfig
-from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig
+from flan_ul2r.training.config import CheckpointConfig, MeshConfig, ModelSpec, OptimizerConfig, RunConfig
 
 GIN = Path(__file__).resolve().parent.parent / "flan_ul2r" / "gin"
 ALL = sorted(str(p.relative_to(GIN.parent)) for p in GIN.rglob("*.gin"))
@@ -63,6 +63,27 @@ def test_run_model_smoke_compose_into_typed_configs():
     mesh = gin.get_configurable(MeshConfig)()
     assert (mesh.data, mesh.fsdp, mesh.rules) == (1, -1, "fsdp")
     assert gin.get_configurable(CheckpointConfig)().period == 1000
+
+
+def test_train_and_the_pipelines_bind_one_runconfig_by_the_same_field_names():
+    """`train` runs the RunConfig that runs/train.gin fills from the t5x macros, and a field is overridden
+    as `RunConfig.<field>`; a pipeline binds the same configurable per stage, `<stage>/RunConfig.<field>`.
+    A field neither gin file binds keeps the dataclass default in both."""
+    parse_gin(["gin/runs/ul2r.gin", "gin/models/tiny.gin", "gin/runs/cpu_smoke.gin"],
+              ["MODEL_DIR='/tmp/x'", "TRAIN_STEPS=7", "RunConfig.chunked_loss=True"], finalize=False)
+    cfg = gin.query_parameter("train.config").scoped_configurable_fn()
+    assert isinstance(cfg, RunConfig)
+    assert (cfg.model_dir, cfg.mixture_or_task_name, cfg.train_steps) == ("/tmp/x", "ul2r", 7)
+    assert cfg.batch_size == 8  # cpu_smoke.gin's BATCH_SIZE
+    assert dict(cfg.task_feature_lengths) == {"inputs": 128, "targets": 128}
+    assert cfg.chunked_loss is True and cfg.z_loss == RunConfig.z_loss
+    assert (cfg.optimizer.name, cfg.optimizer.learning_rate) == ("adafactor", 3e-3)
+    assert cfg.model.shape.num_layers == ModelConfig(**PRESETS["tiny"]).num_layers
+    gin.clear_config()
+    parse_gin(["gin/pipelines/smoke.gin"], ["ul2r/RunConfig.chunked_loss=True"], finalize=False)
+    stages = {s: gin.query_parameter(f"pipeline.{s}").scoped_configurable_fn() for s in ("ul2r", "flan")}
+    assert stages["ul2r"].chunked_loss is True and stages["flan"].chunked_loss is None
+    assert (stages["ul2r"].mixture_or_task_name, stages["flan"].mixture_or_task_name) == ("ul2r", "flan")
 
 
 def test_model_gin_that_disagrees_with_the_checkpoint_names_the_field():

@@ -35,7 +35,7 @@ def _args(model_dir):
     return ["--gin_file=gin/runs/train.gin", "--gin_file=gin/models/tiny.gin",
             "--gin.MIXTURE_OR_TASK_NAME=toy_ul2r", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 32}",
             f"--gin.TRAIN_STEPS={STEPS}", f"--gin.MODEL_DIR={model_dir}", "--gin.BATCH_SIZE=8",
-            "--gin.CHECKPOINT_PERIOD=100", "--gin.train.progress=False"]
+            "--gin.CHECKPOINT_PERIOD=100", "--gin.RunConfig.progress=False"]
 
 
 def _train(model_dir, env):
@@ -76,7 +76,7 @@ def test_sigterm_saves_the_step_reached_and_resume_is_bit_identical(tmp_path):
     reached = _rows(preempted)[-1]["step"]
     assert 3 <= reached < STEPS
     assert _steps(preempted) == [reached]  # the period (100) never came: this is the preemption save
-    # train.progress=False hides the bar only: metrics, TensorBoard and the plot are written
+    # RunConfig.progress=False hides the bar only: metrics, TensorBoard and the plot are written
     assert (preempted / "loss.png").is_file() and any((preempted / "tb").iterdir())
     assert f"stopped by SIGTERM after saving step {reached}; exit status {PREEMPTED_EXIT_CODE}" in err
 

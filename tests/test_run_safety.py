@@ -282,7 +282,7 @@ def _child(model_dir, *extra, env=None):
     args = ["--gin_file=gin/runs/train.gin", "--gin_file=gin/models/tiny.gin",
             "--gin.MIXTURE_OR_TASK_NAME=toy_ul2r", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 32}",
             f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=4", "--gin.BATCH_SIZE=8",
-            "--gin.train.progress=False", *extra]
+            "--gin.RunConfig.progress=False", *extra]
     env = {**os.environ, "XLA_FLAGS": xla_flags(1), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "tests._train_child", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -314,7 +314,7 @@ def test_a_bad_line_in_a_streamed_corpus_ends_train_with_one_message(tmp_path):
     cmd = [sys.executable, "-m", "flan_ul2r.cli", "train", "--gin_file=gin/runs/pretrain.gin",
            "--gin_file=gin/models/tiny.gin", f"--gin.MODEL_DIR={tmp_path / 'run'}", "--gin.TRAIN_STEPS=10",
            "--gin.TASK_FEATURE_LENGTHS={'inputs': 0, 'targets': 64}", "--gin.BATCH_SIZE=4",
-           "--gin.train.progress=False", f"--gin.ul2r_corpus.spec=jsonl:{tmp_path}/corpus.jsonl",
+           "--gin.RunConfig.progress=False", f"--gin.ul2r_corpus.spec=jsonl:{tmp_path}/corpus.jsonl",
            "--gin.ul2r_corpus.cache=False"]
     env = {**os.environ, "XLA_FLAGS": xla_flags(1)}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # no hang

@@ -63,7 +63,7 @@ def test_a_finished_run_re_run_exits_0_with_a_message(smoke_run):
 @pytest.mark.slow
 def test_gin_typo_names_file_and_line(tmp_path):
     bad = tmp_path / "typo.gin"
-    bad.write_text("train.batch_size = 4\ntrain.trian_steps = 3\n")
+    bad.write_text("RunConfig.batch_size = 4\nRunConfig.trian_steps = 3\n")
     out = _train("--gin_file=gin/runs/ul2r.gin", f"--gin_file={bad}", f"--gin.MODEL_DIR={tmp_path}")
     assert out.returncode == 2
     assert "trian_steps" in out.stderr and "typo.gin" in out.stderr and "line 2" in out.stderr

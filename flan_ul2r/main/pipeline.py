@@ -15,12 +15,11 @@ from typing import Any
 
 import gin
 
-import flan_ul2r.main.train  # noqa: F401  (binds ModelSpec, ModelConfig, MeshConfig, OptimizerConfig, ...)
+import flan_ul2r.main.train  # noqa: F401  (binds RunConfig, ModelSpec, ModelConfig, MeshConfig, ...)
 from flan_ul2r.pipeline.config import EvalStageConfig, PipelineConfig
 from flan_ul2r.training.config import RunConfig
 
-for _cls in (RunConfig, EvalStageConfig):
-    gin.external_configurable(_cls, module="flan_ul2r")
+gin.external_configurable(EvalStageConfig, module="flan_ul2r")
 
 USAGE = """usage: flan-ul2r pipeline --gin_file=gin/pipelines/<name>.gin [--gin.MODEL_DIR=DIR]
                           [--gin.X=VALUE ...]

@@ -5,8 +5,9 @@
 
 Required macros as in t5x: MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, TRAIN_STEPS, MODEL_DIR;
 optional INITIAL_CHECKPOINT_PATH. This module is the gin edge: it binds the typed configs of
-flan_ul2r/training/config.py (ModelSpec, ModelConfig, MeshConfig, OptimizerConfig, CheckpointConfig) and
-hands a RunConfig to flan_ul2r/training/run.py. The operative config is written to MODEL_DIR/config.gin.
+flan_ul2r/training/config.py (RunConfig and its ModelSpec, ModelConfig, MeshConfig, OptimizerConfig,
+CheckpointConfig) and hands the RunConfig to flan_ul2r/training/run.py. The operative config is written to
+MODEL_DIR/config.gin.
 
 Exit status: 0 trained to TRAIN_STEPS (or it already had: a re-run of a finished run), 75 preempted
 (SIGTERM/SIGINT: a checkpoint of the step reached was saved, or the signal came before the first step and
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gin
@@ -43,6 +44,10 @@ required macros:
 optional macros:
   INITIAL_CHECKPOINT_PATH  params to start from (`flan-ul2r convert import-hf` output), BATCH_SIZE,
                            LEARNING_RATE, CHECKPOINT_PERIOD (steps, or "final": at the end only)
+settings:
+  any RunConfig field (flan_ul2r/training/config.py) as --gin.RunConfig.FIELD=VALUE: num_microbatches,
+  chunked_loss, eval_period, eval_suite, progress, allow_data_change, seed, ... (a pipeline stage: the
+  same field under its scope, --gin.ul2r/RunConfig.FIELD=VALUE)
 
 example:
   flan-ul2r train --gin_file=gin/runs/ul2r.gin --gin_file=gin/models/tiny.gin \\
@@ -56,10 +61,10 @@ slice through libtpu (pip install -e ".[tpu-compile]"), else for the local devic
 exit status: 0 done (also when MODEL_DIR is already at TRAIN_STEPS), {PREEMPTED_EXIT_CODE} preempted (a
 checkpoint of the step reached was saved, or nothing was trained yet; run it again to resume), 1 run error
 (bad data, NaN loss, failed save), 2 bad arguments, gin or settings, unknown task, MODEL_DIR in use by
-another run, a resume with other TASK_FEATURE_LENGTHS / BATCH_SIZE (--gin.train.allow_data_change=True).
+another run, a resume with other TASK_FEATURE_LENGTHS / BATCH_SIZE (--gin.RunConfig.allow_data_change=True).
 """
 
-for _cls in (ModelConfig, ModelSpec, MeshConfig, OptimizerConfig, CheckpointConfig):
+for _cls in (ModelConfig, ModelSpec, MeshConfig, OptimizerConfig, CheckpointConfig, RunConfig):
     gin.external_configurable(_cls, module="flan_ul2r")
 
 
@@ -72,36 +77,20 @@ def model_preset(name: str = gin.REQUIRED, **overrides: Any) -> ModelConfig:
 
 
 @gin.configurable
-def train(model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
-          task_feature_lengths: Mapping[str, int] = gin.REQUIRED, train_steps: int = gin.REQUIRED,
-          batch_size: int = 8, initial_checkpoint_path: str | None = None, seed: int = 0,
-          model: ModelSpec | None = None, mesh: MeshConfig | None = None,
-          optimizer: OptimizerConfig | None = None, checkpoint: CheckpointConfig | None = None,
-          z_loss: float = 1e-4, num_microbatches: int = 1, log_every: int = 1,
-          stop_after_steps: int | None = None, progress: bool = True, chunked_loss: bool | None = None,
-          eval_period: int = 0, eval_suite: str | None = None, eval_batches: int = 10,
-          eval_max_examples: int | None = 20, prefetch_depth: int = 2, allow_data_change: bool = False,
-          topology: str | None = None, compile_only: bool = False) -> dict[str, Any]:
-    """The gin-bound RunConfig (fields documented there), trained by `training.run.run`; with
-    `compile_only`, compiled for `topology` (the TOPOLOGY macro) by `training.aot` instead."""
+def train(config: RunConfig = gin.REQUIRED, topology: str | None = None,
+          compile_only: bool = False) -> dict[str, Any]:
+    """Trains the gin-bound `RunConfig` (runs/train.gin binds `train.config = @RunConfig()` and every field
+    from the t5x macros; fields documented in training/config.py) through `training.run.run`; with
+    `compile_only`, compiles it for `topology` (the TOPOLOGY macro) through `training.aot` instead.
+    Pipelines bind the same `RunConfig`, one per stage under a scope (`ul2r/RunConfig.train_steps`)."""
     from flan_ul2r.training import aot
     from flan_ul2r.training.run import run
 
-    cfg = RunConfig(
-        model_dir=model_dir, mixture_or_task_name=mixture_or_task_name,
-        task_feature_lengths=dict(task_feature_lengths), train_steps=train_steps, batch_size=batch_size,
-        initial_checkpoint_path=initial_checkpoint_path, seed=seed, model=model or ModelSpec(),
-        mesh=mesh or MeshConfig(), optimizer=optimizer or OptimizerConfig(),
-        checkpoint=checkpoint or CheckpointConfig(), z_loss=z_loss, num_microbatches=num_microbatches,
-        log_every=log_every, stop_after_steps=stop_after_steps, progress=progress, chunked_loss=chunked_loss,
-        eval_period=eval_period, eval_suite=eval_suite, eval_batches=eval_batches,
-        eval_max_examples=eval_max_examples,
-        prefetch_depth=prefetch_depth, allow_data_change=allow_data_change)
     if compile_only:
-        return {"compile_report": aot.compile_run(cfg, topology)}
+        return {"compile_report": aot.compile_run(config, topology)}
     if topology:
         aot.check_local_devices(topology)
-    return run(cfg, operative_config=gin.operative_config_str())
+    return run(config, operative_config=gin.operative_config_str())
 
 
 def main(argv: Sequence[str]) -> int:

@@ -210,7 +210,7 @@ def does_not_fit_message(report: CompileReport) -> str:
     return (f"does not fit: {r.total_bytes / GIB:.2f} GiB per chip (arguments {r.argument_bytes / GIB:.2f} + "
             f"temporaries {r.temp_bytes / GIB:.2f} + outputs not donated {extra:.2f}) > "
             f"{r.hbm_bytes / GIB:.2f} GiB HBM per chip of {r.target}; shard more (gin/partitioning/), set "
-            "ModelSpec.remat_policy = 'full', raise train.num_microbatches or lower BATCH_SIZE")
+            "ModelSpec.remat_policy = 'full', raise RunConfig.num_microbatches or lower BATCH_SIZE")
 
 
 def compile_run(cfg: RunConfig, topology: str | None) -> CompileReport:

@@ -185,13 +185,13 @@ class RunConfig:
         missing = {"targets"} - set(self.task_feature_lengths)
         if missing:
             raise ConfigError(f"TASK_FEATURE_LENGTHS={dict(self.task_feature_lengths)} lacks 'targets'")
-        _check_whole("TRAIN_STEPS (train.train_steps)", self.train_steps, 1)
-        _check_whole("BATCH_SIZE (train.batch_size)", self.batch_size, 1)
+        _check_whole("TRAIN_STEPS (RunConfig.train_steps)", self.train_steps, 1)
+        _check_whole("BATCH_SIZE (RunConfig.batch_size)", self.batch_size, 1)
         for name in ("num_microbatches", "log_every", "prefetch_depth", "eval_batches"):
-            _check_whole(f"train.{name}", getattr(self, name), 1)
-        _check_whole("train.eval_period", self.eval_period, 0, " (0 = off)")
+            _check_whole(f"RunConfig.{name}", getattr(self, name), 1)
+        _check_whole("RunConfig.eval_period", self.eval_period, 0, " (0 = off)")
         if self.stop_after_steps is not None:
-            _check_whole("train.stop_after_steps", self.stop_after_steps, 1)
+            _check_whole("RunConfig.stop_after_steps", self.stop_after_steps, 1)
         hosts = jax.process_count()
         if self.batch_size % hosts:
             raise ConfigError(f"BATCH_SIZE={self.batch_size} is not divisible by the {hosts} hosts "

@@ -93,7 +93,7 @@ class PeriodicEval:
         prefix_lm = int(self.cfg.task_feature_lengths.get("inputs", 0)) > 0
         vocab = task_vocabulary(self.cfg.mixture_or_task_name)
         model = self.model_factory(self.trainer, params, vocab, prefix_lm, self.cfg.sequence_length)
-        check_model(model, f"train.eval_suite={self.cfg.eval_suite}")
+        check_model(model, f"RunConfig.eval_suite={self.cfg.eval_suite}")
         out_dir = None
         if jax.process_index() == 0:
             out_dir = fs.absolute(self.cfg.model_dir) / "eval" / str(step) / str(self.cfg.eval_suite)

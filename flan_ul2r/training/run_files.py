@@ -98,11 +98,11 @@ def check_resume_settings(cfg: RunConfig, resumed_step: int) -> None:
         return
     if cfg.allow_data_change:
         print(f"resuming step {resumed_step} with changed data settings ({'; '.join(changes)}): "
-              "train.allow_data_change=True", file=sys.stderr, flush=True)
+              "RunConfig.allow_data_change=True", file=sys.stderr, flush=True)
         return
     raise ConfigError(f"resuming {model_dir} at step {resumed_step}: {'; '.join(changes)}. The saved data "
                       "position belongs to the old stream: keep the old values, or pass "
-                      "--gin.train.allow_data_change=True to continue with the new ones")
+                      "--gin.RunConfig.allow_data_change=True to continue with the new ones")
 
 
 def copy_model_files(initial: fs.PathLike, model_dir: fs.PathLike) -> None:
