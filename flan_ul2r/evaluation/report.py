@@ -31,11 +31,12 @@ def example_scores(rows: Sequence[dict[str, Any]], metric: str) -> np.ndarray:
 def score_interval(strata: Sequence[np.ndarray], metric: str, aggregate: str = "micro"
                    ) -> tuple[float, float]:
     """The 95% interval of a score from its per-example values (percent), one array per task: Wilson for a
-    proportion pooled over examples, else the bootstrap (`macro`: mean of the tasks' scores)."""
+    proportion pooled over examples, else the bootstrap (`macro`: mean of the tasks' scores; `ratio`: a
+    ratio of sums over [value, weight] rows, as the LM loss per byte)."""
     if metric not in GRADED_METRICS and aggregate == "micro":
         values = np.concatenate([np.asarray(s) for s in strata]) if strata else np.zeros(0)
         return intervals.wilson_percent(float(values.sum() / 100.0), len(values))
-    return intervals.bootstrap(strata, "macro" if aggregate == "macro" else "micro")
+    return intervals.bootstrap(strata, aggregate if aggregate in ("macro", "ratio") else "micro")
 
 
 def task_intervals(r: TaskResult) -> dict[str, list[float]]:

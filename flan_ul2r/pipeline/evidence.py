@@ -16,7 +16,7 @@ import numpy as np
 
 from flan_ul2r import fs
 from flan_ul2r.evaluation import intervals
-from flan_ul2r.evaluation.report import GRADED_METRICS, example_scores
+from flan_ul2r.evaluation.report import example_scores, score_interval
 
 # (a, b): the differences a - b the papers speak of. UL2R vs the base (U-PaLM sections 3-4), Flan vs the base
 # and Flan-U vs Flan (Chung et al. 2022, Table 5), Flan-U vs the base (both recipes together).
@@ -74,11 +74,7 @@ def cell(examples: Examples, bench: Mapping[str, Any]) -> dict[str, float]:
     """{score, n, ci_low, ci_high} of one model's benchmark from its examples (the report's cells)."""
     kind = _kind(bench)
     strata = [np.asarray(list(ids.values()), np.float64) for ids in examples.values()]
-    if kind == "micro" and bench.get("metric") not in GRADED_METRICS:
-        values = np.concatenate(strata) if strata else np.zeros(0)
-        low, high = intervals.wilson_percent(float(values.sum() / 100.0), len(values))
-    else:
-        low, high = intervals.bootstrap(strata, kind)
+    low, high = score_interval(strata, bench.get("metric", ""), kind)
     n = sum(len(s) for s in strata)
     return {"score": intervals.statistic(strata, kind) if n else math.nan, "n": n, "ci_low": low,
             "ci_high": high}
