@@ -115,16 +115,17 @@ def _heldout_text_results(lm: Any, cfg: EvalStageConfig, out: epath.Path) -> dic
 
     merged: dict[str, Any] = {"benchmarks": {}, "tasks": {}}
     parts = []
+    documents = heldout_documents() if cfg.infilling_examples or cfg.lm_loss or cfg.copying else []
     if cfg.infilling_examples:
-        examples = make_examples(heldout_documents(), cfg.infilling_examples,
+        examples = make_examples(documents, cfg.infilling_examples,
                                  windows_per_document=cfg.infilling_windows)
         parts.append(("infilling", evaluate_infilling(lm, examples, out_dir=out / "infilling",
                                                       batch_size=cfg.batch_size, too_long=cfg.too_long)))
     if cfg.lm_loss:
-        parts.append(("lm_loss", evaluate_lm_loss(lm, heldout_documents(), out_dir=out / "lm_loss",
+        parts.append(("lm_loss", evaluate_lm_loss(lm, documents, out_dir=out / "lm_loss",
                                                   batch_size=cfg.batch_size)))
     if cfg.copying:
-        parts.append(("copying", evaluate_copying(lm, heldout_documents(), out_dir=out / "copying",
+        parts.append(("copying", evaluate_copying(lm, documents, out_dir=out / "copying",
                                                   batch_size=cfg.batch_size)))
     for task, part in parts:
         merged["benchmarks"].update(part["benchmarks"])
