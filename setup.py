@@ -47,6 +47,7 @@ setup(
         # TPU ahead-of-time compile tests (tests/test_tpu_scaling.py).
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.5,<4",  # pytest.ini runs the suite on every core (at most 4 workers)
             "ruff>=0.6",
             "torch==2.13.0",
             "transformers>=4.50,<6",

@@ -132,14 +132,28 @@ def test_load_model_names_the_damage_and_is_quiet_about_orbax_metadata(base, tmp
         flan_ul2r.load_model(str(model_dir / "checkpoints" / "6"))
 
 
-def test_no_orbax_thread_outlives_a_run_that_failed_to_start(base, tmp_path):
+def test_no_orbax_thread_outlives_a_run_that_failed_to_start(base, tmp_path, monkeypatch):
+    from flan_ul2r.training import checkpoints
     from flan_ul2r.training.run import run
 
+    closed = []
+    close = checkpoints.TrainCheckpoints.close
+    monkeypatch.setattr(checkpoints.TrainCheckpoints, "close",
+                        lambda self: (closed.append(self), close(self)))
+
+    def failed_start(name):
+        with pytest.raises(FileNotFoundError, match="is a training MODEL_DIR"):
+            run(config(tmp_path / name, initial_checkpoint_path=str(base.model_dir)))
+
+    # The first failed start may bring up threads that live as long as the process (asyncio's default
+    # executor, `asyncio_0`), whichever test in this process touches orbax first; a thread that each run
+    # leaves behind shows in the second.
+    failed_start("first")
     before = set(threading.enumerate())
-    with pytest.raises(FileNotFoundError, match="is a training MODEL_DIR"):
-        run(config(tmp_path / "new", initial_checkpoint_path=str(base.model_dir)))
+    failed_start("second")
     left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
     assert not left, left  # an open CheckpointManager's cleanup thread printed a traceback at exit
+    assert len(closed) == 2  # each run's checkpoint manager was closed (not every orbax version has a thread)
 
 
 def test_a_live_holder_refuses_a_stale_one_is_taken_over_and_racers_get_one_lock(tmp_path):
