@@ -2,7 +2,8 @@
 a process: exit statuses, signals. Arguments are `train`'s; the toy mixture is registered first.
 
 FLAN_UL2R_TEST_BATCH_DELAY=SECONDS makes every batch that slow to arrive, so a signal sent after a few
-logged steps lands mid-run.
+logged steps lands mid-run. FLAN_UL2R_TEST_WAITING_FILE=PATH: the loader creates PATH when it starts on the
+first batch, so a test can signal a run that has finished starting up and waits for its data.
 """
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ class SlowData:
 
     def __init__(self, data, delay: float):
         self.data, self.delay = data, delay
+        self.waiting_file = os.environ.get("FLAN_UL2R_TEST_WAITING_FILE")
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        if self.waiting_file:
+            open(self.waiting_file, "a").close()
         time.sleep(self.delay)
         return next(self.data)
 

@@ -305,11 +305,16 @@ def _child(model_dir, *extra, env=None):
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_sigterm_during_start_up_exits_75_with_nothing_to_save(tmp_path):
-    proc = _child(tmp_path / "run", env={"FLAN_UL2R_TEST_BATCH_DELAY": "60"})
+    waiting = tmp_path / "waiting"  # made when the loader starts on the first batch (tests/_train_child.py)
+    proc = _child(tmp_path / "run", env={"FLAN_UL2R_TEST_BATCH_DELAY": "60",
+                                         "FLAN_UL2R_TEST_WAITING_FILE": str(waiting)})
     deadline = time.monotonic() + 300
-    while not (tmp_path / "run" / "run_config.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)  # the run files are written just before the loop waits for its first batch
-    time.sleep(1)
+    while not waiting.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # Start-up is over (model built, checkpoints opened, run files written, the data iterator made): the
+    # main thread is about to wait for the first batch. A signal sent earlier can land where Python only
+    # prints the exception (TF's start-up code), and the run then stops only when its first batch arrives.
+    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err[-3000:]
