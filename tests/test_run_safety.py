@@ -312,8 +312,8 @@ def test_sigterm_during_start_up_exits_75_with_nothing_to_save(tmp_path):
     while not waiting.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     # Start-up is over (model built, checkpoints opened, run files written, the data iterator made): the
-    # main thread is about to wait for the first batch. A signal sent earlier can land where Python only
-    # prints the exception (TF's start-up code), and the run then stops only when its first batch arrives.
+    # main thread is about to wait for the first batch. A signal sent earlier, while a loaded machine was
+    # still starting the child up, was acted on only when the first batch came (after the 60 s delay).
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
