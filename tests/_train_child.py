@@ -27,8 +27,9 @@ class SlowData:
         return self
 
     def __next__(self):
-        if self.waiting_file:
+        if self.waiting_file:  # the first batch only
             open(self.waiting_file, "a").close()
+            self.waiting_file = None
         time.sleep(self.delay)
         return next(self.data)
 
