@@ -115,7 +115,7 @@ def test_few_shot_prompts_fit_the_budget_or_fall_back_to_zero_shot():
         TASKS["multi_step_arithmetic"], n=400, inversion_rate=0.0, style_mix={"fs_cot": 1}
     )
     tokens = layout.pieces.tokenize(vocab)
-    p = plan(layout, "train", np.arange(400), _seeds(400), (tokens.context_lengths, 512))
+    p = plan(layout, "train", np.arange(400), _seeds(400), (tokens.lengths, 512))
     _, lengths = tokens.assemble(p.inputs)
     shots = (p.shots >= 0).sum(axis=1)
     budget = fp.few_shot_budget(512)
@@ -143,7 +143,7 @@ def _renderer(task, vocab):
 def _texts(renderer, n, inputs_length):
     layout = renderer.layout("train")
     tokens = renderer.tokens("train")
-    p = plan(layout, "train", np.arange(n), _seeds(n), (tokens.context_lengths, inputs_length))
+    p = plan(layout, "train", np.arange(n), _seeds(n), (tokens.lengths, inputs_length))
     return [(layout.pieces.text(p.inputs[r]), layout.pieces.text(p.targets[r])) for r in range(n)]
 
 
@@ -198,6 +198,33 @@ def test_subword_ids_decode_to_the_rendered_text(tmp_path, metaspace):
         assert xi[0] == vocab.encode(xt)[0]  # a prompt starts as the whole text's encoding does
         same += xi[:-1].tolist() == list(vocab.encode(xt))
     assert same > 0  # joins at piece boundaries often tokenize as the whole text does
+
+
+def test_pieces_are_tokenized_on_first_use_and_blocks_do_not_depend_on_the_order(tmp_path):
+    """A block tokenizes only the pieces it lays out, and a block's ids are the same whether the renderer
+    tokenized other pieces before it, all of them first (what the eager table did), or none."""
+    task = TASKS["word_problem"]
+    byte_renderer, _ = _renderer(task, get_vocabulary("byte"))
+    vocab = _train_bpe(tmp_path, [t for pair in _texts(byte_renderer, 300, 2048) for t in pair], False)
+    a, b = np.arange(0, 40), np.arange(200, 240)
+
+    def blocks(order, eager=False):
+        renderer, _ = _renderer(task, vocab)
+        tokens = renderer.tokens("train")
+        if eager:
+            tokens.lengths(np.arange(len(renderer.layout("train").pieces)))
+        out = {name: renderer.block(idx, _seeds(len(idx)), "train", 512)[:4] for name, idx in order}
+        return out, tokens.num_tokenized, len(renderer.layout("train").pieces)
+
+    first, used_a, total = blocks([("a", a)])
+    assert used_a < total / 5  # 40 of 300 examples (and their exemplars) need a small share of the pieces
+    reordered, used_ab, _ = blocks([("b", b), ("a", a)])
+    eager, used_all, _ = blocks([("a", a), ("b", b)], eager=True)
+    assert used_a < used_ab < used_all == total
+    for name, runs in (("a", (first, reordered, eager)), ("b", (reordered, eager))):
+        for other in runs[1:]:
+            for x, y in zip(runs[0][name], other[name]):
+                np.testing.assert_array_equal(x, y)
 
 
 def test_option_markers_and_shot_distribution_helpers():

@@ -14,7 +14,7 @@ from flan_ul2r.training.tpu_topology import parse_slice
 from flan_ul2r.training.trainer import Trainer
 
 # A reduced Llama-3-8B: its real 128,256-token vocabulary (the logits are what grew), head size 128 and
-# GQA, 4 layers, at an eighth of its width so that the 8 compiles fit CI's time (a full-width compile takes
+# GQA, 4 layers, at an eighth of its width so that the 6 compiles fit CI's time (a full-width compile takes
 # minutes on 2 cores; benchmarks/tpu_scale.py has the full-size figures).
 REDUCED_8B = preset("llama3_8b", num_layers=4, d_model=512, num_heads=4, num_kv_heads=1, d_ff=1792)
 SLICES = ("v5p:2x2x1", "v5p:2x2x2", "v5p:2x2x4", "v5p:2x4x4")  # 4, 8, 16, 32 chips
@@ -32,8 +32,10 @@ def _run_config(chips: int, chunked: bool) -> RunConfig:
 
 @pytest.fixture(scope="module", params=[False, True], ids=["dense_loss", "chunked_loss"])
 def reports(request):
+    """The dense loss (issue 14's bug) on every slice; the chunked loss on the smallest and the largest."""
+    slices = SLICES[::3] if request.param else SLICES
     return [aot.compile_train_step(_run_config(parse_slice(t).chips, request.param), REDUCED_8B, t)
-            for t in SLICES]
+            for t in slices]
 
 
 @pytest.mark.slow
@@ -41,7 +43,8 @@ def test_memory_per_chip_does_not_grow_with_the_slice(reports):
     """Issue 14 measured 14.8 -> 94.9 GiB per chip from 8 to 64 chips (dense loss): float32 logits for the
     whole global batch on every chip. Now: within 10% of the 4-chip figure, arguments falling."""
     totals = [r.total_bytes for r in reports]
-    assert [r.chips for r in reports] == [4, 8, 16, 32]
+    chips = [r.chips for r in reports]
+    assert chips[0] == 4 and chips[-1] == 32 and chips == sorted(chips)
     assert all(r.batch_size == r.chips for r in reports)  # constant per-chip batch
     args = [r.argument_bytes for r in reports]  # parameters and optimizer state spread over more chips
     assert args == sorted(args, reverse=True) and args[-1] < args[0] / 4

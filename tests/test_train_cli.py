@@ -54,10 +54,12 @@ def test_smoke_run_learns_and_writes_everything(smoke_run):
 @pytest.mark.slow
 def test_a_finished_run_re_run_exits_0_with_a_message(smoke_run):
     model_dir, _ = smoke_run
+    metrics = (model_dir / "metrics.jsonl").read_text()
     out = _train(*SMOKE,
                  f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=30")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "is at step 30 >= TRAIN_STEPS=30: the run is finished, nothing to do" in out.stderr
+    assert (model_dir / "metrics.jsonl").read_text() == metrics  # nothing trained, nothing logged
 
 
 @pytest.mark.slow

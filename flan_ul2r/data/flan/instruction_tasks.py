@@ -100,13 +100,13 @@ class InstructionRenderer:
             return self._tokens[split]
 
     def num_records(self, split: str) -> int:
-        self.tokens(split)  # lays out and tokenizes now, not inside the first block
+        self.layout(split)  # lays out now, not inside the first block (pieces are tokenized on first use)
         return len(self.rows(split))
 
     def block(self, indices: np.ndarray, seeds: np.ndarray, split: str, inputs_length: int) -> tuple:
         """Examples `indices` (seeds [b, 2]): inputs/targets ids (+ EOS) flat with lengths, styles, tasks."""
         layout, tokens = self.layout(split), self.tokens(split)
-        p = plan(layout, split, indices, seeds, (tokens.context_lengths, inputs_length))
+        p = plan(layout, split, indices, seeds, (tokens.lengths, inputs_length))
         eos = int(self.vocabulary.eos_id)
         x, x_len = _with_eos(*tokens.assemble(p.inputs), eos)
         y, y_len = _with_eos(*tokens.assemble(p.targets), eos)

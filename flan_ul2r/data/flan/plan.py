@@ -19,6 +19,7 @@ gives the same rows as its examples one by one. Per example, as FLAN v2 renders 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from flan_ul2r.data.flan.layout import ExampleTable, GlobalPieces, TaskLayout
 from flan_ul2r.data.flan.templates import STYLES, is_cot, is_few_shot, shows_options, zero_shot_of
 
 STYLE_INDEX = {s: i for i, s in enumerate(STYLES)}
+Budget = tuple[Callable[[np.ndarray], np.ndarray], int]  # (token counts of piece ids, inputs length)
 _FEW = np.array([is_few_shot(s) for s in STYLES])
 _COT = np.array([is_cot(s) for s in STYLES])
 _OPT = np.array([shows_options(s) for s in STYLES])
@@ -246,11 +248,12 @@ def plan(
     split: str,
     indices: np.ndarray,
     seeds: np.ndarray,
-    budget: tuple[np.ndarray, int] | None,
+    budget: Budget | None,
 ) -> Plan:
-    """Plans examples `indices` of `split` with example seeds [b, 2]. `budget` = (token count per piece,
-    inputs length) prunes exemplars to FLAN's budget (None: no pruning). Training draws only: evaluation
-    prompts are `flan_ul2r.data.flan.eval_prompts` (fixed format, the evaluation CoT trigger)."""
+    """Plans examples `indices` of `split` with example seeds [b, 2]. `budget` = (a function giving the
+    token count of each piece id, e.g. `TokenizedPieces.lengths`; the inputs length) prunes exemplars to
+    FLAN's budget (None: no pruning). Training draws only: evaluation prompts are
+    `flan_ul2r.data.flan.eval_prompts` (fixed format, the evaluation CoT trigger)."""
     tab, pool, glob = layout.pools[split], layout.shot_pools[split], layout.glob
     e = np.asarray(indices, np.int64).reshape(-1)
     u = uniforms(seeds, U_GAPS + CANDIDATES)
@@ -298,7 +301,7 @@ def _shot_rows(layout: TaskLayout, pool: ExampleTable, shots: np.ndarray, k: np.
 
 
 def _fit(
-    shot_rows: np.ndarray, query: np.ndarray, k: np.ndarray, budget: tuple[np.ndarray, int] | None
+    shot_rows: np.ndarray, query: np.ndarray, k: np.ndarray, budget: Budget | None
 ) -> np.ndarray:
     """[b, MAX_SHOTS] which of the first k exemplars stay: the last ones whose tokens, with the query and
     EOS, fit FLAN's few-shot budget."""
@@ -306,7 +309,7 @@ def _fit(
     if budget is None:
         return used
     lengths, inputs_length = budget
-    shot_len = np.where(used, lengths[shot_rows].sum(axis=-1), 0)
-    room = fp.few_shot_budget(inputs_length) - lengths[query].sum(axis=-1) - 1
+    shot_len = np.where(used, lengths(shot_rows).sum(axis=-1), 0)
+    room = fp.few_shot_budget(inputs_length) - lengths(query).sum(axis=-1) - 1
     from_end = np.cumsum(shot_len[:, ::-1], axis=1)[:, ::-1]
     return used & (from_end <= room[:, None])
