@@ -75,8 +75,8 @@ def _encode_pieces(vocabulary: Any, texts: Sequence[str], byte_level: bool
     if byte_level:  # one id per UTF-8 byte: encode everything at once, then cut
         ids = np.asarray(_encode_all(vocabulary, ["".join(texts)])[0], np.int32)
         lengths = [len(t.encode("utf-8")) for t in texts]
-        rows = np.split(ids, np.cumsum(lengths)[:-1]) if texts else []
-        return rows, rows
+        rows = np.split(ids, np.cumsum(lengths)[:-1])
+        return rows, rows  # the same ids at the start and in context
     start = _encode_all(vocabulary, texts)
     context: list[np.ndarray | None] = [None] * len(texts)
     for anchor_text in ANCHORS:
@@ -117,20 +117,25 @@ class TokenizedPieces:
         if not len(need):
             return
         context, start = _encode_pieces(self._vocabulary, [self._texts[int(i)] for i in need], self._byte)
-        for variant, rows in enumerate((context, start)):
-            lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
-            self._offsets[variant, need] = self._size + np.cumsum(lengths) - lengths
-            self._lengths[variant, need] = lengths
-            self._append(np.concatenate(rows).astype(np.int32))
+        self._offsets[0, need], self._lengths[0, need] = self._append(context)
+        if start is context:  # byte-level: stored once
+            self._offsets[1, need], self._lengths[1, need] = self._offsets[0, need], self._lengths[0, need]
+        else:
+            self._offsets[1, need], self._lengths[1, need] = self._append(start)
         self._done[need] = True
 
-    def _append(self, ids: np.ndarray) -> None:
-        if self._size + len(ids) > len(self._flat):  # grow by doubling: appends cost O(total) overall
-            grown = np.zeros(max(2 * len(self._flat), self._size + len(ids)), np.int32)
+    def _append(self, rows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Appends `rows` to the flat buffer; returns their offsets and lengths."""
+        lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+        offsets = self._size + np.cumsum(lengths) - lengths
+        end = self._size + int(lengths.sum())
+        if end > len(self._flat):  # grow by doubling: appends cost O(total) overall
+            grown = np.zeros(max(2 * len(self._flat), end), np.int32)
             grown[: self._size] = self._flat[: self._size]
             self._flat = grown
-        self._flat[self._size : self._size + len(ids)] = ids
-        self._size += len(ids)
+        self._flat[self._size : end] = np.concatenate(rows)
+        self._size = end
+        return offsets, lengths
 
     def lengths(self, pieces: np.ndarray) -> np.ndarray:
         """Token count of each piece id (in context), any shape."""
