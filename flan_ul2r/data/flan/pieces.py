@@ -105,11 +105,6 @@ class TokenizedPieces:
         self._flat, self._size = np.zeros(1024, np.int32), 0
         self._lock = threading.Lock()
 
-    @property
-    def num_tokenized(self) -> int:
-        """How many pieces have been tokenized so far (the empty piece counts)."""
-        return int(self._done.sum())
-
     def _ensure(self, pieces: np.ndarray) -> None:
         """Tokenizes the pieces among `pieces` not tokenized yet (call with the lock held)."""
         need = np.unique(pieces)
