@@ -2,7 +2,21 @@
 import gin
 import pytest
 
+import flan_ul2r.tasks
 from flan_ul2r import cli, gin_utils
+
+SMOKE = ("--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
+         "--gin_file=gin/runs/cpu_smoke.gin")
+
+
+@pytest.fixture
+def gin_restored():
+    """A verb run in this process parses gin and registers the built-in tasks under it: afterwards the
+    defaults are registered again, for the tests that run next in this process."""
+    gin.clear_config()
+    yield
+    gin.clear_config()
+    flan_ul2r.tasks.register_after_gin()
 
 
 def test_unknown_verb_names_the_known_ones(capsys):
@@ -36,6 +50,21 @@ def test_train_help_names_the_required_macros(capsys):
     out = capsys.readouterr().out
     for macro in ("MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS", "TRAIN_STEPS", "MODEL_DIR"):
         assert macro in out
+
+
+def test_gin_typo_names_file_and_line(tmp_path, capsys, gin_restored):
+    bad = tmp_path / "typo.gin"
+    bad.write_text("RunConfig.batch_size = 4\nRunConfig.trian_steps = 3\n")
+    assert cli.main(["train", "--gin_file=gin/runs/ul2r.gin", f"--gin_file={bad}",
+                     f"--gin.MODEL_DIR={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "trian_steps" in err and "typo.gin" in err and "line 2" in err
+
+
+def test_missing_required_macro_is_named(tmp_path, capsys, gin_restored):
+    assert cli.main(["train", *SMOKE, f"--gin.MODEL_DIR={tmp_path}"]) == 2
+    assert "TRAIN_STEPS" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_verbs_run_with_accelerators_hidden_from_tensorflow(monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 from flan_ul2r import partitioning
 from flan_ul2r.api import LoadedModel, load_model
 from flan_ul2r.data.vocab.vocabularies import ByteVocabulary
+from flan_ul2r.decoding import loaded_model
 from flan_ul2r.decoding.generate import DecodeSpec, generate_padded
 from flan_ul2r.decoding.sampling import filter_logits, next_tokens, row_keys
 from flan_ul2r.models import Decoder, preset
@@ -226,6 +227,20 @@ def test_score_is_the_sum_of_log_softmax_of_a_plain_forward(model, prefix_lm):
     # the greedy continuation is flagged as such
     first = int(np.argmax(model.logits([contexts[0]], prefix_length=5 if prefix_lm else None)[0, -1]))
     assert model.score([contexts[0]], [[first]], prefix_lm=prefix_lm)[0][1]
+
+
+def test_models_of_one_config_compile_the_forward_once(model):
+    """The four models a pipeline evaluates share one shape: the second one's logits reuse the compiled
+    forward, computed with its own params."""
+    other = LoadedModel(model.config, _params(model.config, seed=1), VOCAB, max_length=64)
+    tokens = np.asarray([[0, *range(40 + 10 * row, 46 + 10 * row)] for row in range(3)])  # [3, 7]
+    mine = model.logits(tokens)
+    compiled = loaded_model._forward(model.config)._cache_size()
+    theirs = other.logits(tokens)
+    assert loaded_model._forward(model.config)._cache_size() == compiled >= 1
+    want = Decoder(model.config).apply({"params": other.params}, jnp.asarray(tokens))
+    np.testing.assert_allclose(theirs, np.asarray(want), rtol=1e-5, atol=1e-5)
+    assert np.abs(theirs - mine).max() > 1e-3
 
 
 @pytest.mark.slow

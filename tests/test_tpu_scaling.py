@@ -14,10 +14,10 @@ from flan_ul2r.training.tpu_topology import parse_slice
 from flan_ul2r.training.trainer import Trainer
 
 # A reduced Llama-3-8B: its real 128,256-token vocabulary (the logits are what grew), head size 128 and
-# GQA, 4 layers, at an eighth of its width so that the 6 compiles fit CI's time (a full-width compile takes
+# GQA, 4 layers, at an eighth of its width so that the 5 compiles fit CI's time (a full-width compile takes
 # minutes on 2 cores; benchmarks/tpu_scale.py has the full-size figures).
 REDUCED_8B = preset("llama3_8b", num_layers=4, d_model=512, num_heads=4, num_kv_heads=1, d_ff=1792)
-SLICES = ("v5p:2x2x1", "v5p:2x2x2", "v5p:2x2x4", "v5p:2x4x4")  # 4, 8, 16, 32 chips
+SLICES = ("v5p:2x2x1", "v5p:2x2x2", "v5p:2x4x4")  # 4, 8 (where issue 14 started) and 32 chips
 SEQUENCE = 512  # one sequence per chip; the issue-14 bug held [global batch, length, vocab] logits per chip
 
 
@@ -33,7 +33,7 @@ def _run_config(chips: int, chunked: bool) -> RunConfig:
 @pytest.fixture(scope="module", params=[False, True], ids=["dense_loss", "chunked_loss"])
 def reports(request):
     """The dense loss (issue 14's bug) on every slice; the chunked loss on the smallest and the largest."""
-    slices = SLICES[::3] if request.param else SLICES
+    slices = SLICES[::2] if request.param else SLICES
     return [aot.compile_train_step(_run_config(parse_slice(t).chips, request.param), REDUCED_8B, t)
             for t in slices]
 

@@ -62,18 +62,3 @@ def test_a_finished_run_re_run_exits_0_with_a_message(smoke_run):
     assert (model_dir / "metrics.jsonl").read_text() == metrics  # nothing trained, nothing logged
 
 
-@pytest.mark.slow
-def test_gin_typo_names_file_and_line(tmp_path):
-    bad = tmp_path / "typo.gin"
-    bad.write_text("RunConfig.batch_size = 4\nRunConfig.trian_steps = 3\n")
-    out = _train("--gin_file=gin/runs/ul2r.gin", f"--gin_file={bad}", f"--gin.MODEL_DIR={tmp_path}")
-    assert out.returncode == 2
-    assert "trian_steps" in out.stderr and "typo.gin" in out.stderr and "line 2" in out.stderr
-
-
-@pytest.mark.slow
-def test_missing_required_macro_is_named(tmp_path):
-    out = _train(*SMOKE,
-                 f"--gin.MODEL_DIR={tmp_path}")
-    assert out.returncode != 0
-    assert "TRAIN_STEPS" in out.stderr or "train_steps" in out.stderr

@@ -37,6 +37,14 @@ class Infilled(NamedTuple):
     token_ids: list[int]  # everything generated (sentinels included), cut before EOS
 
 
+@functools.lru_cache(maxsize=16)
+def _forward(config: ModelConfig) -> Any:
+    """The jitted forward of `LoadedModel.logits`, one per model config: models of one shape (the four
+    models a pipeline evaluates) compile it once, as decoding/scoring.py and generate.py do."""
+    model = Decoder(config)
+    return jax.jit(lambda p, t, c: model.apply({"params": p}, t, causal_attention=c))
+
+
 @dataclasses.dataclass
 class LoadedModel:
     """A model ready for inference. Token-id methods: `logits`, `generate`, `generate_batch`, `score`;
@@ -50,11 +58,6 @@ class LoadedModel:
     path: str | None = None
     vocab_problem: str | None = None  # why `vocab` is None
     placement: Placement = Placement()
-
-    @functools.cached_property
-    def _apply(self):
-        model = Decoder(self.config)
-        return jax.jit(lambda p, t, c: model.apply({"params": p}, t, causal_attention=c))
 
     # --- vocabulary ---------------------------------------------------------------------------------------
     def _text_vocab(self) -> Any:
@@ -106,7 +109,7 @@ class LoadedModel:
         if prefix_length:
             flag = (jnp.arange(tokens.shape[1])[None, :] < prefix_length).astype(jnp.int32)
             flag = jnp.broadcast_to(flag, tokens.shape)
-        return np.asarray(self._apply(self.params, tokens, flag))
+        return np.asarray(_forward(self.config)(self.params, tokens, flag))
 
     # --- generation ---------------------------------------------------------------------------------------
     def _generate(self, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int, temperature: float,

@@ -58,9 +58,13 @@ def special_ids(vocabulary: Any, denoiser: Denoiser | None) -> dict[str, Any]:
             "eos_id": int(vocabulary.eos_id)}
 
 
+@tf.autograph.experimental.do_not_convert
 def make_example(tokens: tf.Tensor, seed: Any, denoiser: Denoiser | None, vocabulary: Any,
                  eos_after_inputs: bool = False) -> dict[str, tf.Tensor]:
-    """One raw chunk -> example: `denoise` (None = plain causal LM: no inputs, targets = chunk + EOS)."""
+    """One raw chunk -> example: `denoise` (None = plain causal LM: no inputs, targets = chunk + EOS).
+    Left out of autograph: the denoisers are plain TF ops, so converting them changes nothing and cost
+    about 0.8 s in every process that builds UL2R data (a tensor used as a Python bool here would fail at
+    trace time, loudly)."""
     ids = special_ids(vocabulary, denoiser)
     if denoiser is None:
         return causal_lm(tokens, ids["eos_id"])
