@@ -229,6 +229,7 @@ def test_score_is_the_sum_of_log_softmax_of_a_plain_forward(model, prefix_lm):
     assert model.score([contexts[0]], [[first]], prefix_lm=prefix_lm)[0][1]
 
 
+@pytest.mark.slow
 def test_models_of_one_config_compile_the_forward_once(model):
     """The four models a pipeline evaluates share one shape: the second one's logits reuse the compiled
     forward, computed with its own params."""

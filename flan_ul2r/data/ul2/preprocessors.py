@@ -62,7 +62,7 @@ def special_ids(vocabulary: Any, denoiser: Denoiser | None) -> dict[str, Any]:
 def make_example(tokens: tf.Tensor, seed: Any, denoiser: Denoiser | None, vocabulary: Any,
                  eos_after_inputs: bool = False) -> dict[str, tf.Tensor]:
     """One raw chunk -> example: `denoise` (None = plain causal LM: no inputs, targets = chunk + EOS).
-    Left out of autograph: the denoisers are plain TF ops, so converting them changes nothing and cost
+    Left out of autograph: the denoisers are plain TF ops, so converting them changes nothing and costs
     about 0.8 s in every process that builds UL2R data (a tensor used as a Python bool here would fail at
     trace time, loudly)."""
     ids = special_ids(vocabulary, denoiser)
