@@ -4,9 +4,7 @@ import pytest
 
 import flan_ul2r.tasks
 from flan_ul2r import cli, gin_utils
-
-SMOKE = ("--gin_file=gin/runs/ul2r.gin", "--gin_file=gin/models/tiny.gin",
-         "--gin_file=gin/runs/cpu_smoke.gin")
+from tests.test_train_cli import SMOKE
 
 
 @pytest.fixture
