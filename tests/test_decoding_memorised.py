@@ -62,7 +62,10 @@ def _example(rng: np.random.Generator) -> tuple[list[int], list[int]]:
 @pytest.fixture(scope="module")
 def memorised(tmp_path_factory):
     mesh = partitioning.make_mesh(data=1, fsdp=1, tensor=1, devices=jax.devices()[:1])
-    trainer = Trainer(CFG, optim.optimizer("adamw", optim.schedule("constant", 3e-3)), mesh,
+    # decayed to 0 by the last step: at a constant 3e-3 the final weights still moved enough that one
+    # blank of the test flipped with the compiler's rounding (XLA flags); decayed, it passes under the
+    # three flag sets tried
+    trainer = Trainer(CFG, optim.optimizer("adamw", optim.schedule("cosine", 3e-3, decay_steps=STEPS)), mesh,
                       partitioning.rules_for("data_parallel"), z_loss=0.0)
     state = trainer.init_state(0)
     rng = np.random.default_rng(0)

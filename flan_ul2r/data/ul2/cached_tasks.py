@@ -129,18 +129,23 @@ class CorpusSource(seqio.DataSource):
 def make_task(name: str, corpus: LazyCorpus, vocabulary: Any, denoiser: Denoiser | None, *,
               concatenate: bool = True, separator: bool = True, eos_after_inputs: bool = False,
               splits: Sequence[str] = SPLITS) -> SeekableTask:
-    """One task: `denoiser` over `corpus` (None = plain causal LM); both views (module docstring)."""
+    """One task: `denoiser` over `corpus` (None = plain causal LM); both views (module docstring).
+    Its callables are plain TF ops and Python: tf.data calls them unconverted (no autograph)."""
 
+    @tf.autograph.experimental.do_not_convert
     def table(split: str, seqlen) -> ChunkTable:
         sep = int(vocabulary.eos_id) if separator else None
         return corpus.table(split, chunk_length(denoiser, seqlen, eos_after_inputs), concatenate, sep)
 
+    @tf.autograph.experimental.do_not_convert
     def num_records(split: str, seqlen) -> int:
         return table(split, seqlen).num_records
 
+    @tf.autograph.experimental.do_not_convert
     def fetch(index: tf.Tensor, split: str, seqlen) -> dict[str, tf.Tensor]:
         return {"tokens": table(split, seqlen).fetch(index)}
 
+    @tf.autograph.experimental.do_not_convert
     def preprocess(features: dict[str, tf.Tensor], seed: tf.Tensor, seqlen) -> dict[str, tf.Tensor]:
         return make_example(features["tokens"], seed, denoiser, vocabulary, eos_after_inputs)
 
