@@ -130,9 +130,9 @@ def make_task(name: str, corpus: LazyCorpus, vocabulary: Any, denoiser: Denoiser
               concatenate: bool = True, separator: bool = True, eos_after_inputs: bool = False,
               splits: Sequence[str] = SPLITS) -> SeekableTask:
     """One task: `denoiser` over `corpus` (None = plain causal LM); both views (module docstring).
-    Its callables are plain TF ops and Python: tf.data calls them unconverted (no autograph)."""
+    The callables it hands to tf.data are plain TF ops and Python: they skip autograph (and so does
+    `table`, which only they call)."""
 
-    @tf.autograph.experimental.do_not_convert
     def table(split: str, seqlen) -> ChunkTable:
         sep = int(vocabulary.eos_id) if separator else None
         return corpus.table(split, chunk_length(denoiser, seqlen, eos_after_inputs), concatenate, sep)
