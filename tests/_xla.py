@@ -2,7 +2,7 @@
 compiles.
 
 Most of a test's time is XLA compiling tiny programs it runs a few times (a train step of a 32-wide model
-compiles in about a second and runs in milliseconds). Two flags make those compiles cheap:
+compiles in seconds with XLA's defaults and runs in milliseconds). Two flags make those compiles cheap:
 - `--xla_backend_optimization_level=0` skips LLVM's optimisation passes;
 - `--xla_cpu_use_fusion_emitters=false` emits fused loops with XLA:CPU's classic IR emitters instead of
   its newer MLIR fusion emitters, which cost most of what was left of a compile.
