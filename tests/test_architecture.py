@@ -266,3 +266,15 @@ def test_no_function_over_60_lines():
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{f.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, long
+
+
+def test_the_suite_starts_with_its_longest_files(request):
+    """tests/conftest.py LONGEST_FIRST names files that exist, and the collection starts with them, in order
+    (a renamed file would silently fall back to the end, where it keeps one worker busy alone)."""
+    from tests.conftest import LONGEST_FIRST
+
+    missing = [name for name in LONGEST_FIRST if not (ROOT / "tests" / f"{name}.py").is_file()]
+    assert not missing, missing
+    files = list(dict.fromkeys(item.path.stem for item in request.session.items))
+    collected = [name for name in LONGEST_FIRST if name in files]
+    assert files[:len(collected)] == collected

@@ -67,16 +67,28 @@ def test_the_check_finds_a_module_level_import(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_importing_every_module_of_the_package_leaves_torch_unloaded():
-    code = textwrap.dedent("""\
+def test_importing_every_module_and_writing_tensorboard_leave_torch_unloaded(tmp_path):
+    """As a fresh `flan-ul2r` process does: every module imported, then a run's TensorBoard writer (whose
+    tensorboardX imports torch whenever it is installed, as it is here) writes a scalar that reads back."""
+    code = textwrap.dedent(f"""\
         import importlib, pkgutil, sys
         import flan_ul2r, flan_ul2r.cli
         names = [m.name for m in pkgutil.walk_packages(flan_ul2r.__path__, "flan_ul2r.")]
         for name in names:
             importlib.import_module(name)
+        from flan_ul2r.training.tensorboard import summary_writer
+        writer = summary_writer({str(tmp_path / "tb")!r})
+        writer.add_scalar("train/loss", 2.5, 7)
+        writer.close()
         print(len(names), sorted(m for m in ("torch", "transformers") if m in sys.modules))
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     count, loaded = out.stdout.strip().splitlines()[-1].split(" ", 1)
     assert int(count) > 100 and loaded == "[]", out.stdout
+    from tests.test_remote_fs import _events  # the event file's TFRecord framing, read by hand
+
+    (event_file,) = (tmp_path / "tb").iterdir()
+    events = _events(event_file.read_bytes())
+    scalars = [(e.step, v.tag, v.simple_value) for e in events for v in e.summary.value]
+    assert scalars == [(7, "train/loss", 2.5)]
