@@ -22,7 +22,6 @@ def tiny_run(tmp_path_factory):
     return checkpointed_run(tmp_path_factory.mktemp("tiny_run") / "run")
 
 
-
 # The test files that take 20 s or more on 2 cores (`--durations`), longest first. pytest.ini hands whole
 # files to the workers (`--dist loadfile`, so a module's fixtures are made once) in collection order
 # (`--no-loadscope-reorder`); starting with these leaves short files for the end, where a long one would

@@ -44,9 +44,9 @@ class _EpathWriterFactory:
 
 def _tensorboardx() -> Any:
     """tensorboardX, imported without torch. Its writer imports torch whenever torch is installed, only so
-    that it accepts torch tensors (we pass floats and numpy): about 3 s and 0.4 GB at the start of every
-    run. While tensorboardX loads, `sys.modules["torch"] = None` makes its `import torch` fail as if torch
-    were absent; a process that already has torch keeps it."""
+    that it accepts torch tensors (we pass floats and numpy): 1.4 s of CPU and about 180 MB at the start
+    of every run. While tensorboardX loads, `sys.modules["torch"] = None` makes its `import torch` fail as
+    if torch were absent; a process that already has torch keeps it."""
     if "tensorboardX" in sys.modules or "torch" in sys.modules:
         import tensorboardX
         return tensorboardX
@@ -54,7 +54,7 @@ def _tensorboardx() -> Any:
     try:
         import tensorboardX
     finally:
-        del sys.modules["torch"]
+        sys.modules.pop("torch", None)
     return tensorboardX
 
 
