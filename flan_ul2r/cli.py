@@ -25,6 +25,19 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+def prepare_process() -> None:
+    """What every verb's process does first: quiet TF's C++ logs, load TF (tf_devices.import_tensorflow)
+    with the accelerators hidden from it, and set libtpu's environment."""
+    # TensorFlow's C++ INFO/WARNING lines (set before TF loads; export TF_CPP_MIN_LOG_LEVEL=0 to see
+    # them): a failing tf.data op logs one warning, with the Python traceback, per parallel call,
+    # while the verb already prints the error once, naming the file and line
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from flan_ul2r.tf_devices import hide_accelerators_from_tensorflow, quiet_libtpu
+
+    hide_accelerators_from_tensorflow()
+    quiet_libtpu()  # libtpu installed (tpu-compile extra) on a machine without TPUs: no init warnings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -37,14 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flan-ul2r: unknown verb {verb!r}; known: {', '.join(VERBS)}", file=sys.stderr)
         return 2
     if not any(a in ("-h", "--help") for a in rest):
-        # TensorFlow's C++ INFO/WARNING lines (set before TF loads; export TF_CPP_MIN_LOG_LEVEL=0 to see
-        # them): a failing tf.data op logs one warning, with the Python traceback, per parallel call,
-        # while the verb already prints the error once, naming the file and line
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from flan_ul2r.tf_devices import hide_accelerators_from_tensorflow, quiet_libtpu
-
-        hide_accelerators_from_tensorflow()
-        quiet_libtpu()  # libtpu installed (tpu-compile extra) on a machine without TPUs: no init warnings
+        prepare_process()
     module = importlib.import_module(VERBS[verb][0])
     try:
         return int(module.main(rest) or 0)

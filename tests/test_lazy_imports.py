@@ -1,6 +1,8 @@
 """torch and transformers load only where they are used: no module of the package and no test module imports
 them at module level (inside a function is fine), so `flan-ul2r` starts and the test suite collects without
-them; and importing every module of the package, as a fresh process does, leaves them unloaded."""
+them; and importing every module of the package, as a fresh process does, leaves them unloaded, and with
+them the extras that tensorboardX and Keras would load for features we do not use: torch, scikit-learn,
+pandas (flan_ul2r/hidden_imports.py)."""
 from __future__ import annotations
 
 import ast
@@ -67,12 +69,15 @@ def test_the_check_finds_a_module_level_import(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_importing_every_module_and_writing_tensorboard_leave_torch_unloaded(tmp_path):
-    """As a fresh `flan-ul2r` process does: every module imported, then a run's TensorBoard writer (whose
-    tensorboardX imports torch whenever it is installed, as it is here) writes a scalar that reads back."""
+def test_a_fresh_process_leaves_torch_sklearn_and_pandas_unloaded(tmp_path):
+    """As a fresh `flan-ul2r` process does: the CLI's start (TensorFlow, whose Keras imports scikit-learn
+    and pandas whenever they are installed, as they are here), every module imported, then a run's
+    TensorBoard writer (whose tensorboardX imports torch whenever it is installed) writes a scalar that
+    reads back; pandas still imports afterwards, for the loaders that need it."""
     code = textwrap.dedent(f"""\
         import importlib, pkgutil, sys
         import flan_ul2r, flan_ul2r.cli
+        flan_ul2r.cli.prepare_process()
         names = [m.name for m in pkgutil.walk_packages(flan_ul2r.__path__, "flan_ul2r.")]
         for name in names:
             importlib.import_module(name)
@@ -80,15 +85,41 @@ def test_importing_every_module_and_writing_tensorboard_leave_torch_unloaded(tmp
         writer = summary_writer({str(tmp_path / "tb")!r})
         writer.add_scalar("train/loss", 2.5, 7)
         writer.close()
-        print(len(names), sorted(m for m in ("torch", "transformers") if m in sys.modules))
+        loaded = sorted(m for m in ("torch", "transformers", "sklearn", "pandas") if m in sys.modules)
+        import pandas
+        print(len(names), pandas.DataFrame({{"a": [1, 2]}})["a"].sum(), loaded)
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    count, loaded = out.stdout.strip().splitlines()[-1].split(" ", 1)
-    assert int(count) > 100 and loaded == "[]", out.stdout
+    count, total, loaded = out.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert int(count) > 100 and int(total) == 3 and loaded == "[]", out.stdout
     from tests.test_remote_fs import _events  # the event file's TFRecord framing, read by hand
 
     (event_file,) = (tmp_path / "tb").iterdir()
     events = _events(event_file.read_bytes())
     scalars = [(e.step, v.tag, v.simple_value) for e in events for v in e.summary.value]
     assert scalars == [(7, "train/loss", 2.5)]
+
+
+def test_without_blocks_an_absent_package_for_the_block_only(tmp_path, monkeypatch):
+    """Inside `without`, a package not loaded yet fails to import as if it were not installed (a library's
+    `except ImportError` branch runs); after the block it imports; a loaded package is never blocked."""
+    from flan_ul2r import hidden_imports
+
+    (tmp_path / "probe_extra").mkdir()
+    (tmp_path / "probe_extra" / "__init__.py").write_text("VALUE = 7\n")
+    (tmp_path / "probe_library.py").write_text(
+        "try:\n    import probe_extra\nexcept ImportError:\n    probe_extra = None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("probe_extra", "probe_library"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with hidden_imports.without("probe_extra", "json") as blocked:
+        import json  # noqa: F401  (loaded before: not blocked)
+
+        import probe_library
+        with pytest.raises(ImportError):
+            import probe_extra  # noqa: F401
+    assert blocked == ["probe_extra"] and probe_library.probe_extra is None
+    import probe_extra
+
+    assert probe_extra.VALUE == 7 and sys.modules["probe_extra"] is probe_extra

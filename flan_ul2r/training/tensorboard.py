@@ -10,10 +10,9 @@ tensorboardX's plain files.
 """
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from flan_ul2r import fs
+from flan_ul2r import fs, hidden_imports
 
 REMOTE_SCHEMES = ("gs", "s3", "az", "hf")
 
@@ -45,16 +44,9 @@ class _EpathWriterFactory:
 def _tensorboardx() -> Any:
     """tensorboardX, imported without torch. Its writer imports torch whenever torch is installed, only so
     that it accepts torch tensors (we pass floats and numpy): 1.4 s of CPU and about 180 MB at the start
-    of every run. While tensorboardX loads, `sys.modules["torch"] = None` makes its `import torch` fail as
-    if torch were absent; a process that already has torch keeps it."""
-    if "tensorboardX" in sys.modules or "torch" in sys.modules:
+    of every run (flan_ul2r/hidden_imports.py); a process that already has torch keeps it."""
+    with hidden_imports.without("torch"):
         import tensorboardX
-        return tensorboardX
-    sys.modules["torch"] = None  # type: ignore[assignment]
-    try:
-        import tensorboardX
-    finally:
-        sys.modules.pop("torch", None)
     return tensorboardX
 
 
