@@ -32,12 +32,12 @@ STEPS = 60  # the run's length (its cosine schedule); host 1's SIGTERM stops bot
 WORKER = textwrap.dedent("""
     import os, sys
     os.environ["XLA_FLAGS"] = {flags!r}
-    import jax
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     sys.path.insert(0, {root!r})
     from flan_ul2r.cli import prepare_process
     prepare_process()  # as `flan-ul2r train` starts
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     from tests._train_child import SlowData
     from tests._train_toy import LENGTHS, register_toy_mixture
     from flan_ul2r.models.config import ModelConfig
