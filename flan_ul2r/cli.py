@@ -26,8 +26,12 @@ VERBS: dict[str, tuple[str, str]] = {
 
 
 def prepare_process() -> None:
-    """What every verb's process does first: quiet TF's C++ logs, load TF (tf_devices.import_tensorflow)
-    with the accelerators hidden from it, and set libtpu's environment."""
+    """What every verb's process does first: turn on the persistent cache of compiled XLA programs
+    (flan_ul2r/compile_cache.py: before JAX loads), quiet TF's C++ logs, load TF
+    (tf_devices.import_tensorflow) with the accelerators hidden from it, and set libtpu's environment."""
+    from flan_ul2r import compile_cache
+
+    compile_cache.enable_by_default()
     # TensorFlow's C++ INFO/WARNING lines (set before TF loads; export TF_CPP_MIN_LOG_LEVEL=0 to see
     # them): a failing tf.data op logs one warning, with the Python traceback, per parallel call,
     # while the verb already prints the error once, naming the file and line

@@ -1,5 +1,7 @@
 """Test session setup: CPU only, 8 fake devices for sharding tests, fast XLA compiles, quiet TensorFlow."""
 import os
+import shutil
+import tempfile
 
 from tests._xla import xla_flags
 
@@ -8,6 +10,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One persistent XLA cache per suite run (flan_ul2r/compile_cache.py; the workers and every child process
+# inherit it): the same train steps and decoding loops compile in many tests and fresh processes, and
+# each is compiled once. A fresh folder per run, deleted at its end (pytest_sessionfinish), so no run
+# reads another's. Programs that compile in 0.2 s or more under the fast flags of tests/_xla.py are stored.
+SUITE_XLA_CACHE = os.path.join(tempfile.gettempdir(), f"flan-ul2r-test-xla-cache-{os.getpid()}")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", SUITE_XLA_CACHE)  # workers inherit the main process's
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import pytest  # noqa: E402  (after the environment above: JAX reads it on import)
 
@@ -32,6 +41,12 @@ LONGEST_FIRST = (
     "test_run_safety", "test_multihost", "test_wheel_install", "test_eval_cli", "test_hf_architectures",
     "test_bad_inputs", "test_remote_fs", "test_eval_copying", "test_seqio_resume", "test_prefix_cache",
     "test_api", "test_model", "test_attention")
+
+
+def pytest_sessionfinish(session):
+    """The main process (not a pytest-xdist worker) deletes the suite's XLA cache folder at the end."""
+    if not hasattr(session.config, "workerinput"):
+        shutil.rmtree(SUITE_XLA_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):

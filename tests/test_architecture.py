@@ -16,7 +16,7 @@ MAX_FUNCTION_LINES = 60
 # package or of a lower layer; packages in one layer are siblings and never import each other. "" is the
 # package's own __init__ (`flan_ul2r.load_model`, a lazy door to api).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "hidden_imports"),                # error types | imports without unused extras
+    ("errors", "hidden_imports", "compile_cache"),  # error types | imports without unused extras | XLA cache
     ("fs",),
     ("tf_devices",),                             # TF off the accelerators, libtpu's environment
     ("data", "models"),                          # text -> batches | the flax Decoder
