@@ -1,8 +1,8 @@
 """A persistent cache of compiled XLA programs, on by default for every `flan-ul2r` verb.
 
 A train step or a decoding loop compiles once per shape, and a process that starts again compiles it
-again: a resumed run after preemption, the next stage of a pipeline with the same shapes (the four models
-of the 2x2 share every evaluation program), a second `flan-ul2r eval` of the same model. JAX's persistent
+again: a resumed run after preemption, a pipeline stage or evaluation with the shapes of an earlier one
+(the 2x2's four models have one shape), a second `flan-ul2r eval` of the same model. JAX's persistent
 compilation cache keeps each compiled program on disk, keyed by the program, the compile options, the
 XLA flags, the devices and the JAX/XLA versions, so a hit is the same executable a compile would give
 (a changed program, flag or version is a miss, never a stale program). MaxText turns it on the same way
