@@ -20,6 +20,16 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import pytest  # noqa: E402  (after the environment above: JAX reads it on import)
 
+# `--cpu-durations=N`: where the suite's CPU goes, child processes included (tests/_cpu_durations.py)
+from tests._cpu_durations import (  # noqa: E402, F401  (hooks: pytest finds them in this module)
+    pytest_addoption,
+    pytest_runtest_call,
+    pytest_runtest_makereport,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+    pytest_terminal_summary,
+)
+
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):

@@ -17,6 +17,7 @@ from flan_ul2r.main import infer
 from flan_ul2r.models import preset
 from flan_ul2r.training import checkpoints, optim
 from flan_ul2r.training.trainer import Trainer
+from tests._xla import optimised_train_steps
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 VOCAB = ByteVocabulary()
@@ -69,11 +70,12 @@ def memorised(tmp_path_factory):
                       partitioning.rules_for("data_parallel"), z_loss=0.0)
     state = trainer.init_state(0)
     rng = np.random.default_rng(0)
-    for _ in range(STEPS):
-        packer = Packer(16, LENGTH, bos_id=VOCAB.bos_id, pack=False)
-        for _ in range(16):
-            packer.add(*_example(rng))
-        state, metrics = trainer.train_step(state, partitioning.global_batch(packer.emit(), mesh))
+    with optimised_train_steps():  # one program run 300 times: compiled with optimisation (tests/_xla.py)
+        for _ in range(STEPS):
+            packer = Packer(16, LENGTH, bos_id=VOCAB.bos_id, pack=False)
+            for _ in range(16):
+                packer.add(*_example(rng))
+            state, metrics = trainer.train_step(state, partitioning.global_batch(packer.emit(), mesh))
     assert float(metrics["accuracy"]) > 0.95, float(metrics["accuracy"])
     directory = tmp_path_factory.mktemp("memorised")
     params = jax.tree.map(np.asarray, state.params)

@@ -9,6 +9,7 @@ import pytest
 from flan_ul2r.evaluation import intervals
 from flan_ul2r.evaluation.copying import BENCHMARK, METRIC, evaluate_copying, passages
 from flan_ul2r.pipeline.evidence import cell
+from tests._xla import optimised_train_steps
 
 BOS = 1
 # Documents of distinct words: each word is one token (id >= 2), none repeats inside a document.
@@ -162,8 +163,9 @@ def test_a_model_trained_to_copy_scores_high_and_the_untrained_one_does_not():
         return evaluate_copying(model, docs)["benchmarks"][BENCHMARK]
 
     before = score(state.params)
-    for _ in range(300):  # the copy forms between steps 100 and 200 (seed 0)
-        state, _ = trainer.train_step(state, partitioning.global_batch(_copy_rows(rng, 16, length), mesh))
+    with optimised_train_steps():  # one program run 300 times: compiled with optimisation (tests/_xla.py)
+        for _ in range(300):  # the copy forms between steps 100 and 200 (seed 0)
+            state, _ = trainer.train_step(state, partitioning.global_batch(_copy_rows(rng, 16, length), mesh))
     after = score(state.params)
     assert before["n"] == after["n"] == 24 and after["passage_tokens"] == length
     assert before["score"] < 20, before

@@ -2,6 +2,7 @@
 computation from the question text."""
 
 import datetime
+import functools
 import re
 
 import pytest
@@ -10,10 +11,15 @@ from flan_ul2r.data.flan.suite.tasks import SUITE, SUITE_SIZES, generate, item_k
 from flan_ul2r.data.flan.suite.words import OBJECT_KINDS, WEEKDAYS
 from flan_ul2r.data.flan.templates import render
 
-SPLITS = {
-    t.name: (generate(t, SUITE_SIZES["train"]), generate(t, SUITE_SIZES["validation"], "validation"))
-    for t in SUITE
-}
+TASKS = {t.name: t for t in SUITE}
+
+
+@functools.cache
+def splits(name: str) -> tuple[list, list]:
+    """The task's train and validation splits, generated once, when a test first asks (not at collection:
+    all of them take seconds, and every pytest-xdist worker collects this file)."""
+    task = TASKS[name]
+    return generate(task, SUITE_SIZES["train"]), generate(task, SUITE_SIZES["validation"], "validation")
 
 
 def test_size_families_and_templates():
@@ -26,7 +32,7 @@ def test_size_families_and_templates():
 
 @pytest.mark.parametrize("task", SUITE, ids=lambda t: t.name)
 def test_train_and_validation_are_disjoint_and_full(task):
-    train, validation = SPLITS[task.name]
+    train, validation = splits(task.name)
     train_keys, validation_keys = {item_key(e) for e in train}, {item_key(e) for e in validation}
     assert not train_keys & validation_keys
     # the texts a model sees are disjoint too (template 0, options listed in their order)
@@ -39,7 +45,7 @@ def test_train_and_validation_are_disjoint_and_full(task):
 
 def test_same_data_every_time():
     for t in SUITE[:5]:
-        assert generate(t, 30) == SPLITS[t.name][0][:30]
+        assert generate(t, 30) == splits(t.name)[0][:30]
 
 
 def _nums(s):
@@ -157,7 +163,7 @@ CHECKS = {
 @pytest.mark.parametrize("task", SUITE, ids=lambda t: t.name)
 def test_answers_are_correct(task):
     assert task.name in CHECKS
-    for e in SPLITS[task.name][0][:300] + SPLITS[task.name][1]:
+    for e in splits(task.name)[0][:300] + splits(task.name)[1]:
         assert CHECKS[task.name](e), (task.name, e)
         assert all(p in e["rationale"] for p in e["answer"].split()), (task.name, e)  # it reaches the answer
         if "options" in e:
@@ -165,9 +171,9 @@ def test_answers_are_correct(task):
 
 
 def test_benchmark_shaped_tasks_vary():
-    mc = SPLITS["multiple_choice"][1]
+    mc = splits("multiple_choice")[1]
     assert {e["kind"] for e in mc} == {"prime", "product", "alphabetical", "largest"}
     assert {e["options"].index(e["answer"]) for e in mc} == {0, 1, 2, 3}  # the right letter moves
-    steps = [e["rationale"].count("=") for e in SPLITS["multi_step_arithmetic"][1]]
+    steps = [e["rationale"].count("=") for e in splits("multi_step_arithmetic")[1]]
     assert min(steps) >= 2  # GSM8K's shape: at least two computation steps
-    assert {e["answer"] for e in SPLITS["navigate"][1]} == {"Yes", "No"}
+    assert {e["answer"] for e in splits("navigate")[1]} == {"Yes", "No"}
