@@ -56,8 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not any(a in ("-h", "--help") for a in rest):
         prepare_process()
     module = importlib.import_module(VERBS[verb][0])
+    # What is imported by now (TF, JAX, seqio: millions of objects) lives as long as the process; frozen,
+    # it is out of the collector's sight and the full collections of a run stop walking it (a 12-step toy
+    # training process: 10 full collections, 1.55 -> 0.9 s of CPU). Once per process: a later freeze
+    # would also keep whatever garbage the earlier verbs left in reference cycles.
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+    code = 1  # until the verb returns
     try:
-        return int(module.main(rest) or 0)
+        code = int(module.main(rest) or 0)
+        return code
     except Exception as e:  # a data error raised inside TF's tracing arrives wrapped: show the original
         from flan_ul2r.errors import exit_code, message, user_error
 
@@ -69,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         # an error's traceback keeps the frames of a failed tf.data pipeline in reference cycles: freed
         # only by the collector at interpreter exit, its iterator waits there for worker threads that can
-        # no longer take the GIL, and the process hangs after printing its message. Free them now.
-        gc.collect()
+        # no longer take the GIL, and the process hangs after printing its message. Free them now. Only
+        # after a failure: a full collection walks every object TF and JAX made (0.8 s in a test process).
+        if code != 0:
+            gc.collect()
 
 
 if __name__ == "__main__":

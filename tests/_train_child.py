@@ -14,8 +14,11 @@ import sys
 import time
 
 from flan_ul2r import cli
+from flan_ul2r.tf_devices import import_tensorflow
 from flan_ul2r.training import loop, preemption
-from tests._train_toy import register_toy_mixture
+
+import_tensorflow()  # first, as `flan-ul2r` loads it: without Keras's optional extras (tf_devices.py)
+from tests._train_toy import register_toy_mixture  # noqa: E402  (seqio, after TensorFlow)
 
 
 class SlowData:

@@ -82,6 +82,32 @@ def test_verbs_run_with_accelerators_hidden_from_tensorflow(monkeypatch):
     assert calls == [([], "GPU"), ([], "TPU"), ("verb ran", ["--vocab", "byte"])]
 
 
+
+@pytest.mark.parametrize("outcome, collections", [(0, 0), (3, 1), ("config error", 1)])
+def test_only_a_failed_verb_pays_for_a_full_collection(outcome, collections, monkeypatch, capsys):
+    """A failed verb's traceback can keep a tf.data pipeline alive in reference cycles, which would hang the
+    process at exit: the dispatcher collects them. A verb that succeeded leaves nothing of the kind, and a
+    full collection costs up to a second in a process that holds TF and JAX: it is skipped."""
+    import gc
+    import importlib
+    import types
+
+    from flan_ul2r.errors import ConfigError
+
+    def verb(argv):
+        if outcome == "config error":
+            raise ConfigError("--gin.X: not a thing")
+        return outcome
+
+    real_import, collected = importlib.import_module, []
+    monkeypatch.setattr(importlib, "import_module", lambda name: types.SimpleNamespace(main=verb)
+                        if name == cli.VERBS["inspect"][0] else real_import(name))
+    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(a) or 0)
+    assert cli.main(["inspect"]) == (2 if outcome == "config error" else outcome)
+    assert len(collected) == collections
+    if outcome == "config error":
+        assert "flan-ul2r inspect: --gin.X: not a thing" in capsys.readouterr().err
+
 @pytest.mark.parametrize(
     "binding, expected",
     [

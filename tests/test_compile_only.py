@@ -4,6 +4,7 @@ not fit."""
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import gin
 import pytest
@@ -107,3 +108,20 @@ def test_flop_conventions_for_llama3_8b_at_2048_tokens():
     out_and_mlp = 2 * (16_777_216 + 176_160_768)
     assert compute.recompute_flops_per_token(cfg, 2048, "save_attention") == 32 * out_and_mlp
     assert compute.recompute_flops_per_token(cfg, 2048, "none") == 0
+
+
+def test_the_mfu_peak_is_the_tables_or_measured_once_per_process_and_device_kind(monkeypatch):
+    """A listed accelerator takes the datasheet figure without measuring; an unlisted one (the CPU) is
+    measured by the first run of the process and the later runs reuse that figure."""
+    measured = []
+    monkeypatch.setattr(compute, "measure_matmul_peak", lambda: measured.append(1) or 0.5 + len(measured))
+    compute._measured_peak.cache_clear()
+    try:
+        h100 = SimpleNamespace(platform="gpu", device_kind="NVIDIA H100 80GB HBM3")
+        assert compute.peak_tflops(h100) == 989.0 and measured == []
+        cpu = SimpleNamespace(platform="cpu", device_kind="cpu")
+        assert compute.peak_tflops(cpu) == compute.peak_tflops(cpu) == 1.5 and len(measured) == 1
+        other = SimpleNamespace(platform="cpu", device_kind="another cpu")
+        assert compute.peak_tflops(other) == 2.5 and len(measured) == 2  # a kind of its own, measured
+    finally:
+        compute._measured_peak.cache_clear()

@@ -83,7 +83,7 @@ class _Logger:
         self.cfg, self.ckpts, self.writer = cfg, ckpts, writer
         self.flops_per_token = compute.train_flops_per_token(trainer.cfg, cfg.sequence_length)
         self.causal_halved = compute.train_flops_per_token(trainer.cfg, cfg.sequence_length, "causal_halved")
-        self.peak = compute.device_peak_tflops() or compute.measure_matmul_peak()
+        self.peak = compute.peak_tflops()
         self.last: dict[str, float] = {}
         self.evaluator: PeriodicEval | None = None
         self._clock = time.perf_counter()

@@ -23,6 +23,11 @@ def _is_prime(n: int) -> bool:
     return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))
 
 
+# the "prime" question's right answers and its wrong ones (odd, not prime), listed once
+_PRIMES = [n for n in range(11, 200) if _is_prime(n)]
+_ODD_NON_PRIMES = [n for n in range(10, 200) if not _is_prime(n) and n % 2]
+
+
 def _mc(
     r: random.Random, question: str, right: str, wrong: list[str], rationale: str, kind: str
 ) -> dict[str, Any]:
@@ -35,8 +40,8 @@ def multiple_choice(r: random.Random) -> dict[str, Any]:
     """MMLU-shaped: one of four question kinds, four distinct options."""
     kind = r.choice(["prime", "product", "alphabetical", "largest"])
     if kind == "prime":
-        right = r.choice([n for n in range(11, 200) if _is_prime(n)])
-        wrong = r.sample([n for n in range(10, 200) if not _is_prime(n) and n % 2], 3)
+        right = r.choice(_PRIMES)
+        wrong = r.sample(_ODD_NON_PRIMES, 3)
         return _mc(
             r,
             "Which of the following numbers is prime?",
