@@ -1,5 +1,4 @@
 """Test session setup: CPU only, 8 fake devices for sharding tests, fast XLA compiles, quiet TensorFlow."""
-import gc
 import os
 import shutil
 import tempfile
@@ -58,18 +57,6 @@ def pytest_sessionfinish(session):
     """The main process (not a pytest-xdist worker) deletes the suite's XLA cache folder at the end."""
     if not hasattr(session.config, "workerinput"):
         shutil.rmtree(SUITE_XLA_CACHE, ignore_errors=True)
-
-
-def pytest_collection_finish(session):
-    """Makes the collector's full passes cheap in a test process. gc.freeze: TF, JAX, seqio and the test
-    modules stay for the whole session, and the full passes (automatic ones, and the CLI's after a failed
-    verb, flan_ul2r/cli.py) then walk only what the tests made; the CLI's own freeze, once per process, then
-    does nothing here (it would also keep earlier tests' garbage). A full pass comes after 100 passes of the
-    middle generation instead of 10: tests make many long-lived objects (traced programs, TF graphs), so the
-    default walked them every few seconds. test_trainer, test_decoding, test_model and test_eval_cli in one
-    process: 18.5 s of CPU in full passes before, 6.3 s after."""
-    gc.freeze()
-    gc.set_threshold(700, 10, 100)  # CPython's defaults are (700, 10, 10)
 
 
 def pytest_collection_modifyitems(items):
