@@ -82,7 +82,6 @@ def test_verbs_run_with_accelerators_hidden_from_tensorflow(monkeypatch):
     assert calls == [([], "GPU"), ([], "TPU"), ("verb ran", ["--vocab", "byte"])]
 
 
-
 @pytest.mark.parametrize("outcome, collections", [(0, 0), (3, 1), ("config error", 1)])
 def test_only_a_failed_verb_pays_for_a_full_collection(outcome, collections, monkeypatch, capsys):
     """A failed verb's traceback can keep a tf.data pipeline alive in reference cycles, which would hang the
@@ -107,6 +106,7 @@ def test_only_a_failed_verb_pays_for_a_full_collection(outcome, collections, mon
     assert len(collected) == collections
     if outcome == "config error":
         assert "flan-ul2r inspect: --gin.X: not a thing" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize(
     "binding, expected",
