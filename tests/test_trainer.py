@@ -100,6 +100,34 @@ def test_microbatching_gives_the_same_step(batches):
     np.testing.assert_allclose(micro, full, rtol=1e-5)
 
 
+@pytest.mark.slow
+def test_a_step_right_after_an_async_save_keeps_the_saved_state(batches, tmp_path):
+    """Every step donates its input state, the one right after an async save too (one compiled program per
+    run). orbax copies the state to host before `save` returns; on CPU that copy is a view of the device
+    buffer, and XLA must not overwrite it while the writer still reads it."""
+    from flan_ul2r.training.checkpoints import TrainCheckpoints
+
+    mesh = partitioning.make_mesh(data=1, fsdp=2, tensor=1, devices=jax.devices()[:2])
+    trainer = Trainer(CFG, optim.optimizer("adamw", optim.schedule("constant", 3e-3)), mesh,
+                      partitioning.rules_for("fsdp"))
+    first = trainer.init_state(0)
+    saved, _ = trainer.train_step(first, partitioning.global_batch(batches[0], mesh))
+    assert all(x.is_deleted() for x in jax.tree.leaves(first))  # without a save, the input is donated
+    expected = [np.array(x, copy=True) for x in jax.tree.leaves(saved)]
+    ckpts = TrainCheckpoints(tmp_path, period=1)
+    ckpts.save(1, saved, {"position": 1})  # async: returns before the files are written
+    state = saved
+    for b in batches[1:]:
+        state, _ = trainer.train_step(state, partitioning.global_batch(b, mesh))
+    # the saved arrays still hold step 1's values while (and after) later steps run
+    assert all(np.array_equal(np.asarray(x), e) for x, e in zip(jax.tree.leaves(saved), expected))
+    ckpts.wait()
+    restored, _ = ckpts.restore(1, trainer.abstract_state)
+    assert all(np.array_equal(np.asarray(x), e) for x, e in zip(jax.tree.leaves(restored), expected))
+    assert int(state.step) == 3 and trainer.jitted_step(batches[0])._cache_size() == 1  # one program
+    ckpts.close()
+
+
 def _run(model_dir, steps, **kw):
     return train_tiny(model_dir, register_toy_mixture(), steps, **kw)
 

@@ -191,7 +191,7 @@ def _steps(cfg: RunConfig, trainer: Trainer, ckpts: checkpoints.TrainCheckpoints
                 print(f"the data failed after step {step - 1}{note}", file=sys.stderr, flush=True)
             raise
         watcher.begin_training()
-        state, metrics = trainer.train_step(state, item.batch, donate=not ckpts.should_save(step - 1, False))
+        state, metrics = trainer.train_step(state, item.batch)
         if pending is not None:  # the previous step's metrics, read while this step runs
             logger.log(pending)
             pending = None

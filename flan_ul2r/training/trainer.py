@@ -69,7 +69,7 @@ class Trainer:
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
             TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=self.abstract_params,
                        opt_state=abstract_opt), self.state_shardings)
-        self._steps: dict[bool, Any] | None = None
+        self._step: Any = None
 
     # --- shardings ---------------------------------------------------------------------------------------
     def _opt_state_shardings(self, abstract_opt: Any) -> Any:
@@ -180,22 +180,23 @@ class Trainer:
         with self.context():
             return fn(*args)
 
-    def jitted_step(self, features: Any, donate: bool = True) -> Any:
-        """The jitted train step (what `train_step` runs; training/aot.py lowers it without running)."""
-        if self._steps is None:
+    def jitted_step(self, features: Any) -> Any:
+        """The jitted train step (what `train_step` runs; training/aot.py lowers it without running). It
+        donates the input state, every step: one program per run. The step after an async checkpoint save
+        donates too: orbax copies the state to host memory before `save` returns, and on CPU, where that
+        copy is a view of the device buffer, XLA does not reuse a buffer that a host view still holds
+        (tests/test_trainer.py `test_a_step_right_after_an_async_save_keeps_the_saved_state`)."""
+        if self._step is None:
             batch_sh = {k: partitioning.batch_sharding(self.mesh) for k in features}
-            kw = dict(in_shardings=(self.state_shardings, batch_sh),
-                      out_shardings=(self.state_shardings, partitioning.replicated(self.mesh)),
-                      compiler_options=compiler_options(self.platform))
-            self._steps = {True: jax.jit(self._train_step, donate_argnums=0, **kw),
-                           False: jax.jit(self._train_step, **kw)}
-        return self._steps[donate]
+            self._step = jax.jit(self._train_step, donate_argnums=0,
+                                 in_shardings=(self.state_shardings, batch_sh),
+                                 out_shardings=(self.state_shardings, partitioning.replicated(self.mesh)),
+                                 compiler_options=compiler_options(self.platform))
+        return self._step
 
-    def train_step(self, state: TrainState, batch: dict[str, jax.Array], donate: bool = True
-                   ) -> tuple[TrainState, dict]:
-        """One step. `donate=False` right after an async checkpoint save: the writer may still read the
-        old state's buffers (on CPU they can be aliased, not copied), so they must not be reused."""
-        step = self.jitted_step(batch, donate)
+    def train_step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+        """One step; `state` is donated (its buffers are reused for the new state)."""
+        step = self.jitted_step(batch)
         with self.context():
             return step(state, batch)
 
