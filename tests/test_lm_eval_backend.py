@@ -78,8 +78,9 @@ def test_lm_eval_runs_local_tasks_end_to_end(tmp_path):
 
     write_tasks(tmp_path)
     lm = FlanUL2RLM(model=ScriptedModel(answer, logprob=logprob), batch_size=2)
+    tasks = TaskManager(include_path=str(tmp_path), include_defaults=False)  # only this folder's tasks
     out = lm_eval.simple_evaluate(model=lm, tasks=["fu_capitals_mc", "fu_capitals_gen", "fu_text_ppl"],
-                                  task_manager=TaskManager(include_path=str(tmp_path)), log_samples=True)
+                                  task_manager=tasks, log_samples=True)
     r = out["results"]
     assert r["fu_capitals_mc"]["acc,none"] == pytest.approx(2 / 3)       # France, Norway right
     assert r["fu_capitals_gen"]["exact_match,none"] == pytest.approx(2 / 3)   # France, Italy right
