@@ -69,11 +69,11 @@ def test_the_check_finds_a_module_level_import(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_a_fresh_process_leaves_torch_sklearn_and_pandas_unloaded(tmp_path):
-    """As a fresh `flan-ul2r` process does: the CLI's start (TensorFlow, whose Keras imports scikit-learn
-    and pandas whenever they are installed, as they are here), every module imported, then a run's
-    TensorBoard writer (whose tensorboardX imports torch whenever it is installed) writes a scalar that
-    reads back; pandas still imports afterwards, for the loaders that need it."""
+def test_a_fresh_process_leaves_torch_sklearn_pandas_and_matplotlib_unloaded(tmp_path):
+    """As a fresh `flan-ul2r` process does: the CLI's start (TensorFlow, whose Keras imports scikit-learn,
+    pandas and matplotlib whenever they are installed, as they are here), every module imported, then a
+    run's TensorBoard writer (whose tensorboardX imports torch whenever it is installed) writes a scalar
+    that reads back; pandas and matplotlib still import afterwards, for the loaders and the loss plot."""
     code = textwrap.dedent(f"""\
         import importlib, pkgutil, sys
         import flan_ul2r, flan_ul2r.cli
@@ -85,14 +85,20 @@ def test_a_fresh_process_leaves_torch_sklearn_and_pandas_unloaded(tmp_path):
         writer = summary_writer({str(tmp_path / "tb")!r})
         writer.add_scalar("train/loss", 2.5, 7)
         writer.close()
-        loaded = sorted(m for m in ("torch", "transformers", "sklearn", "pandas") if m in sys.modules)
+        loaded = sorted(m for m in ("torch", "transformers", "sklearn", "pandas", "matplotlib")
+                        if m in sys.modules)
         import pandas
+        from flan_ul2r.training.metrics import plot_losses
+        metrics = {str(tmp_path / "metrics.jsonl")!r}
+        open(metrics, "w").write('{{"step": 1, "loss": 3.0}}\\n{{"step": 2, "loss": 2.0}}\\n')
+        plot_losses(metrics, {str(tmp_path / "loss.png")!r})
         print(len(names), pandas.DataFrame({{"a": [1, 2]}})["a"].sum(), loaded)
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     count, total, loaded = out.stdout.strip().splitlines()[-1].split(" ", 2)
     assert int(count) > 100 and int(total) == 3 and loaded == "[]", out.stdout
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from tests.test_remote_fs import _events  # the event file's TFRecord framing, read by hand
 
     (event_file,) = (tmp_path / "tb").iterdir()

@@ -159,3 +159,28 @@ def test_block_tasks_give_the_per_example_tasks_examples():
     next(first)
     resumed = make_train_iterator("blocktoy", LENGTHS, 2, state=first.state(), **kw)
     assert [ex["targets"].tolist() for ex in islice(resumed.examples(), 5)] == one[2:7]
+
+
+def test_a_closed_iterator_says_so(names):
+    it = make_train_iterator(names[0], LENGTHS, 1, seed=0)
+    next(it)
+    it.close()
+    with pytest.raises(ValueError, match="this TrainIterator is closed"):
+        next(it)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_script_holding_a_flan_iterator_exits():
+    """A script whose module-level iterator is still open at exit ends normally. Freed only during
+    interpreter finalization, the Flan pipeline (Python renderers inside tf.data's parallel maps) hung the
+    process for good; the loader's exit hook closes it first."""
+    import subprocess
+    import sys
+
+    code = ("import flan_ul2r.tasks.flan\n"
+            "from flan_ul2r.data.core.loader import make_train_iterator\n"
+            "it = make_train_iterator('flan', {'inputs': 96, 'targets': 32}, 2, seed=0)\n"
+            "print(next(it)['decoder_target_tokens'].shape, flush=True)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "(2, 128)", (out.stdout, out.stderr[-2000:])

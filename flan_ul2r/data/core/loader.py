@@ -22,10 +22,17 @@ Examples longer than the row are trimmed with the project's one policy (targets 
 their tail; seqio's per-feature trimming is not applied: prefix and targets are concatenated first).
 An error inside tf.data (a bad line, a damaged TFRecord, a failing preprocessor) is raised as a
 `data_errors.DataError` naming the task and the file, line or record.
+
+`close()` lets go of the tf.data iterator; every iterator still open when Python exits is closed by an
+`atexit` hook. Freed later, during interpreter finalization, a pipeline with Python code in it (the Flan
+renderers, a user's `tf.py_function`) hangs the process for good: the iterator's destructor waits for its
+parallel-map calls, and they wait for a GIL that threads can no longer take.
 """
 from __future__ import annotations
 
+import atexit
 import re
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -68,8 +75,13 @@ class TrainIterator:
         self._position = (draw, cursors, prints)
         self._pending: dict[str, Any] | None = None
         self._next = (draw, cursors.copy(), prints.copy())  # position of the next example of the stream
-        self._blocks = self._dataset(draw, cursors, prints).as_numpy_iterator()
+        self._blocks: Iterator[Any] | None = self._dataset(draw, cursors, prints).as_numpy_iterator()
         self._block: list[dict[str, Any]] = []
+        _OPEN.add(self)
+
+    def close(self) -> None:
+        """Frees the tf.data pipeline now (module docstring); the iterator gives no more batches."""
+        self._blocks, self._block, self._pending = None, [], None
 
     # --- state ------------------------------------------------------------------------------------------
     def _parse_state(self, state: Mapping[str, Any] | None) -> tuple[int, np.ndarray, np.ndarray]:
@@ -157,6 +169,8 @@ class TrainIterator:
 
     def _advance(self) -> tuple[tuple[int, np.ndarray, np.ndarray], dict[str, Any]]:
         """Next example and its position (draw k, cursors and fingerprints before it); moves on."""
+        if self._blocks is None:
+            raise ValueError(f"{self.name!r}: this TrainIterator is closed")
         try:
             if not self._block:
                 self._block = _unblock(next(self._blocks))[::-1]
@@ -184,6 +198,15 @@ class TrainIterator:
         while True:
             (k, cursors, _), ex = self._advance()
             yield {**ex, "draw": k, "cursors": cursors}
+
+
+_OPEN: weakref.WeakSet[TrainIterator] = weakref.WeakSet()  # iterators not yet garbage, closed at exit
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for it in list(_OPEN):
+        it.close()
 
 
 def _in_blocks(ds: tf.data.Dataset, size: int) -> tf.data.Dataset:
